@@ -1,0 +1,383 @@
+"""The aggregation pipeline: formulas → cross-fitting → weights → monotone → conformal.
+
+:func:`qagg` is the one user-facing entry; every stage is a pure function of arrays in its own
+module, and this module only wires them together and records what each stage did.
+
+Examples
+--------
+>>> import qaggstats as qa
+>>> df = qa.datasets.load("engel")
+>>> fit = qa.qagg("foodexp ~ income", data=df, quantiles=[0.1, 0.5, 0.9],
+...               models={"linear": qa.learners.LinearQR(), "knn": qa.learners.KNN(k=20)},
+...               cv=3, seed=0)
+>>> fit.predict(df.head(2)).shape[0]
+2
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import conformal as conformal_mod
+from . import learners as learners_mod
+from .aggregate import fit_weights
+from .crossfit import CrossFit, crossfit
+from .errors import CalibrationError, DataError, QaggError
+from .formula import model_frames
+from .monotone import postprocess as monotone_postprocess
+from .progress import ProgressFn, as_progress
+
+__all__ = ["qagg", "DEFAULT_QUANTILES", "default_models", "check_quantiles"]
+
+DEFAULT_QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+WEIGHT_FAMILIES = ("mean", "median", "global", "quantile", "grouped", "local", "fine", "qra", "fqra")
+CONFORMAL_METHODS = (None, "cqr", "cqr-asymmetric", "cv+")
+POSTPROCESS_METHODS = ("none", "sort", "isotonic", "rearrange", "minmax")
+
+
+def default_models(seed: int = 0) -> dict[str, Any]:
+    """The default base learners: linear QR, quantile forest, boosting, k-NN, location-scale.
+
+    Examples
+    --------
+    >>> sorted(default_models())
+    ['boost', 'forest', 'knn', 'linear', 'locscale']
+    """
+    return {
+        "linear": learners_mod.LinearQR(),
+        "forest": learners_mod.QuantileForest(random_state=seed),
+        "boost": learners_mod.GradientBoosting(random_state=seed),
+        "knn": learners_mod.KNN(),
+        "locscale": learners_mod.LocationScale(),
+    }
+
+
+def check_quantiles(quantiles: Sequence[float] | float) -> tuple[np.ndarray, list[str]]:
+    """Validate quantile levels; return them sorted, with notes on what was changed.
+
+    Raises
+    ------
+    DataError
+        A level outside (0, 1), a duplicated level, or a non-numeric level.
+
+    Examples
+    --------
+    >>> taus, notes = check_quantiles([0.9, 0.1, 0.5])
+    >>> taus.tolist(), notes
+    ([0.1, 0.5, 0.9], ['quantile levels were not increasing; sorted to 0.1, 0.5, 0.9'])
+    """
+    try:
+        taus = np.atleast_1d(np.asarray(quantiles, dtype=float))
+    except (TypeError, ValueError) as err:
+        raise DataError(f"quantile levels must be numbers in (0, 1), got {quantiles!r}") from err
+    if taus.ndim != 1 or taus.size == 0:
+        raise DataError("give at least one quantile level in (0, 1)")
+    bad = [t for t in taus if not (0.0 < t < 1.0)]
+    if bad:
+        raise DataError(f"quantile level {bad[0]:g} is outside (0, 1); levels must lie strictly between 0 and 1")
+    uniq, counts = np.unique(taus, return_counts=True)
+    if (counts > 1).any():
+        raise DataError(f"quantile level {uniq[counts > 1][0]:g} is given more than once")
+    notes = []
+    if (np.diff(taus) < 0).any():
+        notes.append("quantile levels were not increasing; sorted to " + ", ".join(f"{t:g}" for t in uniq))
+    return uniq, notes
+
+
+@dataclass(frozen=True)
+class _Split:
+    """Row positions (into the used rows) for proper training and calibration."""
+
+    train: np.ndarray
+    cal: np.ndarray
+
+
+def _split_rows(n: int, conformal: Optional[str], cal_size: float, seed: int) -> _Split:
+    if conformal not in ("cqr", "cqr-asymmetric"):
+        return _Split(np.arange(n), np.arange(0))
+    if not 0.0 < cal_size < 1.0:
+        raise DataError(f"cal_size must be a fraction in (0, 1), got {cal_size!r}")
+    rng = np.random.default_rng([seed, 1])  # a stream separate from the fold assignment
+    perm = rng.permutation(n)
+    n_cal = int(round(cal_size * n))
+    if n_cal < 1 or n - n_cal < 2:
+        raise CalibrationError(
+            f"cannot split {n} rows into training and calibration sets with cal_size={cal_size}"
+        )
+    return _Split(np.sort(perm[n_cal:]), np.sort(perm[:n_cal]))
+
+
+def _resolve_models(models, seed: int) -> dict[str, Any]:
+    if models is None:
+        return default_models(seed)
+    if isinstance(models, Mapping):
+        resolved = dict(models)
+    else:
+        resolved = {}
+        for obj in models:
+            name = type(obj).__name__.lower()
+            k = 2
+            while name in resolved:
+                name, k = f"{type(obj).__name__.lower()}{k}", k + 1
+            resolved[name] = obj
+    if not resolved:
+        raise DataError("models is empty: give at least one base learner")
+    for name, obj in resolved.items():
+        if not isinstance(name, str) or not name:
+            raise DataError(f"model names must be non-empty strings, got {name!r}")
+        learners_mod.check_learner(obj, name)
+    return resolved
+
+
+def _learner_formula(learner: Any, default: str) -> str:
+    own = getattr(learner, "formula", None)
+    return own if own else default
+
+
+def sort_base(Q: np.ndarray) -> np.ndarray:
+    """Sort each base model's quantiles across levels, shape kept: (n, p, r).
+
+    With sorted inputs the non-crossing constraints of the weight fit are always feasible
+    (equal weights across levels satisfy them).
+    """
+    return np.sort(Q, axis=-1)
+
+
+def qagg(
+    formula: str,
+    data: pd.DataFrame,
+    models: Mapping[str, Any] | Sequence[Any] | None = None,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    weights: str = "quantile",
+    *,
+    constraint: str = "simplex",
+    noncrossing: bool = True,
+    postprocess: str = "sort",
+    conformal: Optional[str] = None,
+    cal_size: float = 0.25,
+    cv: int = 5,
+    seed: int = 0,
+    n_jobs: int = 1,
+    na: str = "drop",
+    groups: Any = None,
+    local_formula: Optional[str] = None,
+    smooth: float = 0.0,
+    solver: str = "auto",
+    test: Optional[pd.DataFrame] = None,
+    on_error: str = "raise",
+    backend: Any = "local",
+    data_name: Optional[str] = None,
+    progress: Optional[ProgressFn] = None,
+):
+    """Fit base quantile models, aggregate them, make them monotone, and calibrate.
+
+    Parameters
+    ----------
+    formula : str
+        Default formula (``"y ~ x1 + bs(x2, df=5) + C(g)"``, ``"y ~ ."``) for every model
+        without its own.
+    data : DataFrame
+        Training data. Rows with missing values in used columns are dropped and counted
+        (``na="raise"`` makes that an error).
+    models : mapping name -> learner, sequence of learners, or None
+        Base learners following the protocol ``fit(X, y, taus)`` / ``predict(X)``; None uses
+        :func:`default_models`.
+    quantiles : sequence of float
+        Levels in (0, 1); unsorted levels are sorted (with a note), duplicates are an error.
+    weights : str
+        Weight family: "mean", "median", "global", "quantile", "grouped", "local", "fine",
+        "qra" or "fqra" (see :func:`qaggstats.aggregate.fit_weights`).
+    constraint : {"simplex", "nonneg", "free"}
+    noncrossing : bool
+        Impose q̂_k ≤ q̂_k+1 at the training points in the weight fit.
+    postprocess : {"sort", "isotonic", "rearrange", "minmax", "none"}
+        Monotone post-processing applied to every prediction; "sort" and "isotonic" can only
+        lower WIS (Fakoor et al. 2023).
+    conformal : {None, "cqr", "cqr-asymmetric", "cv+"}
+        Conformal calibration of the central intervals. "cqr" variants hold out ``cal_size``
+        of the rows; "cv+" reuses the cross-fitted predictions.
+    cal_size : float
+        Fraction of rows held out for split conformal calibration.
+    cv, seed, n_jobs : int
+        Folds, seed (fold assignment, calibration split, random learners) and parallel jobs.
+    groups : sequence of int or int, optional
+        Level groups for ``weights="grouped"``.
+    local_formula : str, optional
+        Right-hand side (``"~ x1 + x2"``) whose standardised design is the basis φ(x) of
+        ``weights="local"``; default: the standardised design of ``formula``.
+    smooth : float
+        Penalty λ·Σ|α_k+1 − α_k| across adjacent levels.
+    solver : str
+        "auto", "fast", "cvxpy" or a cvxpy solver name.
+    test : DataFrame, optional
+        Held-out data to score the fit on (``results.test_scores``).
+    on_error : {"raise", "drop"}
+        What to do when a base learner raises.
+    backend : "local", "dask" or a dask.distributed Client
+        Where the cross-fitting tasks run.
+    data_name : str, optional
+        Name of the data set shown in summaries and reports.
+    progress : callable, optional
+        ``progress(stage, done, total)``.
+
+    Returns
+    -------
+    QaggResults
+
+    Examples
+    --------
+    >>> import qaggstats as qa
+    >>> df = qa.datasets.load("engel")
+    >>> fit = qa.qagg("foodexp ~ income", df, models={"lin": qa.learners.LinearQR()},
+    ...               quantiles=[0.25, 0.5, 0.75], cv=3)
+    >>> fit.weights["weight"].round(6).tolist()
+    [1.0, 1.0, 1.0]
+    """
+    from .results import QaggResults  # results imports this module's helpers
+
+    report = as_progress(progress)
+    taus, notes = check_quantiles(quantiles)
+    if weights not in WEIGHT_FAMILIES:
+        raise DataError(f"unknown weight family {weights!r}; choose one of {', '.join(WEIGHT_FAMILIES)}")
+    if conformal not in CONFORMAL_METHODS:
+        raise DataError(f"unknown conformal method {conformal!r}; choose None, 'cqr', 'cqr-asymmetric' or 'cv+'")
+    if postprocess not in POSTPROCESS_METHODS:
+        raise DataError(f"unknown postprocess {postprocess!r}; choose one of {', '.join(POSTPROCESS_METHODS)}")
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if not isinstance(cv, (int, np.integer)) or cv < 2:
+        raise DataError(f"cv must be an integer of at least 2 folds, got {cv!r}")
+    if on_error not in ("raise", "drop"):
+        raise DataError(f"on_error must be 'raise' or 'drop', got {on_error!r}")
+
+    learners = _resolve_models(models, seed)
+    formulas = {name: _learner_formula(obj, formula) for name, obj in learners.items()}
+    basis_name = "__basis__"
+    if weights == "local":
+        formulas[basis_name] = local_formula_with_response(local_formula, formula)
+    frames = model_frames(formulas, data, na=na)
+    y = frames.y
+    n = y.shape[0]
+    split = _split_rows(n, conformal, cal_size, seed)
+    if split.train.size < cv:
+        raise DataError(f"{split.train.size} training rows are fewer than cv={cv} folds")
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    X_train = {name: frames.X[name][split.train] for name in learners}
+    cf = crossfit(
+        learners, X_train, y[split.train], taus, cv=cv, seed=seed, n_jobs=n_jobs,
+        progress=report, on_error=on_error, **({} if backend == "local" else {"backend": backend}),
+    )
+    timings["cross-fitting"] = time.perf_counter() - t0
+    Q = sort_base(cf.Q)
+
+    basis = None
+    basis_state = None
+    if weights == "local":
+        basis, basis_state = standardized_basis(frames.X[basis_name][split.train])
+
+    report("weight fit", 0, 1)
+    t0 = time.perf_counter()
+    fit_kwargs = dict(
+        family=weights, constraint=constraint, noncrossing=noncrossing, smooth=smooth,
+        solver=solver,
+    )
+    if groups is not None:
+        fit_kwargs["groups"] = groups
+    if basis is not None:
+        fit_kwargs["basis"] = basis
+    wfit = fit_weights(Q, y[split.train], taus, **fit_kwargs)
+    timings["weight fit"] = time.perf_counter() - t0
+    report("weight fit", 1, 1)
+
+    q_oof_raw = wfit.combine(Q, basis=basis) if basis is not None else wfit.combine(Q)
+    q_oof = monotone_postprocess(q_oof_raw, taus, postprocess)
+
+    calibration = None
+    t0 = time.perf_counter()
+    if conformal in ("cqr", "cqr-asymmetric"):
+        X_cal = {name: frames.X[name][split.cal] for name in cf.models}
+        Q_cal = sort_base(cf.predict(X_cal))
+        b_cal = apply_basis(frames.X[basis_name][split.cal], basis_state) if basis is not None else None
+        q_cal = monotone_postprocess(
+            wfit.combine(Q_cal, basis=b_cal) if b_cal is not None else wfit.combine(Q_cal),
+            taus, postprocess,
+        )
+        method = "asymmetric" if conformal == "cqr-asymmetric" else "symmetric"
+        calibration = conformal_mod.fit_cqr(q_cal, y[split.cal], taus, method=method)
+    elif conformal == "cv+":
+        calibration = conformal_mod.fit_cvplus(q_oof, y[split.train], cf.folds, taus)
+    timings["calibration"] = time.perf_counter() - t0
+
+    return QaggResults.from_pipeline(
+        formula=formula,
+        formulas={k: v for k, v in formulas.items() if k != basis_name},
+        frames=frames,
+        split=split,
+        taus=taus,
+        notes=notes,
+        learners=learners,
+        crossfit=cf,
+        Q=Q,
+        weight_fit=wfit,
+        q_oof_raw=q_oof_raw,
+        q_oof=q_oof,
+        basis_name=basis_name if basis is not None else None,
+        basis_state=basis_state,
+        calibration=calibration,
+        settings=dict(
+            family=weights, constraint=constraint, noncrossing=noncrossing,
+            postprocess=postprocess, conformal=conformal, cal_size=cal_size, cv=cv,
+            seed=seed, solver=solver, smooth=smooth, n_jobs=n_jobs,
+        ),
+        timings=timings,
+        test=test,
+        data_name=data_name,
+    )
+
+
+def local_formula_with_response(local_formula: Optional[str], formula: str) -> str:
+    """The basis formula for local weights, given the response of ``formula``.
+
+    Examples
+    --------
+    >>> local_formula_with_response("~ x1 + x2", "y ~ .")
+    'y ~ x1 + x2'
+    >>> local_formula_with_response(None, "y ~ x")
+    'y ~ x'
+    """
+    if local_formula is None:
+        return formula
+    lhs = formula.split("~", 1)[0].strip()
+    rhs = local_formula.split("~", 1)[-1].strip()
+    if not rhs:
+        raise DataError(f"local_formula {local_formula!r} has an empty right-hand side")
+    return f"{lhs} ~ {rhs}"
+
+
+def standardized_basis(X: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Basis φ(x) = [1, standardised non-constant design columns] with its training state.
+
+    Returns
+    -------
+    basis : (n, b) array
+    state : (keep, mean, sd) to apply the same map to new rows
+    """
+    sd = X.std(axis=0)
+    keep = sd > 1e-12 * np.maximum(1.0, np.abs(X).max(axis=0))
+    mean = X[:, keep].mean(axis=0)
+    state = (keep, mean, sd[keep])
+    return apply_basis(X, state), state
+
+
+def apply_basis(X: np.ndarray, state) -> np.ndarray:
+    """Apply a :func:`standardized_basis` state to new rows: (m, d) -> (m, b)."""
+    keep, mean, sd = state
+    Z = (X[:, keep] - mean) / sd
+    return np.column_stack([np.ones(X.shape[0]), Z])

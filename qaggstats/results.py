@@ -1,0 +1,545 @@
+"""The fitted aggregate: summary, prediction, scores, diagnostics, plots, reports, save/load.
+
+:class:`QaggResults` is built by :func:`qaggstats.qagg`; its attributes are listed in
+``docs/ARCHITECTURE.md`` and are the only thing plots and reports read.
+
+Examples
+--------
+>>> import qaggstats as qa
+>>> df = qa.datasets.load("engel")
+>>> fit = qa.qagg("foodexp ~ income", df, models={"lin": qa.learners.LinearQR()},
+...               quantiles=[0.1, 0.5, 0.9], cv=3)
+>>> list(fit.predict(df.head(1)).columns)
+['q0.1', 'q0.5', 'q0.9']
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import io
+import os
+import pickle
+import platform
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binom
+
+from . import conformal as conformal_mod
+from . import scoring
+from ._version import __version__
+from .errors import DataError, SaveError
+from .formula import design_newdata
+from .monotone import monotone_effect
+from .monotone import postprocess as monotone_postprocess
+from .pipeline import apply_basis, sort_base
+from .summary import SummaryMixin
+
+__all__ = ["QaggResults", "Diagnostic", "load", "quantile_column"]
+
+_FILE_MAGIC = "qaggstats-fit"
+
+
+def quantile_column(tau: float) -> str:
+    """Column name of level ``tau`` in prediction frames.
+
+    Examples
+    --------
+    >>> quantile_column(0.05)
+    'q0.05'
+    """
+    return f"q{tau:g}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A theoretical claim, its source, what was observed on this fit, and whether it held."""
+
+    claim: str
+    source: str
+    observed: str
+    held: Optional[bool]
+
+    @property
+    def verdict(self) -> str:
+        return {True: "held", False: "failed", None: "n/a"}[self.held]
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "qaggstats": __version__}
+    for pkg in ("numpy", "scipy", "pandas", "statsmodels", "patsy", "cvxpy", "clarabel",
+                "highspy", "scikit-learn", "quantile-forest", "matplotlib", "jinja2", "weasyprint"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _describe_learner(obj: Any) -> str:
+    params = getattr(obj, "get_params", None)
+    if callable(params):
+        try:
+            shown = ", ".join(f"{k}={v!r}" for k, v in sorted(params().items()) if k != "formula")
+            return f"{type(obj).__name__}({shown})"
+        except TypeError:
+            pass
+    return repr(obj) if type(obj).__repr__ is not object.__repr__ else type(obj).__name__
+
+
+def _binomial_band(coverage: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Central ``level`` band of the observed proportion of n Bernoulli(coverage) draws."""
+    tail = (1 - level) / 2
+    return float(binom.ppf(tail, n, coverage) / n), float(binom.ppf(1 - tail, n, coverage) / n)
+
+
+class QaggSummary:
+    """Text and HTML rendering of a :class:`QaggResults` (``print(fit.summary())``)."""
+
+    def __init__(self, results: "QaggResults") -> None:
+        self.results = results
+
+    def _blocks(self) -> list[tuple[str, Any]]:
+        r = self.results
+        calib = "none"
+        if r.conformal in ("cqr", "cqr-asymmetric"):
+            calib = f"{r.conformal} (n_cal = {r.n_cal})"
+        elif r.conformal == "cv+":
+            calib = f"cv+ ({r.cv} folds)"
+        header = [
+            ("Data", r.data_name), ("Response", r.response),
+            ("Rows used", f"{r.na.n_used} of {r.na.n_input} (dropped {r.na.n_dropped})"),
+            ("Training / calibration", f"{r.n_train} / {r.n_cal}"),
+            ("Levels", ", ".join(f"{t:g}" for t in r.taus)),
+            ("Weight family", r.family), ("Constraint", r.constraint + (", non-crossing" if r.noncrossing else "")),
+            ("Post-processing", r.postprocess), ("Conformal", calib),
+            ("Folds / seed", f"{r.cv} / {r.seed}"),
+            ("Solver", f"{r.weight_fit.solver} ({r.weight_fit.status}, {r.weight_fit.seconds:.2f} s)"),
+        ]
+        if r.na.n_dropped:
+            header.append(("NA by column", ", ".join(f"{k}: {v}" for k, v in r.na.by_column.items() if v)))
+        models = pd.DataFrame(
+            {"learner": [r.learners[m] for m in r.models], "formula": [r.formulas[m] for m in r.models]},
+            index=pd.Index(r.models, name="model"),
+        )
+        if r.family == "local":
+            weights = r.weights.pivot_table(index=["model", "basis"], columns="tau", values="coef", sort=False)
+        elif "model" in r.weights and "weight" in r.weights:
+            weights = r.weights.pivot_table(index="model", columns="tau", values="weight", sort=False)
+        else:
+            weights = r.weights
+        score_cols = [c for c in r.oof_scores.columns if c in ("wis", "dispersion", "overprediction", "underprediction", "crossing_rate") or c.startswith("coverage_")]
+        blocks: list[tuple[str, Any]] = [
+            ("header", header), ("Base models", models), ("Weights", weights),
+            ("Out-of-fold scores", r.oof_scores[score_cols]),
+        ]
+        if r.test_scores is not None:
+            blocks.append(("Test scores", r.test_scores[score_cols]))
+        blocks.append(("Monotone post-processing (out-of-fold)", r.monotone))
+        if len(r.coverage):
+            blocks.append(("Coverage", r.coverage))
+        blocks.append(("Diagnostics", [f"[{d.verdict}] {d.claim} ({d.source}): {d.observed}" for d in r.diagnostics]))
+        if r.notes:
+            blocks.append(("Notes", list(r.notes)))
+        return blocks
+
+    def as_text(self) -> str:
+        width = 78
+        lines = ["Quantile aggregation results".center(width), "=" * width]
+        for title, body in self._blocks():
+            if title == "header":
+                lines += [f"{k + ':':<24}{v}" for k, v in body]
+                continue
+            lines += ["-" * width, title]
+            if isinstance(body, pd.DataFrame):
+                with pd.option_context("display.width", width, "display.max_columns", 50,
+                                       "display.float_format", lambda v: f"{v:.4g}"):
+                    lines.append(body.to_string())
+            else:
+                lines += [f"  {line}" for line in body]
+        lines.append("=" * width)
+        return "\n".join(lines)
+
+    def as_html(self) -> str:
+        parts = ['<div class="qagg-summary"><h4>Quantile aggregation results</h4>']
+        for title, body in self._blocks():
+            if title == "header":
+                rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in body)
+                parts.append(f"<table>{rows}</table>")
+            elif isinstance(body, pd.DataFrame):
+                parts.append(f"<h5>{html.escape(title)}</h5>" + body.to_html(float_format=lambda v: f"{v:.4g}", escape=True))
+            else:
+                items = "".join(f"<li>{html.escape(line)}</li>" for line in body)
+                parts.append(f"<h5>{html.escape(title)}</h5><ul>{items}</ul>")
+        parts.append("</div>")
+        return "".join(parts)
+
+    def __str__(self) -> str:
+        return self.as_text()
+
+    def _repr_html_(self) -> str:
+        return self.as_html()
+
+
+class QaggResults(SummaryMixin):
+    """A fitted quantile aggregate. Build it with :func:`qaggstats.qagg`.
+
+    See ``docs/ARCHITECTURE.md`` for the attributes. The main methods are
+    :meth:`summary`, :meth:`predict`, :meth:`scores`, :meth:`plot`, :meth:`report` and
+    :meth:`save`.
+    """
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pipeline(cls, *, formula, formulas, frames, split, taus, notes, learners, crossfit,
+                      Q, weight_fit, q_oof_raw, q_oof, basis_name, basis_state, calibration,
+                      settings, timings, test, data_name) -> "QaggResults":
+        self = cls.__new__(cls)
+        self.formula = formula
+        self.models = list(crossfit.models)
+        self.formulas = {m: formulas[m] for m in self.models}
+        self.data_name = data_name or "data"
+        self.response = frames.specs[self.models[0]].response
+        self.taus = np.asarray(taus, dtype=float)
+        self.na = frames.na
+        self.notes = list(notes)
+        for name, why in getattr(crossfit, "dropped", {}).items():
+            self.notes.append(f"learner {name!r} was dropped: {why}")
+        self.learners = {m: _describe_learner(learners[m]) for m in self.models}
+        self.n_train = int(split.train.size)
+        self.n_cal = int(split.cal.size)
+        for key in ("family", "constraint", "noncrossing", "postprocess", "conformal", "cal_size",
+                    "cv", "seed", "solver", "smooth", "n_jobs"):
+            setattr(self, key, settings[key])
+        self.solver = weight_fit.solver
+        self.versions = _versions()
+        self.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self.timings = dict(timings)
+        self.weight_fit = weight_fit
+        self.weights = weight_fit.to_frame(self.models, self.taus)
+        self.frame = frames.frame.iloc[split.train] if hasattr(frames, "frame") else None
+        self.y = frames.y[split.train]
+        self.Q = Q
+        self.q_oof_raw = q_oof_raw
+        self.q_oof = q_oof
+        self.calibration = calibration
+        self._specs = {m: frames.specs[m] for m in self.models}
+        self._basis_spec = frames.specs[basis_name] if basis_name else None
+        self._basis_state = basis_state
+        self._crossfit = crossfit
+        self.oof_scores = self._score_oof()
+        self.monotone = self._monotone_table()
+        self.test_scores = None
+        test_cov = None
+        if test is not None:
+            self.test_scores, test_cov = self._score_frame(test)
+        self.coverage = self._coverage_table(test_cov)
+        self.diagnostics = self._diagnostics()
+        return self
+
+    # ------------------------------------------------------------------ scores
+    def _baselines(self, Q: np.ndarray) -> dict[str, np.ndarray]:
+        preds = {m: Q[:, j, :] for j, m in enumerate(self.models)}
+        preds["mean"] = Q.mean(axis=1)
+        preds["median"] = np.median(Q, axis=1)
+        return preds
+
+    def _score_oof(self) -> pd.DataFrame:
+        preds = self._baselines(self.Q)
+        preds["aggregate"] = self.q_oof
+        return scoring.score_table(self.y, preds, self.taus)
+
+    def _monotone_table(self) -> pd.DataFrame:
+        rows = []
+        for step in ("sort", "isotonic", "rearrange", "minmax"):
+            after = monotone_postprocess(self.q_oof_raw, self.taus, step)
+            eff = monotone_effect(self.y, self.q_oof_raw, after, self.taus)
+            rows.append({"step": step, **eff})
+        return pd.DataFrame(rows)
+
+    def _predict_arrays(self, newdata: pd.DataFrame, calibrated: bool = True):
+        """Base (m_ok, p, r) and aggregated (m_ok, r) predictions, and the row mask (m,)."""
+        if not isinstance(newdata, pd.DataFrame):
+            raise DataError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+        specs = dict(self._specs)
+        if self._basis_spec is not None:
+            specs["__basis__"] = self._basis_spec
+        X, ok = design_newdata(specs, newdata)
+        Xm = {m: X[m] for m in self.models}
+        Q = sort_base(self._crossfit.predict(Xm))
+        basis = apply_basis(X["__basis__"], self._basis_state) if self._basis_spec is not None else None
+
+        def aggregate(Qk: np.ndarray) -> np.ndarray:
+            raw = self.weight_fit.combine(Qk, basis=basis) if basis is not None else self.weight_fit.combine(Qk)
+            return monotone_postprocess(raw, self.taus, self.postprocess)
+
+        q = aggregate(Q)
+        if calibrated and self.calibration is not None:
+            if self.conformal == "cv+":
+                folds = sort_base(self._crossfit.predict_folds(Xm))
+                q = self.calibration.apply(np.stack([aggregate(Qk) for Qk in folds]))
+            else:
+                q = self.calibration.apply(q)
+        return Q, q, ok
+
+    def predict(self, newdata: pd.DataFrame, quantiles: Optional[Sequence[float]] = None,
+                interval: Optional[float] = None, calibrated: bool = True) -> pd.DataFrame:
+        """Predicted quantiles (and an interval) for new data, as a tidy DataFrame.
+
+        Parameters
+        ----------
+        newdata : DataFrame
+            Must hold every column the formulas use; categories must be ones seen in training.
+            Rows with missing predictors get NaN predictions.
+        quantiles : sequence of float, optional
+            A subset of the fitted levels (default: all).
+        interval : float, optional
+            Central coverage (e.g. 0.9) of an interval to add as ``lower`` / ``upper``; its
+            levels ((1 − c)/2, (1 + c)/2) must be among the fitted ones.
+        calibrated : bool
+            Apply the conformal calibration (when the fit has one).
+
+        Returns
+        -------
+        DataFrame indexed like ``newdata`` with columns ``q<tau>`` (and ``lower``, ``upper``).
+
+        Examples
+        --------
+        >>> import qaggstats as qa
+        >>> df = qa.datasets.load("engel")
+        >>> fit = qa.qagg("foodexp ~ income", df, models={"lin": qa.learners.LinearQR()},
+        ...               quantiles=[0.05, 0.5, 0.95], cv=3)
+        >>> list(fit.predict(df.head(3), interval=0.9).columns)
+        ['q0.05', 'q0.5', 'q0.95', 'lower', 'upper']
+        """
+        cols = self._level_positions(quantiles)
+        pair = self._interval_pair(interval) if interval is not None else None
+        _, q, ok = self._predict_arrays(newdata, calibrated=calibrated)
+        full = np.full((len(newdata), self.taus.size), np.nan)
+        full[ok] = q
+        out = pd.DataFrame(full[:, cols], index=newdata.index,
+                           columns=[quantile_column(t) for t in self.taus[cols]])
+        if pair is not None:
+            out["lower"], out["upper"] = full[:, pair[0]], full[:, pair[1]]
+        return out
+
+    def _level_positions(self, quantiles) -> np.ndarray:
+        if quantiles is None:
+            return np.arange(self.taus.size)
+        pos = []
+        for t in np.atleast_1d(np.asarray(quantiles, dtype=float)):
+            hit = np.flatnonzero(np.isclose(self.taus, t, rtol=0, atol=1e-9))
+            if hit.size == 0:
+                raise DataError(f"quantile level {t:g} was not fitted; fitted levels: "
+                                + ", ".join(f"{x:g}" for x in self.taus))
+            pos.append(int(hit[0]))
+        return np.asarray(pos)
+
+    def _interval_pair(self, interval: float) -> tuple[int, int]:
+        if not 0 < interval < 1:
+            raise DataError(f"interval must be a coverage in (0, 1), got {interval!r}")
+        lo, hi = (1 - interval) / 2, (1 + interval) / 2
+        ilo = np.flatnonzero(np.isclose(self.taus, lo, atol=1e-9))
+        ihi = np.flatnonzero(np.isclose(self.taus, hi, atol=1e-9))
+        if ilo.size == 0 or ihi.size == 0:
+            have = [f"{round(1 - 2 * t, 6):g}" for t in self.taus if t < 0.5 and np.isclose(self.taus, 1 - t).any()]
+            raise DataError(f"a {interval:g} interval needs levels {lo:g} and {hi:g}, which were not fitted; "
+                            f"available intervals: {', '.join(have) or 'none'}")
+        return int(ilo[0]), int(ihi[0])
+
+    def _score_frame(self, data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if self.response not in data.columns:
+            raise DataError(f"data to score has no response column {self.response!r}")
+        y_all = pd.to_numeric(data[self.response], errors="coerce").to_numpy(dtype=float)
+        Q, q, ok = self._predict_arrays(data)
+        keep = np.isfinite(y_all[ok])
+        if not keep.any():
+            raise DataError(f"no row of the data to score has both predictors and a finite {self.response!r}")
+        y = y_all[ok][keep]
+        preds = self._baselines(Q[keep])
+        preds["aggregate"] = q[keep]
+        table = scoring.score_table(y, preds, self.taus)
+        table.attrs["n"] = int(keep.sum())
+        table.attrs["n_dropped"] = int(len(data) - keep.sum())
+        return table, self._coverage_rows(y, q[keep], "test")
+
+    def scores(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Scores of every base model, the mean/median ensembles and the aggregate on ``data``.
+
+        Rows with missing predictors or response are left out; their count is in
+        ``table.attrs["n_dropped"]``.
+        """
+        return self._score_frame(data)[0]
+
+    # ------------------------------------------------------------------ coverage and theory
+    def _pairs(self) -> list[tuple[int, int]]:
+        pairs = []
+        for i, t in enumerate(self.taus):
+            j = np.flatnonzero(np.isclose(self.taus, 1 - t, atol=1e-9))
+            if t < 0.5 and j.size:
+                pairs.append((i, int(j[0])))
+        return pairs
+
+    def _coverage_rows(self, y: np.ndarray, q: np.ndarray, which: str) -> pd.DataFrame:
+        rows = []
+        n = y.size
+        for i, j in self._pairs():
+            alpha = 2 * self.taus[i]
+            observed = float(np.mean((y >= q[:, i]) & (y <= q[:, j])))
+            if self.calibration is not None and which == "test" and self.conformal != "cv+":
+                lo, hi = self.calibration.binomial_band(alpha, n)
+            else:
+                lo, hi = _binomial_band(1 - alpha, n)
+            rows.append({"set": which, "nominal": 1 - alpha, "observed": observed,
+                         "band_low": lo, "band_high": hi, "inside": bool(lo <= observed <= hi), "n": n})
+        return pd.DataFrame(rows)
+
+    def _coverage_table(self, test_cov: Optional[pd.DataFrame]) -> pd.DataFrame:
+        parts = [self._coverage_rows(self.y, self.q_oof, "out-of-fold (uncalibrated)")]
+        if test_cov is not None:
+            parts.append(test_cov)
+        return pd.concat(parts, ignore_index=True)
+
+    def _diagnostics(self) -> list[Diagnostic]:
+        out = []
+        mono = self.monotone.set_index("step")
+        for step, name in (("sort", "Sorting"), ("isotonic", "Isotonic projection")):
+            b, a = mono.loc[step, "wis_before"], mono.loc[step, "wis_after"]
+            out.append(Diagnostic(
+                f"{name} across levels cannot raise WIS", "Fakoor et al. (2023), Proposition 2",
+                f"out-of-fold WIS {b:.4g} → {a:.4g}", bool(a <= b + 1e-9 * max(1.0, abs(b)))))
+        b, a = mono.loc["minmax", "wis_before"], mono.loc["minmax", "wis_after"]
+        out.append(Diagnostic(
+            "The min–max sweep, unlike sorting, can raise WIS", "Fakoor et al. (2023), Section 5",
+            f"out-of-fold WIS {b:.4g} → {a:.4g} ({'raised' if a > b else 'not raised'} here)", None))
+        rb = int(mono.loc[self.postprocess if self.postprocess != "none" else "sort", "rows_crossing_before"])
+        ra = int(mono.loc[self.postprocess if self.postprocess != "none" else "sort", "rows_crossing_after"])
+        out.append(Diagnostic(
+            f"Post-processing ({self.postprocess}) leaves no crossed quantiles",
+            "monotone rearrangement (Chernozhukov et al. 2010)",
+            f"rows with crossings {rb} → {ra} of {self.y.size}",
+            None if self.postprocess == "none" else ra == 0))
+        scores = self.oof_scores
+        best = scores.loc[self.models, "wis"].idxmin()
+        agg_raw = scoring.wis(self.y, self.q_oof_raw, self.taus)
+        contains_each = self.family not in ("mean", "median", "fqra")
+        out.append(Diagnostic(
+            f"The fitted '{self.family}' aggregate is no worse in-sample than the best single model",
+            "each base model is a feasible point of the weight LP" if contains_each else "not guaranteed for this family",
+            f"out-of-fold WIS {agg_raw:.4g} vs {scores.loc[best, 'wis']:.4g} ({best})",
+            bool(agg_raw <= scores.loc[best, "wis"] * (1 + 1e-6) + 1e-12) if contains_each else None))
+        if self.calibration is not None:
+            test = self.coverage[self.coverage["set"] == "test"]
+            for _, row in (test.iterrows() if len(test) else []):
+                alpha = 1 - row["nominal"]
+                if self.conformal == "cv+":
+                    claim = f"CV+ guarantees coverage of the {row['nominal']:.0%} interval of at least {self.calibration.coverage_bound(alpha):.3f}"
+                    source = "Barber et al. (2021); Fakoor et al. (2023)"
+                    held = bool(row["inside"] or row["observed"] >= self.calibration.coverage_bound(alpha))
+                else:
+                    lo, hi = self.calibration.coverage_band(alpha)
+                    claim = f"split CQR guarantees coverage in [{lo:.3f}, {hi:.3f}] for n_cal = {self.n_cal}"
+                    source = "Romano, Patterson & Candès (2019)"
+                    held = bool(row["inside"])
+                out.append(Diagnostic(
+                    claim, source,
+                    f"observed {row['observed']:.3f} on {row['n']} test points; 95% band "
+                    f"[{row['band_low']:.3f}, {row['band_high']:.3f}]", held))
+            if not len(test):
+                out.append(Diagnostic("Conformal coverage guarantee", "Romano et al. (2019)",
+                                      "no test data given (pass test=...)", None))
+        return out
+
+    # ------------------------------------------------------------------ summary, plots, reports
+    def summary(self) -> QaggSummary:
+        """A printable summary (text in the console, HTML in a notebook)."""
+        return QaggSummary(self)
+
+    def plot(self, kind: str = "fan", **kwargs):
+        """Draw one diagnostic figure and return it (a matplotlib Figure).
+
+        kind: "fan", "weights", "calibration" (reliability diagram), "pit", "coverage"
+        (conditional coverage), "wis" (decomposition), "crossing", "local_weights".
+        """
+        from . import plots
+
+        kinds = {
+            "fan": lambda: plots.fan_chart(kwargs.pop("x", None), self.q_oof, self.taus, y=self.y, **kwargs),
+            "weights": lambda: plots.weights_heatmap(self.weights, **kwargs),
+            "calibration": lambda: plots.reliability_diagram(self.y, self.q_oof, self.taus, **kwargs),
+            "pit": lambda: plots.pit_histogram(self.y, self.q_oof, self.taus, **kwargs),
+            "wis": lambda: plots.wis_decomposition(self.oof_scores, **kwargs),
+            "crossing": lambda: plots.crossing_plot(self.monotone, **kwargs),
+        }
+        if kind == "coverage":
+            i, j = self._pairs()[0] if not kwargs.get("interval") else self._interval_pair(kwargs.pop("interval"))
+            x = kwargs.pop("x", None)
+            x = self.q_oof[:, np.argmin(np.abs(self.taus - 0.5))] if x is None else x
+            return plots.conditional_coverage(x, self.y, self.q_oof[:, i], self.q_oof[:, j],
+                                              nominal=self.taus[j] - self.taus[i], **kwargs)
+        if kind not in kinds:
+            raise DataError(f"unknown plot kind {kind!r}; choose one of {', '.join(sorted([*kinds, 'coverage']))}")
+        return kinds[kind]()
+
+    def report(self, path: str | os.PathLike, template_dir: str | os.PathLike | None = None) -> Path:
+        """Write a self-contained HTML or PDF report (by the path's suffix); returns the path."""
+        from .report import write_report
+
+        return write_report(self, path, template_dir=template_dir)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the fit (atomically) so :func:`qaggstats.load` gives identical predictions."""
+        path = Path(path)
+        payload = pickle.dumps({"magic": _FILE_MAGIC, "version": __version__, "results": self},
+                               protocol=pickle.HIGHEST_PROTOCOL)
+        _atomic_write(path, payload)
+        return path
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise SaveError(f"cannot write {path}: directory {directory} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    except OSError as err:
+        raise SaveError(f"cannot write {path}: {err.strerror}") from err
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise SaveError(f"cannot write {path}: {err.strerror}") from err
+
+
+def load(path: str | os.PathLike) -> QaggResults:
+    """Load a fit saved with :meth:`QaggResults.save`.
+
+    Raises
+    ------
+    SaveError
+        The file is missing, is not a qaggstats fit, or was written by an incompatible version.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SaveError(f"cannot read saved fit {path}: {err.strerror}") from err
+    try:
+        payload = pickle.load(io.BytesIO(raw))
+    except Exception as err:  # any unpickling failure means a corrupt or foreign file
+        raise SaveError(f"{path} is not a qaggstats saved fit (could not be read: {type(err).__name__})") from err
+    if not isinstance(payload, dict) or payload.get("magic") != _FILE_MAGIC:
+        raise SaveError(f"{path} is not a qaggstats saved fit")
+    saved = str(payload.get("version"))
+    if saved.split(".")[:2] != __version__.split(".")[:2]:
+        raise SaveError(f"{path} was saved by qaggstats {saved}; this is {__version__}. "
+                        f"Refit, or install qaggstats=={saved} to load it")
+    return payload["results"]

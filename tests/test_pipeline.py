@@ -1,0 +1,164 @@
+"""End-to-end tests of qa.qagg and the results object on real and simulated data."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import qaggstats as qa
+from qaggstats.errors import CalibrationError, DataError, QaggError, SaveError
+
+TAUS = [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95]
+
+
+@pytest.fixture(scope="module")
+def hetero():
+    """Heteroscedastic data with a categorical column: y = 2 + x + g-effect + (0.5 + x)·ε."""
+    rng = np.random.default_rng(11)
+    n = 600
+    x = rng.uniform(0, 3, n)
+    g = rng.choice(["a", "b", "c"], n)
+    y = 2 + x + (g == "b") * 1.0 + (0.5 + x) * rng.standard_normal(n)
+    return pd.DataFrame({"y": y, "x": x, "g": g})
+
+
+@pytest.fixture(scope="module")
+def small_models():
+    return {
+        "linear": qa.learners.LinearQR(),
+        "knn": qa.learners.KNN(k=25),
+        "locscale": qa.learners.LocationScale(),
+    }
+
+
+@pytest.fixture(scope="module")
+def fit(hetero, small_models):
+    train, test = hetero.iloc[:450], hetero.iloc[450:]
+    return qa.qagg("y ~ x + C(g)", train, models=small_models, quantiles=TAUS, weights="quantile",
+                   conformal="cqr", cv=5, seed=3, test=test, data_name="hetero")
+
+
+def test_single_linear_model_reproduces_rq():
+    """With one model and simplex weights the aggregate is that model refit on all rows."""
+    df = qa.datasets.load("engel")
+    fit = qa.qagg("foodexp ~ income", df, models={"lin": qa.learners.LinearQR()},
+                  quantiles=[0.25, 0.5, 0.75], cv=3, postprocess="none")
+    np.testing.assert_allclose(fit.weights["weight"], 1.0, atol=1e-7)
+    rq = qa.rq("foodexp ~ income", df, tau=[0.25, 0.5, 0.75])
+    np.testing.assert_allclose(fit.predict(df).to_numpy(), rq.predict(df).to_numpy(), rtol=1e-6)
+
+
+def test_aggregate_not_worse_than_best_single_model_out_of_fold(fit):
+    raw = qa.scoring.wis(fit.y, fit.q_oof_raw, fit.taus)
+    best = fit.oof_scores.loc[fit.models, "wis"].min()
+    assert raw <= best * (1 + 1e-6)
+    # sorting after aggregation can only lower it further (Fakoor et al. 2023)
+    assert fit.oof_scores.loc["aggregate", "wis"] <= raw + 1e-12
+
+
+def test_weights_are_on_the_simplex_per_level(fit):
+    w = fit.weights.pivot_table(index="model", columns="tau", values="weight")
+    assert (w.to_numpy() >= -1e-8).all()
+    np.testing.assert_allclose(w.sum(axis=0), 1.0, atol=1e-7)
+
+
+def test_predictions_are_non_crossing_and_nested(fit, hetero):
+    pred = fit.predict(hetero.iloc[450:], interval=0.8)
+    q = pred[[f"q{t:g}" for t in TAUS]].to_numpy()
+    assert (np.diff(q, axis=1) >= -1e-9).all()
+    np.testing.assert_allclose(pred["lower"], pred["q0.1"])
+    np.testing.assert_allclose(pred["upper"], pred["q0.9"])
+
+
+def test_summary_names_the_essentials(fit):
+    text = str(fit.summary())
+    for needle in ("hetero", "quantile", "cqr", "linear", "knn", "locscale", "Diagnostics", "Coverage"):
+        assert needle in text, needle
+    assert "<table>" in fit._repr_html_()
+
+
+def test_test_coverage_recorded_with_bands(fit):
+    test = fit.coverage[fit.coverage["set"] == "test"]
+    assert set(np.round(test["nominal"], 6)) == {0.9, 0.8, 0.5}
+    assert (test["band_low"] < test["nominal"]).all() and (test["band_high"] > test["nominal"]).all()
+    assert (test["n"] == 150).all()
+
+
+def test_diagnostics_state_sorting_theorem(fit):
+    sort_claims = [d for d in fit.diagnostics if d.claim.startswith("Sorting")]
+    assert sort_claims and sort_claims[0].held is True
+    assert "Fakoor" in sort_claims[0].source
+
+
+def test_save_load_round_trip_identical(fit, hetero, tmp_path):
+    path = fit.save(tmp_path / "fit.qagg")
+    again = qa.load(path)
+    pd.testing.assert_frame_equal(fit.predict(hetero), again.predict(hetero))
+
+
+def test_load_rejects_foreign_file(tmp_path):
+    bad = tmp_path / "x.qagg"
+    bad.write_bytes(b"not a pickle at all")
+    with pytest.raises(SaveError, match="not a qaggstats saved fit"):
+        qa.load(bad)
+
+
+def test_na_rows_counted_and_predicted_as_nan(hetero, small_models):
+    df = hetero.iloc[:300].copy()
+    df.loc[df.index[:7], "x"] = np.nan
+    fit = qa.qagg("y ~ x + C(g)", df, models={"linear": small_models["linear"]},
+                  quantiles=[0.1, 0.5, 0.9], cv=3)
+    assert fit.na.n_dropped == 7 and fit.na.n_used == 293
+    assert "dropped 7" in str(fit.summary())
+    pred = fit.predict(df.iloc[:10])
+    assert pred.iloc[:7].isna().all().all() and pred.iloc[7:].notna().all().all()
+
+
+def test_unseen_level_in_newdata_names_column_and_level(fit, hetero):
+    new = hetero.iloc[:3].copy()
+    new["g"] = ["a", "zz", "b"]
+    with pytest.raises(DataError, match=r"(?s)g.*zz"):
+        fit.predict(new)
+
+
+def test_unknown_interval_and_level_errors(fit, hetero):
+    with pytest.raises(DataError, match="0.7"):
+        fit.predict(hetero.head(), interval=0.7)
+    with pytest.raises(DataError, match="0.33"):
+        fit.predict(hetero.head(), quantiles=[0.33])
+
+
+def test_calibration_set_too_small_is_a_clear_error(hetero, small_models):
+    with pytest.raises(CalibrationError, match="n_cal"):
+        qa.qagg("y ~ x", hetero.iloc[:40], models={"linear": small_models["linear"]},
+                quantiles=[0.05, 0.5, 0.95], conformal="cqr", cal_size=0.2, cv=3)
+
+
+@pytest.mark.parametrize("family", ["mean", "median", "global", "grouped", "local"])
+def test_weight_families_run_end_to_end(hetero, small_models, family):
+    kw = {"groups": [0, 0, 0, 1, 1, 1, 1]} if family == "grouped" else {}
+    fit = qa.qagg("y ~ x + C(g)", hetero.iloc[:300], models=small_models, quantiles=TAUS,
+                  weights=family, cv=3, **kw)
+    pred = fit.predict(hetero.iloc[300:340])
+    assert pred.shape == (40, len(TAUS)) and np.isfinite(pred.to_numpy()).all()
+    assert (np.diff(pred.to_numpy(), axis=1) >= -1e-9).all()
+
+
+def test_cv_plus_runs_and_is_nested(hetero, small_models):
+    fit = qa.qagg("y ~ x + C(g)", hetero.iloc[:300], models=small_models, quantiles=TAUS,
+                  conformal="cv+", cv=4, test=hetero.iloc[300:])
+    pred = fit.predict(hetero.iloc[300:])
+    q = pred.to_numpy()
+    assert (np.diff(q, axis=1) >= -1e-9).all()
+    assert any("CV+" in d.claim for d in fit.diagnostics)
+
+
+def test_bad_arguments_are_qagg_errors(hetero):
+    with pytest.raises(DataError, match="1.5"):
+        qa.qagg("y ~ x", hetero, quantiles=[0.5, 1.5])
+    with pytest.raises(DataError, match="0.5"):
+        qa.qagg("y ~ x", hetero, quantiles=[0.5, 0.5])
+    with pytest.raises(DataError, match="weight family"):
+        qa.qagg("y ~ x", hetero, weights="nope")
+    with pytest.raises(QaggError):
+        qa.qagg("y ~ nosuchcolumn", hetero, models={"l": qa.learners.LinearQR()})
