@@ -1,0 +1,533 @@
+"""Conformal calibration of central quantile intervals (CQR and its CV+ variant).
+
+For every central pair of levels ``(tau, 1 - tau)`` in ``taus`` (miscoverage ``alpha = 2 tau``):
+
+* **Split CQR** (Romano, Patterson & Candès 2019). On calibration rows the conformity score is
+  ``E_i = max(q_lo(x_i) - y_i, y_i - q_hi(x_i))`` and the correction ``c`` is the
+  ``ceil((n_cal + 1)(1 - alpha))``-th smallest score, i.e. the empirical quantile at level
+  ``ceil((n_cal + 1)(1 - alpha)) / n_cal``; the interval is ``[q_lo - c, q_hi + c]``. It needs
+  ``n_cal >= 1/alpha - 1``. Marginal coverage lies in ``[1 - alpha, 1 - alpha + 1/(n_cal+1)]``
+  (the upper end needs continuous scores).
+* **Asymmetric split CQR** (Romano et al., Thm 2): separate corrections from
+  ``q_lo - y`` and ``y - q_hi``, each at miscoverage ``alpha / 2``; coverage in
+  ``[1 - alpha, 1 - alpha + 2/(n_cal+1)]``; needs ``n_cal >= 2/alpha - 1``.
+* **CV+** (Barber, Candès, Ramdas & Tibshirani 2021, applied to CQR as in Fakoor et al. 2023).
+  Out-of-fold scores ``R_i`` come from the model fitted without fold ``k(i)``; for a new ``x``
+  the interval is ``[ floor(alpha (n+1))-th smallest of q_lo^{-k(i)}(x) - R_i ,
+  ceil((1 - alpha)(n+1))-th smallest of q_hi^{-k(i)}(x) + R_i ]``. Barber et al. (2021,
+  Theorem 4) guarantee coverage at least
+  ``1 - 2 alpha - min{2 (1 - 1/K) / (n/K + 1), (1 - K/n) / (K + 1)}``
+  (which is at least ``1 - 2 alpha - sqrt(2/n)``); that K-fold bound is the one reported here.
+  It is stated for equal folds of size ``n/K``.
+
+Non-paired levels (the median, or a level without partner) are not corrected. After the
+corrections the quantiles are made non-crossing and the intervals nested by the min-max
+envelope of :func:`qaggstats.monotone.minmax_sweep`: from the level nearest 0.5 outwards, lower
+levels take the cumulative minimum and upper levels the cumulative maximum. This only moves
+lower ends down and upper ends up, so each interval only widens and every coverage guarantee
+above is kept (the upper ends of the bands may then be exceeded slightly).
+
+Array functions (:func:`cqr_corrections`, :func:`apply_cqr`) broadcast over leading axes so
+that simulations can calibrate many replications at once; the classes wrap them for one data
+set.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> y = rng.normal(size=200)
+>>> q = np.tile([-1.0, 0.0, 1.0], (200, 1))      # a too narrow 80% interval for N(0, 1)
+>>> cal = SplitCQR.fit(y, q, [0.1, 0.5, 0.9])
+>>> bool(cal.corrections[0] > 0)
+True
+>>> cal.apply(q[:1]).round(3)
+array([[-1.304,  0.   ,  1.304]])
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .errors import CalibrationError, DataError
+from .monotone import minmax_sweep
+from .scoring import central_pairs, validate_levels
+
+__all__ = [
+    "min_calibration_size",
+    "conformity_scores",
+    "cqr_corrections",
+    "apply_cqr",
+    "cv_plus_bound",
+    "SplitCQR",
+    "CVPlusCQR",
+]
+
+# Guards the ceil/floor of (n + 1) * alpha against representation error: (n+1) * 0.1 can be
+# 10.000000000000002 where the exact value is an integer.
+_EPS = 1e-9
+
+
+def _upper_rank(n: int, alpha: float) -> int:
+    """``ceil((n + 1)(1 - alpha))``: rank of the finite-sample (1 - alpha) quantile."""
+    return int(math.ceil((n + 1) * (1.0 - alpha) - _EPS))
+
+
+def _lower_rank(n: int, alpha: float) -> int:
+    """``floor((n + 1) alpha)`` (rank of the CV+ lower end, and ``l`` of the Beta law)."""
+    return int(math.floor((n + 1) * alpha + _EPS))
+
+
+def min_calibration_size(alpha: float) -> int:
+    """Smallest ``n`` with ``ceil((n + 1)(1 - alpha)) <= n``, i.e. ``n >= 1/alpha - 1``.
+
+    Parameters
+    ----------
+    alpha : float
+        Miscoverage in (0, 1).
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> min_calibration_size(0.1), min_calibration_size(0.2), min_calibration_size(0.05)
+    (9, 4, 19)
+    """
+    return max(1, int(math.ceil(1.0 / alpha - 1.0 - _EPS)))
+
+
+def conformity_scores(y: np.ndarray, q_lo: np.ndarray, q_hi: np.ndarray) -> np.ndarray:
+    """CQR scores ``max(q_lo - y, y - q_hi)``; negative inside the interval.
+
+    Parameters
+    ----------
+    y, q_lo, q_hi : numpy.ndarray
+        Broadcastable arrays (typically ``(..., n)``).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Examples
+    --------
+    >>> conformity_scores(np.array([0.0, 3.0]), np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
+    array([-1.,  2.])
+    """
+    return np.maximum(q_lo - y, y - q_hi)
+
+
+def _kth_smallest(a: np.ndarray, k: int) -> np.ndarray:
+    """k-th smallest (1-based) along the last axis."""
+    return np.partition(a, k - 1, axis=-1)[..., k - 1]
+
+
+def _describe(taus: np.ndarray, lo: int, hi: int) -> str:
+    return f"the {100 * (taus[hi] - taus[lo]):g}% interval (levels {taus[lo]:g}, {taus[hi]:g})"
+
+
+def _pairs_alphas(taus: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray]:
+    pairs = central_pairs(taus)
+    if not pairs:
+        listed = ", ".join(f"{t:g}" for t in taus)
+        raise CalibrationError(
+            f"no central interval to calibrate: levels {listed} contain no pair (tau, 1 - tau)"
+        )
+    alphas = np.array([1.0 - (taus[hi] - taus[lo]) for lo, hi in pairs])
+    return pairs, alphas
+
+
+def _check_n(n: int, taus: np.ndarray, pairs, alphas, method: str, per_side: bool) -> None:
+    for (lo, hi), a in zip(pairs, alphas):
+        need = min_calibration_size(a / 2 if per_side else a)
+        if n < need:
+            raise CalibrationError(
+                f"{method} needs at least {need} calibration points for {_describe(taus, lo, hi)}; "
+                f"got n_cal = {n}"
+            )
+
+
+def _check_yq(y: object, q: object, taus: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    y_a = np.asarray(y, dtype=float)
+    q_a = np.asarray(q, dtype=float)
+    if q_a.ndim < 2 or q_a.shape[-1] != taus.size or y_a.shape != q_a.shape[:-1]:
+        raise DataError(
+            f"{what}: expected y (..., n) and q (..., n, {taus.size}); got y {y_a.shape} and "
+            f"q {q_a.shape}"
+        )
+    if not (np.all(np.isfinite(y_a)) and np.all(np.isfinite(q_a))):
+        raise DataError(f"{what}: y and q must be finite (drop or impute missing rows first)")
+    return y_a, q_a
+
+
+def cqr_corrections(y: object, q: object, taus: object, asymmetric: bool = False) -> np.ndarray:
+    """Split-CQR corrections for every central pair, vectorised over leading axes.
+
+    Parameters
+    ----------
+    y : array_like, shape (..., n)
+        Calibration outcomes.
+    q : array_like, shape (..., n, r)
+        Calibration quantiles from models fitted without these rows.
+    taus : array_like, shape (r,)
+    asymmetric : bool, default False
+        Separate lower and upper corrections at ``alpha / 2`` each.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(..., k)`` for ``k`` pairs (outermost first), or ``(..., k, 2)`` with
+        ``[..., 0]`` the lower and ``[..., 1]`` the upper correction when asymmetric. A positive
+        correction widens the interval.
+
+    Raises
+    ------
+    CalibrationError
+        When ``n`` is below the minimum for some pair (the message states the minimum).
+
+    Examples
+    --------
+    >>> y = np.arange(10.0)
+    >>> q = np.tile([4.0, 5.0], (10, 1))
+    >>> cqr_corrections(y, q, [0.1, 0.9])   # 9th smallest of max(4 - y, y - 5), alpha 0.2
+    array([4.])
+    """
+    t = validate_levels(taus)
+    y_a, q_a = _check_yq(y, q, t, "cqr_corrections")
+    pairs, alphas = _pairs_alphas(t)
+    n = y_a.shape[-1]
+    method = "asymmetric split CQR" if asymmetric else "split CQR"
+    _check_n(n, t, pairs, alphas, method, per_side=asymmetric)
+    out = []
+    for (lo, hi), a in zip(pairs, alphas):
+        if asymmetric:
+            k = _upper_rank(n, a / 2)
+            c_lo = _kth_smallest(q_a[..., lo] - y_a, k)
+            c_hi = _kth_smallest(y_a - q_a[..., hi], k)
+            out.append(np.stack([c_lo, c_hi], axis=-1))
+        else:
+            scores = conformity_scores(y_a, q_a[..., lo], q_a[..., hi])
+            out.append(_kth_smallest(scores, _upper_rank(n, a)))
+    return np.stack(out, axis=-2 if asymmetric else -1)
+
+
+def _envelope(q: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """Min-max envelope over the last axis for any leading shape."""
+    flat = q.reshape(-1, taus.size)
+    return minmax_sweep(flat, taus).reshape(q.shape)
+
+
+def apply_cqr(q: object, taus: object, corrections: object, asymmetric: bool = False) -> np.ndarray:
+    """Widen (or narrow) each central interval by its corrections, then take the envelope.
+
+    Parameters
+    ----------
+    q : array_like, shape (..., m, r)
+    taus : array_like, shape (r,)
+    corrections : array_like, shape (..., k) or (..., k, 2)
+        As returned by :func:`cqr_corrections` (leading axes must match ``q``'s).
+    asymmetric : bool, default False
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., m, r)
+        Non-crossing across levels, intervals nested.
+
+    Examples
+    --------
+    >>> apply_cqr([[-1.0, 0.0, 1.0]], [0.1, 0.5, 0.9], [0.5])
+    array([[-1.5,  0. ,  1.5]])
+    """
+    t = validate_levels(taus)
+    out = np.array(q, dtype=float)
+    if out.ndim < 2 or out.shape[-1] != t.size:
+        raise DataError(f"quantiles must have shape (..., m, {t.size}); got {out.shape}")
+    pairs = central_pairs(t)
+    c = np.asarray(corrections, dtype=float)
+    expected = (len(pairs), 2) if asymmetric else (len(pairs),)
+    if c.shape[c.ndim - len(expected):] != expected:
+        raise DataError(f"corrections must end in shape {expected}; got {c.shape}")
+    for j, (lo, hi) in enumerate(pairs):
+        if asymmetric:
+            c_lo, c_hi = c[..., j, 0], c[..., j, 1]
+        else:
+            c_lo = c_hi = c[..., j]
+        # corrections are per data set: broadcast over the m rows
+        out[..., lo] -= np.asarray(c_lo)[..., None]
+        out[..., hi] += np.asarray(c_hi)[..., None]
+    return _envelope(out, t)
+
+
+def cv_plus_bound(alpha: float, n: int, k_folds: int) -> float:
+    """Barber et al. (2021, Thm 4) lower bound on CV+ coverage with K folds of size n/K.
+
+    ``1 - 2 alpha - min{2 (1 - 1/K) / (n/K + 1), (1 - K/n) / (K + 1)}``.
+
+    Parameters
+    ----------
+    alpha : float
+    n : int
+        Training rows.
+    k_folds : int
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(cv_plus_bound(0.1, 200, 5), 4)
+    0.761
+    """
+    slack = min(2.0 * (1.0 - 1.0 / k_folds) / (n / k_folds + 1.0),
+                (1.0 - k_folds / n) / (k_folds + 1.0))
+    return 1.0 - 2.0 * alpha - slack
+
+
+@dataclass(frozen=True)
+class _Calibration:
+    """Shared fields and the coverage check; subclasses define ``binomial_band``."""
+
+    taus: np.ndarray
+    pairs: list[tuple[int, int]]
+    alphas: np.ndarray
+    corrections: np.ndarray
+    n_cal: int
+
+    def check_coverage(self, y_test: object, q_test: object) -> pd.DataFrame:
+        """Observed coverage of each calibrated interval against its expected band.
+
+        Parameters
+        ----------
+        y_test : array_like, shape (m,)
+            Outcomes not used for calibration.
+        q_test : array_like, shape (m, r)
+            Calibrated quantiles (the output of ``apply``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per interval, outermost first: ``nominal``, ``observed``, ``band_low``,
+            ``band_high`` (central 95% band of :meth:`binomial_band`), ``inside``, ``n``.
+        """
+        y_a, q_a = _check_yq(y_test, q_test, self.taus, "check_coverage")
+        if y_a.ndim != 1:
+            raise DataError(f"check_coverage: y_test must be 1-D, got shape {y_a.shape}")
+        rows = []
+        for (lo, hi), a in zip(self.pairs, self.alphas):
+            observed = float(np.mean((q_a[:, lo] <= y_a) & (y_a <= q_a[:, hi])))
+            low, high = self.binomial_band(a, y_a.size)
+            rows.append({
+                "nominal": round(1.0 - a, 10), "observed": observed, "band_low": low,
+                "band_high": high, "inside": bool(low <= observed <= high), "n": y_a.size,
+            })
+        return pd.DataFrame(rows)
+
+
+def _betabinom_band(a: float, b: float, n_test: int, level: float) -> tuple[float, float]:
+    dist = stats.betabinom(n_test, a, b)
+    tail = (1.0 - level) / 2.0
+    return float(dist.ppf(tail) / n_test), float(dist.ppf(1.0 - tail) / n_test)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitCQR(_Calibration):
+    """Split conformalized quantile regression, fitted on a calibration set.
+
+    Attributes
+    ----------
+    taus : numpy.ndarray, shape (r,)
+    pairs : list of (lo, hi)
+        Column indices of the central pairs, outermost first.
+    alphas : numpy.ndarray, shape (k,)
+        Miscoverage of each pair.
+    corrections : numpy.ndarray, shape (k,) or (k, 2)
+        Per pair; ``(k, 2)`` columns lower/upper for the asymmetric variant.
+    n_cal : int
+    asymmetric : bool
+
+    Examples
+    --------
+    >>> y = np.arange(10.0)
+    >>> cal = SplitCQR.fit(y, np.tile([4.0, 5.0], (10, 1)), [0.1, 0.9])
+    >>> cal.corrections, [round(b, 4) for b in cal.coverage_band(0.2)]
+    (array([4.]), [0.8, 0.8909])
+    """
+
+    asymmetric: bool = False
+
+    @classmethod
+    def fit(cls, y_cal: object, q_cal: object, taus: object, asymmetric: bool = False) -> SplitCQR:
+        """Compute corrections from calibration outcomes ``(n_cal,)`` and quantiles ``(n_cal, r)``.
+
+        Raises
+        ------
+        CalibrationError
+            When there is no central pair or ``n_cal`` is too small (message gives the minimum).
+        """
+        t = validate_levels(taus)
+        y_a, q_a = _check_yq(y_cal, q_cal, t, "SplitCQR.fit")
+        if y_a.ndim != 1:
+            raise DataError(f"SplitCQR.fit: y_cal must be 1-D, got shape {y_a.shape}")
+        pairs, alphas = _pairs_alphas(t)
+        corr = cqr_corrections(y_a, q_a, t, asymmetric=asymmetric)
+        return cls(t, pairs, alphas, corr, y_a.size, asymmetric=asymmetric)
+
+    def apply(self, q: object) -> np.ndarray:
+        """Calibrated quantiles ``(m, r)`` from model quantiles ``(m, r)``."""
+        q_a = np.asarray(q, dtype=float)
+        if q_a.ndim != 2:
+            raise DataError(f"apply: q must be 2-D (m, {self.taus.size}), got shape {q_a.shape}")
+        return apply_cqr(q_a, self.taus, self.corrections, self.asymmetric)
+
+    def coverage_band(self, alpha: float) -> tuple[float, float]:
+        """Theoretical marginal coverage band.
+
+        ``[1 - alpha, 1 - alpha + 1/(n_cal + 1)]``, or ``+ 2/(n_cal + 1)`` for the asymmetric
+        variant (upper ends assume continuous scores).
+        """
+        extra = (2.0 if self.asymmetric else 1.0) / (self.n_cal + 1)
+        return 1.0 - alpha, 1.0 - alpha + extra
+
+    def binomial_band(self, alpha: float, n_test: int, level: float = 0.95) -> tuple[float, float]:
+        """Central ``level`` band for observed coverage on ``n_test`` fresh points.
+
+        Given the calibration set, coverage is ``Beta(n_cal + 1 - l, l)`` with
+        ``l = floor((n_cal + 1) alpha)`` (continuous scores), so the count covered among
+        ``n_test`` exchangeable test points is beta-binomial. For the asymmetric variant each
+        side misses with ``Beta(l_s, n_cal + 1 - l_s)``, ``l_s = floor((n_cal + 1) alpha/2)``;
+        their sum is approximated by ``Beta(2 l_s, n_cal + 1 - 2 l_s)`` (same mean, the
+        Dirichlet-type law of two disjoint tails).
+        """
+        n1 = self.n_cal + 1
+        if self.asymmetric:
+            miss = 2 * _lower_rank(self.n_cal, alpha / 2)
+        else:
+            miss = _lower_rank(self.n_cal, alpha)
+        if miss < 1:
+            return 1.0, 1.0
+        return _betabinom_band(n1 - miss, miss, n_test, level)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CVPlusCQR(_Calibration):
+    """Cross-fitted CQR (CV+): out-of-fold scores, fold models at prediction time.
+
+    Attributes
+    ----------
+    taus, pairs, alphas : as for :class:`SplitCQR`
+    corrections : numpy.ndarray, shape (k,)
+        For reporting only: the ``ceil((1 - alpha)(n + 1))``-th smallest out-of-fold score,
+        the correction split CQR would use on these scores. ``apply`` uses the scores
+        themselves.
+    n_cal : int
+        Training rows ``n`` (all of them are scored out of fold).
+    k_folds : int
+    scores : numpy.ndarray, shape (k, n)
+        Out-of-fold conformity scores ``R_i`` per pair.
+    folds : numpy.ndarray, shape (n,)
+        Fold id of each training row, in ``0 .. K-1``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> y = rng.normal(size=40)
+    >>> folds = np.arange(40) % 4
+    >>> cal = CVPlusCQR.fit(y, np.tile([-1.0, 1.0], (40, 1)), folds, [0.1, 0.9])
+    >>> cal.apply(np.tile([-1.0, 1.0], (4, 2, 1))).shape
+    (2, 2)
+    """
+
+    k_folds: int
+    scores: np.ndarray
+    folds: np.ndarray
+
+    @classmethod
+    def fit(cls, y: object, q_oof: object, folds: object, taus: object) -> CVPlusCQR:
+        """Scores from out-of-fold quantiles ``q_oof (n, r)`` with fold ids ``folds (n,)``.
+
+        Raises
+        ------
+        DataError
+            When fold ids are not the integers ``0 .. K-1`` (each used) or shapes disagree.
+        CalibrationError
+            When ``n < 1/alpha - 1`` for some pair.
+        """
+        t = validate_levels(taus)
+        y_a, q_a = _check_yq(y, q_oof, t, "CVPlusCQR.fit")
+        if y_a.ndim != 1:
+            raise DataError(f"CVPlusCQR.fit: y must be 1-D, got shape {y_a.shape}")
+        f = np.asarray(folds)
+        if f.shape != y_a.shape or not np.issubdtype(f.dtype, np.integer):
+            raise DataError(
+                f"folds must be integer ids of shape {y_a.shape}; got {f.dtype} {f.shape}"
+            )
+        k_folds = int(f.max()) + 1
+        missing = np.setdiff1d(np.arange(k_folds), f)
+        if f.min() < 0 or missing.size or k_folds < 2:
+            raise DataError(
+                f"fold ids must be 0 .. K-1 with K >= 2 and every fold used; got ids "
+                f"{np.unique(f).tolist()}"
+            )
+        pairs, alphas = _pairs_alphas(t)
+        n = y_a.size
+        _check_n(n, t, pairs, alphas, "CV+ CQR", per_side=False)
+        scores = np.stack([conformity_scores(y_a, q_a[:, lo], q_a[:, hi]) for lo, hi in pairs])
+        corr = np.array([_kth_smallest(s, _upper_rank(n, a)) for s, a in zip(scores, alphas)])
+        return cls(t, pairs, alphas, corr, n, k_folds=k_folds, scores=scores,
+                   folds=f.astype(np.intp))
+
+    def apply(self, q_folds: object, q_full: object | None = None) -> np.ndarray:
+        """CV+ quantiles for new points.
+
+        Parameters
+        ----------
+        q_folds : array_like, shape (K, m, r)
+            ``q_folds[k]``: predictions of the model fitted without fold ``k``.
+        q_full : array_like, shape (m, r), optional
+            Values for the non-paired levels (e.g. the median) from the model refit on all
+            rows; by default the mean of the fold models.
+
+        Returns
+        -------
+        numpy.ndarray, shape (m, r)
+        """
+        qf = np.asarray(q_folds, dtype=float)
+        if qf.ndim != 3 or qf.shape[0] != self.k_folds or qf.shape[2] != self.taus.size:
+            raise DataError(
+                f"q_folds must have shape ({self.k_folds}, m, {self.taus.size}); got {qf.shape}"
+            )
+        m = qf.shape[1]
+        out = qf.mean(axis=0) if q_full is None else np.array(q_full, dtype=float)
+        if out.shape != (m, self.taus.size):
+            raise DataError(f"q_full must have shape {(m, self.taus.size)}; got {out.shape}")
+        n = self.n_cal
+        # (m, n) blocks of candidate end points; chunk rows to bound memory near 16 MB each.
+        step = max(1, 2_000_000 // n)
+        for j, ((lo, hi), a) in enumerate(zip(self.pairs, self.alphas)):
+            k_lo, k_hi = _lower_rank(n, a), _upper_rank(n, a)
+            r_i = self.scores[j]
+            for start in range(0, m, step):
+                rows = slice(start, start + step)
+                lower = qf[self.folds, rows, lo].T - r_i
+                upper = qf[self.folds, rows, hi].T + r_i
+                out[rows, lo] = _kth_smallest(lower, k_lo)
+                out[rows, hi] = _kth_smallest(upper, k_hi)
+        return _envelope(out, self.taus)
+
+    def coverage_band(self, alpha: float) -> tuple[float, float]:
+        """``(cv_plus_bound(alpha, n, K), 1.0)``: CV+ has a lower guarantee only."""
+        return cv_plus_bound(alpha, self.n_cal, self.k_folds), 1.0
+
+    def binomial_band(self, alpha: float, n_test: int, level: float = 0.95) -> tuple[float, float]:
+        """One-sided band: the lower ``(1 - level)/2`` quantile of Binomial(n_test, bound)/n_test.
+
+        Observed coverage below it contradicts the CV+ guarantee; there is no upper limit.
+        """
+        bound = min(max(cv_plus_bound(alpha, self.n_cal, self.k_folds), 0.0), 1.0)
+        low = stats.binom(n_test, bound).ppf((1.0 - level) / 2.0) / n_test
+        return float(low), 1.0
