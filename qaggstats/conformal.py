@@ -64,6 +64,8 @@ __all__ = [
     "cv_plus_bound",
     "SplitCQR",
     "CVPlusCQR",
+    "fit_cqr",
+    "fit_cvplus",
 ]
 
 # Guards the ceil/floor of (n + 1) * alpha against representation error: (n+1) * 0.1 can be
@@ -519,9 +521,13 @@ class CVPlusCQR(_Calibration):
                 out[rows, hi] = _kth_smallest(upper, k_hi)
         return _envelope(out, self.taus)
 
+    def coverage_bound(self, alpha: float) -> float:
+        """Guaranteed minimum coverage, :func:`cv_plus_bound` with this ``n`` and ``K``."""
+        return cv_plus_bound(alpha, self.n_cal, self.k_folds)
+
     def coverage_band(self, alpha: float) -> tuple[float, float]:
-        """``(cv_plus_bound(alpha, n, K), 1.0)``: CV+ has a lower guarantee only."""
-        return cv_plus_bound(alpha, self.n_cal, self.k_folds), 1.0
+        """``(coverage_bound(alpha), 1.0)``: CV+ has a lower guarantee only."""
+        return self.coverage_bound(alpha), 1.0
 
     def binomial_band(self, alpha: float, n_test: int, level: float = 0.95) -> tuple[float, float]:
         """One-sided band: the lower ``(1 - level)/2`` quantile of Binomial(n_test, bound)/n_test.
@@ -531,3 +537,45 @@ class CVPlusCQR(_Calibration):
         bound = min(max(cv_plus_bound(alpha, self.n_cal, self.k_folds), 0.0), 1.0)
         low = stats.binom(n_test, bound).ppf((1.0 - level) / 2.0) / n_test
         return float(low), 1.0
+
+
+def fit_cqr(q_cal: object, y_cal: object, taus: object, method: str = "symmetric") -> SplitCQR:
+    """Split CQR from calibration quantiles ``(n_cal, r)`` and outcomes ``(n_cal,)``.
+
+    Pipeline-facing spelling of :meth:`SplitCQR.fit` (quantiles first, variant by name).
+
+    Parameters
+    ----------
+    q_cal : array_like, shape (n_cal, r)
+    y_cal : array_like, shape (n_cal,)
+    taus : array_like, shape (r,)
+    method : {"symmetric", "asymmetric"}
+
+    Returns
+    -------
+    SplitCQR
+
+    Examples
+    --------
+    >>> fit_cqr(np.tile([4.0, 5.0], (10, 1)), np.arange(10.0), [0.1, 0.9]).corrections
+    array([4.])
+    """
+    if method not in ("symmetric", "asymmetric"):
+        raise CalibrationError(
+            f"unknown CQR method {method!r}; choose 'symmetric' or 'asymmetric'"
+        )
+    return SplitCQR.fit(y_cal, q_cal, taus, asymmetric=method == "asymmetric")
+
+
+def fit_cvplus(q_oof: object, y: object, folds: object, taus: object) -> CVPlusCQR:
+    """CV+ CQR from out-of-fold quantiles ``(n, r)``, outcomes ``(n,)`` and fold ids ``(n,)``.
+
+    Pipeline-facing spelling of :meth:`CVPlusCQR.fit` (quantiles first).
+
+    Examples
+    --------
+    >>> cal = fit_cvplus(np.zeros((20, 2)), np.zeros(20), np.arange(20) % 4, [0.1, 0.9])
+    >>> cal.k_folds, cal.n_cal
+    (4, 20)
+    """
+    return CVPlusCQR.fit(y, q_oof, folds, taus)

@@ -19,6 +19,8 @@ from qaggstats.conformal import (
     conformity_scores,
     cqr_corrections,
     cv_plus_bound,
+    fit_cqr,
+    fit_cvplus,
     min_calibration_size,
 )
 from qaggstats.errors import CalibrationError, DataError
@@ -237,3 +239,19 @@ def test_cv_plus_coverage_above_bound():
         assert mean_cv - 3 * se_cv >= bound
         # in practice CV+ sits near the nominal level, much nearer than the raw model
         assert abs(mean_cv - (1 - alpha)) < abs(mean_raw - (1 - alpha))
+
+
+def test_pipeline_spellings_match_classes():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=60)
+    q = np.tile([-1.0, 0.0, 1.0], (60, 1)) + rng.normal(scale=0.1, size=(60, 3))
+    taus = [0.1, 0.5, 0.9]
+    for method, asym in (("symmetric", False), ("asymmetric", True)):
+        np.testing.assert_array_equal(fit_cqr(q, y, taus, method=method).corrections,
+                                      SplitCQR.fit(y, q, taus, asymmetric=asym).corrections)
+    with pytest.raises(CalibrationError, match="unknown CQR method 'both'"):
+        fit_cqr(q, y, taus, method="both")
+    folds = np.arange(60) % 3
+    cal = fit_cvplus(q, y, folds, taus)
+    assert cal.coverage_bound(0.2) == pytest.approx(cv_plus_bound(0.2, 60, 3))
+    np.testing.assert_array_equal(cal.scores, CVPlusCQR.fit(y, q, folds, taus).scores)
