@@ -1,0 +1,37 @@
+"""Base quantile learners behind one small protocol.
+
+Every learner has ``formula`` (str or None), ``fit(X (n, d), y (n,), taus (r,)) -> self`` and
+``predict(X (m, d)) -> (m, r)``; see :class:`QuantileLearner`. Provided: ``LinearQR``
+(linear quantile regression), ``QuantileForest``, ``GradientBoosting``, ``KNN``,
+``LocationScale`` and ``SklearnQuantile`` (wrap any scikit-learn regressor).
+
+Examples
+--------
+>>> import numpy as np
+>>> from qaggstats import learners
+>>> X = np.arange(10.0).reshape(-1, 1); y = np.arange(10.0)
+>>> learners.KNN(k=3).fit(X, y, [0.5]).predict([[4.2]])
+array([[4.]])
+"""
+from __future__ import annotations
+
+from .base import (LearnerTypeError, QuantileLearner, check_learner, check_predictions)
+from .boosting import GradientBoosting
+from .forest import QuantileForest
+from .knn import KNN
+from .linear import LinearQR
+from .locscale import LocationScale
+from .sklearn import SklearnQuantile
+
+__all__ = [
+    "QuantileLearner",
+    "LearnerTypeError",
+    "check_learner",
+    "check_predictions",
+    "LinearQR",
+    "QuantileForest",
+    "GradientBoosting",
+    "KNN",
+    "LocationScale",
+    "SklearnQuantile",
+]

@@ -1,0 +1,284 @@
+"""Base quantile learners: shapes, calibration on known quantiles, hand-computed cases, errors."""
+from __future__ import annotations
+
+import copy
+import functools
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+from sklearn.linear_model import LinearRegression, QuantileRegressor
+
+from qaggstats.errors import DataError, FitError, QaggError
+from qaggstats.learners import (KNN, GradientBoosting, LearnerTypeError, LocationScale,
+                                QuantileForest, QuantileLearner, SklearnQuantile, check_learner,
+                                check_predictions)
+
+TAUS = np.array([0.1, 0.5, 0.9])
+
+
+def linear_qr(tau: float) -> QuantileRegressor:
+    """A picklable SklearnQuantile factory: exact linear quantile regression."""
+    return QuantileRegressor(quantile=tau, alpha=0.0, solver="highs")
+
+
+def small_learners():
+    return {
+        "forest": QuantileForest(n_estimators=30),
+        "boost": GradientBoosting(max_iter=30),
+        "knn": KNN(k=10),
+        "locscale": LocationScale(),
+        "sklearn": SklearnQuantile(linear_qr),
+    }
+
+
+def hetero(n: int, seed: int):
+    """y = x + (0.5 + x)·ε, x ~ U(0, 2): the true τ-quantile is x + (0.5 + x)·Φ⁻¹(τ)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 2, n)
+    y = x + (0.5 + x) * rng.standard_normal(n)
+    X = np.column_stack([np.ones(n), x])  # as a formula design: intercept column first
+    true = x[:, None] + (0.5 + x[:, None]) * norm.ppf(TAUS)[None, :]
+    return X, y, true
+
+
+@pytest.fixture(scope="module")
+def train():
+    return hetero(2000, seed=1)
+
+
+@pytest.fixture(scope="module")
+def holdout():
+    return hetero(2000, seed=2)
+
+
+@pytest.mark.parametrize("name", list(small_learners()))
+def test_protocol_and_output_shape(name):
+    learner = small_learners()[name]
+    assert isinstance(learner, QuantileLearner)
+    assert learner.formula is None
+    X, y, _ = hetero(120, seed=5)
+    assert learner.fit(X, y, TAUS) is learner
+    pred = learner.predict(X[:7])
+    assert pred.shape == (7, 3) and pred.dtype == np.float64 and np.isfinite(pred).all()
+    assert learner.fit(X, y, [0.5]).predict(X[:4]).shape == (4, 1)
+
+
+@pytest.mark.parametrize("name", list(small_learners()))
+def test_deepcopy_of_fitted_learner_predicts_identically(name):
+    X, y, _ = hetero(150, seed=6)
+    learner = small_learners()[name].fit(X, y, TAUS)
+    np.testing.assert_array_equal(copy.deepcopy(learner).predict(X[:20]), learner.predict(X[:20]))
+
+
+# Holdout coverage of the 0.1 and 0.9 levels and mean absolute error against the true
+# conditional quantiles (n = 2000 train, 2000 test). The coverage tolerance allows for the
+# binomial noise (sd 0.007) plus each method's bias: tree ensembles and k-NN smooth over a
+# neighbourhood, the parametric models are nearly unbiased here.
+CALIBRATION = [
+    ("forest", QuantileForest(n_estimators=60), 0.04, 0.40),
+    ("boost", GradientBoosting(), 0.04, 0.42),
+    ("knn", KNN(k=30), 0.025, 0.42),
+    ("locscale", LocationScale(), 0.02, 0.10),
+    ("sklearn", SklearnQuantile(linear_qr), 0.02, 0.15),
+]
+
+
+@pytest.mark.parametrize("name, learner, cov_tol, mae_tol", CALIBRATION, ids=[c[0] for c in CALIBRATION])
+def test_holdout_coverage_and_accuracy_on_known_quantiles(name, learner, cov_tol, mae_tol, train, holdout):
+    X, y, _ = train
+    Xt, yt, true = holdout
+    q = copy.deepcopy(learner).fit(X, y, TAUS).predict(Xt)
+    coverage = (yt[:, None] <= q).mean(axis=0)
+    assert abs(coverage[0] - 0.1) <= cov_tol, coverage
+    assert abs(coverage[2] - 0.9) <= cov_tol, coverage
+    mae = np.abs(q - true).mean(axis=0)
+    assert (mae <= mae_tol).all(), mae
+
+
+def test_knn_in_sample_coverage_is_nominal(train):
+    """Weibull positions give expected coverage τ; in-sample within 0.015 of 0.1 and 0.9."""
+    X, y, _ = train
+    q = KNN(k=30).fit(X, y, TAUS).predict(X)
+    coverage = (y[:, None] <= q).mean(axis=0)
+    np.testing.assert_allclose(coverage[[0, 2]], [0.1, 0.9], atol=0.015)
+
+
+def test_knn_hand_computed_with_standardisation():
+    """Columns a (sd 1) and b (sd 10) standardise to the corners (±1, ±1); the intercept is ignored.
+
+    Query (a, b) = (-1, -2) standardises to (-1, -0.2): distances 0.8 (row 0), 1.2 (row 1),
+    2.15 (row 2), 2.33 (row 3). Unstandardised, row 2 (distance 8.25) would beat row 1 (12).
+    """
+    X = np.array([[1.0, -1.0, -10.0], [1.0, -1.0, 10.0], [1.0, 1.0, -10.0], [1.0, 1.0, 10.0]])
+    y = np.array([1.0, 2.0, 30.0, 40.0])
+    query = np.array([[1.0, -1.0, -2.0]])
+    # k = 2: neighbours {1, 2}. Positions τ(k+1): 0.6 -> clamp to 1; 1.5 -> 1.5; 2.7 -> clamp to 2
+    np.testing.assert_allclose(KNN(k=2).fit(X, y, [0.2, 0.5, 0.9]).predict(query), [[1.0, 1.5, 2.0]],
+                               rtol=0, atol=1e-12)
+    # k = 3: neighbours {1, 2, 30}. Positions 1, 2, 2.5, 3 -> 1, 2, 16, 30
+    np.testing.assert_allclose(KNN(k=3).fit(X, y, [0.25, 0.5, 0.625, 0.75]).predict(query),
+                               [[1.0, 2.0, 16.0, 30.0]], rtol=0, atol=1e-12)
+
+
+def test_knn_with_only_constant_columns_uses_all_rows_equally():
+    X = np.ones((5, 2))
+    y = np.array([5.0, 1.0, 4.0, 2.0, 3.0])
+    np.testing.assert_allclose(KNN(k=5).fit(X, y, [0.5]).predict(X[:2]), [[3.0], [3.0]])
+
+
+def test_location_scale_closed_form():
+    """x = 0, 0, 1, 1 and y = -1, 1, 0, 4: OLS mean 0 and 2, |residuals| 1, 1, 2, 2, so the
+    scale fit is exact: E|e| = 1 at x = 0 and 2 at x = 1, and q_τ = μ + E|e|·√(π/2)·Φ⁻¹(τ)."""
+    x = np.array([[0.0], [0.0], [1.0], [1.0]])
+    y = np.array([-1.0, 1.0, 0.0, 4.0])
+    taus = [0.05, 0.25, 0.5, 0.9]
+    z = norm.ppf(taus) * np.sqrt(np.pi / 2)
+    expected = np.array([0.0 + 1.0 * z, 2.0 + 2.0 * z])
+    # the same with or without an intercept column, and with sklearn's OLS as the mean model
+    for X in (x, np.column_stack([np.ones(4), x])):
+        for learner in (LocationScale(), LocationScale(mean_model=LinearRegression())):
+            got = learner.fit(X, y, taus).predict(X[[0, 2]])
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_location_scale_floor_applies_when_the_fit_is_exact():
+    X = np.arange(5.0).reshape(-1, 1)
+    y = 3.0 + 2.0 * X[:, 0]
+    q = LocationScale(min_scale=0.5).fit(X, y, [0.1, 0.9]).predict(np.array([[10.0]]))
+    half_width = 0.5 * np.sqrt(np.pi / 2) * norm.ppf(0.9)
+    np.testing.assert_allclose(q, [[23.0 - half_width, 23.0 + half_width]], atol=1e-9)
+    default = LocationScale().fit(X, y, [0.1, 0.9]).predict(np.array([[10.0]]))
+    # floored at 1e-8 * max|y| = 1.1e-7: the levels stay distinct but the band is negligible
+    assert 0 < default[0, 1] - default[0, 0] < 1e-6
+
+
+def test_location_scale_reports_mean_and_sigma(train):
+    X, y, _ = train
+    mu, sigma = LocationScale().fit(X, y, TAUS).predict_location_scale(np.array([[1.0, 0.0], [1.0, 2.0]]))
+    # true mean x and sd 0.5 + x
+    np.testing.assert_allclose(mu, [0.0, 2.0], atol=0.12)
+    np.testing.assert_allclose(sigma, [0.5, 2.5], atol=0.12)
+
+
+def test_sklearn_quantile_matches_its_estimator_per_level():
+    X, y, _ = hetero(200, seed=8)
+    got = SklearnQuantile(linear_qr).fit(X, y, [0.25, 0.75]).predict(X[:5])
+    want = np.column_stack([linear_qr(t).fit(X, y).predict(X[:5]) for t in (0.25, 0.75)])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_sklearn_quantile_factory_partial_is_used_with_each_level():
+    seen = []
+
+    def factory(tau, scale):
+        seen.append(tau)
+        return QuantileRegressor(quantile=tau, alpha=scale, solver="highs")
+
+    X, y, _ = hetero(60, seed=9)
+    SklearnQuantile(functools.partial(factory, scale=0.0)).fit(X, y, TAUS)
+    assert seen == [0.1, 0.5, 0.9]
+
+
+def test_random_state_makes_forest_and_boosting_reproducible():
+    X, y, _ = hetero(300, seed=10)
+    a = QuantileForest(n_estimators=10, random_state=3).fit(X, y, TAUS).predict(X[:30])
+    b = QuantileForest(n_estimators=10, random_state=3).fit(X, y, TAUS).predict(X[:30])
+    c = QuantileForest(n_estimators=10, random_state=4).fit(X, y, TAUS).predict(X[:30])
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    g1 = GradientBoosting(max_iter=10, random_state=1).fit(X, y, TAUS).predict(X[:30])
+    g2 = GradientBoosting(max_iter=10, random_state=1).fit(X, y, TAUS).predict(X[:30])
+    np.testing.assert_array_equal(g1, g2)
+
+
+BAD_PARAMETERS = [
+    (QuantileForest, {"n_estimators": 0}, "n_estimators must be an integer >= 1, got 0"),
+    (QuantileForest, {"min_samples_leaf": 2.5}, "min_samples_leaf"),
+    (QuantileForest, {"max_features": "all"}, "max_features"),
+    (QuantileForest, {"max_features": 1.5}, "max_features"),
+    (QuantileForest, {"random_state": "seed"}, "random_state"),
+    (GradientBoosting, {"learning_rate": 0.0}, "learning_rate must be a number > 0"),
+    (GradientBoosting, {"max_leaf_nodes": 1}, "max_leaf_nodes must be an integer >= 2"),
+    (GradientBoosting, {"l2_regularization": -1.0}, "l2_regularization"),
+    (KNN, {"k": 0}, "k must be an integer >= 1, got 0"),
+    (KNN, {"k": True}, "k must be an integer"),
+    (KNN, {"formula": 3}, "formula must be a string or None"),
+    (LocationScale, {"mean_model": "ols"}, "mean_model must be None"),
+    (LocationScale, {"min_scale": -1.0}, "min_scale must be a number > 0"),
+    (SklearnQuantile, {"factory": "gbr"}, "factory must be a callable"),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, message", BAD_PARAMETERS,
+                         ids=[f"{c.__name__}-{next(iter(k))}" for c, k, _ in BAD_PARAMETERS])
+def test_bad_parameters_raise_clear_errors(cls, kwargs, message):
+    args = {"factory": linear_qr} if cls is SklearnQuantile else {}
+    with pytest.raises(DataError, match=message) as info:
+        cls(**{**args, **kwargs})
+    assert cls.__name__ in str(info.value)
+
+
+def test_set_params_validates_and_get_params_round_trips():
+    knn = KNN(k=7, formula="y ~ x")
+    assert knn.get_params() == {"k": 7, "formula": "y ~ x"}
+    assert repr(knn) == "KNN(k=7, formula='y ~ x')"
+    assert repr(QuantileForest()) == "QuantileForest()"
+    with pytest.raises(DataError, match="k must be"):
+        knn.set_params(k=-2)
+    with pytest.raises(DataError, match="no parameter 'kk'"):
+        knn.set_params(kk=2)
+
+
+def test_fit_and_predict_input_errors():
+    X, y, _ = hetero(20, seed=11)
+    with pytest.raises(DataError, match="KNN: k=30 exceeds the 20 training rows"):
+        KNN().fit(X, y, TAUS)
+    with pytest.raises(FitError, match="KNN is not fitted"):
+        KNN().predict(X)
+    knn = KNN(k=5).fit(X, y, TAUS)
+    with pytest.raises(DataError, match="X has 1 columns but the learner was fitted on 2"):
+        knn.predict(X[:, :1])
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(DataError, match="LocationScale: X contains NaN"):
+        LocationScale().fit(bad, y, TAUS)
+    with pytest.raises(DataError, match="y must have shape \\(20,\\)"):
+        LocationScale().fit(X, y[:-1], TAUS)
+    with pytest.raises(DataError, match="strictly increasing"):
+        GradientBoosting().fit(X, y, [0.9, 0.1])
+    with pytest.raises(DataError, match="inside \\(0, 1\\)"):
+        QuantileForest().fit(X, y, [0.0, 0.5])
+
+
+def test_sklearn_factory_returning_a_non_regressor_names_the_level():
+    X, y, _ = hetero(30, seed=12)
+    with pytest.raises(FitError, match=r"factory\(0.1\) returned str"):
+        SklearnQuantile(lambda t: "oops").fit(X, y, TAUS)
+
+
+def test_check_learner_names_the_learner_and_the_missing_method():
+    class NoPredict:
+        formula = None
+
+        def fit(self, X, y, taus):
+            return self
+
+    with pytest.raises(LearnerTypeError, match="learner 'mine' \\(NoPredict\\) has no predict method"):
+        check_learner(NoPredict(), "mine")
+    with pytest.raises(TypeError, match="'other' \\(object\\) has no fit method"):
+        check_learner(object(), "other")
+    bad_formula = KNN()
+    bad_formula.formula = 5
+    with pytest.raises(FitError, match="'knn' \\(KNN\\) has formula=5"):
+        check_learner(bad_formula, "knn")
+    assert issubclass(LearnerTypeError, QaggError)
+    check_learner(KNN(), "fine")
+
+
+def test_check_predictions_validates_shape_and_finiteness():
+    assert check_predictions([[1, 2]], 1, 2, "x").dtype == np.float64
+    with pytest.raises(FitError, match=r"learner 'boost' returned predictions of shape \(2,\) in fold 3"):
+        check_predictions(np.zeros(2), 2, 1, "boost", " in fold 3")
+    with pytest.raises(FitError, match="learner 'knn' predicted 2 non-finite"):
+        check_predictions([[np.inf, np.nan]], 1, 2, "knn")
