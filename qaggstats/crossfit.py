@@ -25,7 +25,9 @@ Examples
 from __future__ import annotations
 
 import copy
+import pickle
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional
 
@@ -80,6 +82,7 @@ class TaskResult:
     learner: Any
     seconds: float
     error: Optional[BaseException] = None
+    error_text: str = ""
 
 
 def fit_task(learner: Any, X_train: np.ndarray, y_train: np.ndarray, X_test: Optional[np.ndarray],
@@ -104,8 +107,19 @@ def fit_task(learner: Any, X_train: np.ndarray, y_train: np.ndarray, X_test: Opt
         model.fit(X_train, y_train, taus)
         pred = None if X_test is None else model.predict(X_test)
     except Exception as err:  # any learner failure becomes a FitError (or a drop) upstream
-        return TaskResult(None, None, time.perf_counter() - start, err)
+        text = f"{type(err).__name__}: {err}"
+        return TaskResult(None, None, time.perf_counter() - start, _portable(err, text), text)
     return TaskResult(pred, model, time.perf_counter() - start)
+
+
+def _portable(err: BaseException, text: str) -> BaseException:
+    """``err`` if it survives pickling (results travel back from worker processes), else a
+    RuntimeError carrying its text; an unpicklable exception would break the whole pool."""
+    try:
+        pickle.loads(pickle.dumps(err))
+    except Exception:
+        return RuntimeError(text)
+    return err
 
 
 def _learner_seed(seed: int, j: int) -> int:
@@ -304,28 +318,32 @@ def crossfit(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, taus: An
     fitted: dict[str, Any] = {}
     seconds = dict.fromkeys(learners, 0.0)
     dropped: dict[str, str] = {}
-    for done, ((name, k, _), res) in enumerate(zip(tasks, results), start=1):
-        report(STAGE, done, total)
-        if name in dropped:
-            continue
-        where = f" in fold {k + 1} of {cv}" if k < cv else " when refitted on all rows"
-        seconds[name] += res.seconds
-        try:
-            if res.error is not None:
-                raise FitError(
-                    f"learner {name!r} failed{where}: {type(res.error).__name__}: {res.error}"
-                ) from res.error
+    try:
+        for done, ((name, k, _), res) in enumerate(zip(tasks, results), start=1):
+            report(STAGE, done, total)
+            if name in dropped:
+                continue
+            where = f" in fold {k + 1} of {cv}" if k < cv else " when refitted on all rows"
+            seconds[name] += res.seconds
+            try:
+                if res.error is not None:
+                    raise FitError(f"learner {name!r} failed{where}: {res.error_text}") from res.error
+                if k < cv:
+                    oof[name][folds == k] = check_predictions(res.pred, int(np.sum(folds == k)), r, name, where)
+            except FitError as err:
+                if on_error == "raise":
+                    raise
+                dropped[name] = str(err)
+                continue
             if k < cv:
-                oof[name][folds == k] = check_predictions(res.pred, int(np.sum(folds == k)), r, name, where)
-        except FitError as err:
-            if on_error == "raise":
-                raise
-            dropped[name] = str(err)
-            continue
-        if k < cv:
-            fold_models[name][k] = res.learner
-        else:
-            fitted[name] = res.learner
+                fold_models[name][k] = res.learner
+            else:
+                fitted[name] = res.learner
+    finally:
+        with warnings.catch_warnings():
+            # raising on a failure abandons the queued tasks on purpose; joblib warns about it
+            warnings.filterwarnings("ignore", message=".*executed +but not used", category=UserWarning)
+            results.close()
 
     kept = [name for name in learners if name not in dropped]
     if not kept:

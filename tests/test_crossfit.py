@@ -197,3 +197,20 @@ def test_fit_task_is_pure_and_returns_errors():
     assert res.pred.shape == (5, 3) and res.error is None and not hasattr(learner, "taus_")
     failed = fit_task(KNN(k=50), X, y, None, TAUS)
     assert failed.pred is None and "k=50 exceeds" in str(failed.error)
+
+
+class Unpicklable(Exception):
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+class RaisesUnpicklable(Failing):
+    def fit(self, X, y, taus):
+        raise Unpicklable("exotic failure", 7)
+
+
+def test_unpicklable_learner_error_still_reported_from_worker_processes():
+    X, y = data(30)
+    with pytest.raises(FitError, match="learner 'odd' failed in fold 1 of 3: Unpicklable: exotic failure"):
+        crossfit({"odd": RaisesUnpicklable()}, {"odd": X}, y, TAUS, cv=3, n_jobs=2)
