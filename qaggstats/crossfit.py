@@ -29,7 +29,7 @@ import pickle
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Generator, Iterator, Mapping, Optional
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -99,7 +99,7 @@ def fit_task(learner: Any, X_train: np.ndarray, y_train: np.ndarray, X_test: Opt
     >>> X = np.arange(6.0).reshape(-1, 1); y = np.arange(6.0)
     >>> res = fit_task(KNN(k=2), X[:4], y[:4], X[4:], np.array([0.5]))
     >>> res.pred.tolist(), res.error
-    ([[2.0], [2.0]], None)
+    ([[2.5], [2.5]], None)
     """
     start = time.perf_counter()
     model = copy.deepcopy(learner)
@@ -238,6 +238,23 @@ def _check_inputs(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, tau
     return designs, y_a, check_taus(taus, "crossfit")
 
 
+def _run(calls: list[tuple], n_jobs: int, backend: str) -> Generator[TaskResult, None, None]:
+    """Results of ``fit_task(*args)`` for each argument tuple, in order, as they complete.
+
+    The one place that knows about the execution backend: another backend (e.g. Dask) only
+    has to map :func:`fit_task` over ``calls`` and yield the results in order.
+    """
+    runner = Parallel(n_jobs=int(n_jobs), backend=backend, return_as="generator")
+    results = runner(delayed(fit_task)(*args) for args in calls)
+    try:
+        yield from results
+    finally:
+        with warnings.catch_warnings():
+            # a caller that stops early (a failure) abandons queued tasks on purpose
+            warnings.filterwarnings("ignore", message=".*executed +but not used", category=UserWarning)
+            results.close()
+
+
 def _tasks(learners: Mapping[str, Any], designs: Mapping[str, np.ndarray], y: np.ndarray,
            folds: np.ndarray, cv: int, taus: np.ndarray, seed: int) -> Iterator[tuple]:
     """(name, k, arguments of fit_task); k = cv is the refit on all rows."""
@@ -309,8 +326,7 @@ def crossfit(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, taus: An
     tasks = list(_tasks(learners, designs, y_a, folds, cv, t, seed))
     total = len(tasks)
     report(STAGE, 0, total)
-    runner = Parallel(n_jobs=int(n_jobs), backend=backend, return_as="generator")
-    results = runner(delayed(fit_task)(*args) for _, _, args in tasks)
+    results = _run([args for _, _, args in tasks], n_jobs, backend)
 
     n, r = y_a.size, t.size
     oof = {name: np.empty((n, r)) for name in learners}
@@ -318,32 +334,27 @@ def crossfit(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, taus: An
     fitted: dict[str, Any] = {}
     seconds = dict.fromkeys(learners, 0.0)
     dropped: dict[str, str] = {}
-    try:
-        for done, ((name, k, _), res) in enumerate(zip(tasks, results), start=1):
-            report(STAGE, done, total)
-            if name in dropped:
-                continue
-            where = f" in fold {k + 1} of {cv}" if k < cv else " when refitted on all rows"
-            seconds[name] += res.seconds
-            try:
-                if res.error is not None:
-                    raise FitError(f"learner {name!r} failed{where}: {res.error_text}") from res.error
-                if k < cv:
-                    oof[name][folds == k] = check_predictions(res.pred, int(np.sum(folds == k)), r, name, where)
-            except FitError as err:
-                if on_error == "raise":
-                    raise
-                dropped[name] = str(err)
-                continue
+    for done, ((name, k, _), res) in enumerate(zip(tasks, results), start=1):
+        report(STAGE, done, total)
+        if name in dropped:
+            continue
+        where = f" in fold {k + 1} of {cv}" if k < cv else " when refitted on all rows"
+        seconds[name] += res.seconds
+        try:
+            if res.error is not None:
+                raise FitError(f"learner {name!r} failed{where}: {res.error_text}") from res.error
             if k < cv:
-                fold_models[name][k] = res.learner
-            else:
-                fitted[name] = res.learner
-    finally:
-        with warnings.catch_warnings():
-            # raising on a failure abandons the queued tasks on purpose; joblib warns about it
-            warnings.filterwarnings("ignore", message=".*executed +but not used", category=UserWarning)
-            results.close()
+                oof[name][folds == k] = check_predictions(res.pred, int(np.sum(folds == k)), r, name, where)
+        except FitError as err:
+            if on_error == "raise":
+                results.close()  # stop the queued tasks
+                raise
+            dropped[name] = str(err)
+            continue
+        if k < cv:
+            fold_models[name][k] = res.learner
+        else:
+            fitted[name] = res.learner
 
     kept = [name for name in learners if name not in dropped]
     if not kept:

@@ -282,3 +282,17 @@ def test_check_predictions_validates_shape_and_finiteness():
         check_predictions(np.zeros(2), 2, 1, "boost", " in fold 3")
     with pytest.raises(FitError, match="learner 'knn' predicted 2 non-finite"):
         check_predictions([[np.inf, np.nan]], 1, 2, "knn")
+
+
+@pytest.mark.parametrize("module", [
+    "qaggstats.learners", "qaggstats.learners.base", "qaggstats.learners.forest",
+    "qaggstats.learners.boosting", "qaggstats.learners.knn", "qaggstats.learners.locscale",
+    "qaggstats.learners.sklearn", "qaggstats.crossfit", "qaggstats.datasets",
+])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module),
+                             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0, result
