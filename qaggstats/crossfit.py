@@ -247,11 +247,13 @@ def _run(calls: list[tuple], n_jobs: int, backend: str) -> Generator[TaskResult,
     runner = Parallel(n_jobs=int(n_jobs), backend=backend, return_as="generator")
     results = runner(delayed(fit_task)(*args) for args in calls)
     try:
-        yield from results
+        # not ``yield from``: that would close ``results`` before the warning filter is set
+        for res in results:
+            yield res
     finally:
         with warnings.catch_warnings():
             # a caller that stops early (a failure) abandons queued tasks on purpose
-            warnings.filterwarnings("ignore", message=".*executed +but not used", category=UserWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"joblib\.parallel")
             results.close()
 
 

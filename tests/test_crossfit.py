@@ -210,6 +210,7 @@ class RaisesUnpicklable(Failing):
         raise Unpicklable("exotic failure", 7)
 
 
+@pytest.mark.filterwarnings("error")  # also: stopping early must not leak joblib's warning
 def test_unpicklable_learner_error_still_reported_from_worker_processes():
     X, y = data(30)
     with pytest.raises(FitError, match="learner 'odd' failed in fold 1 of 3: Unpicklable: exotic failure"):
