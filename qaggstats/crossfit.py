@@ -34,7 +34,7 @@ from typing import Any, Generator, Iterator, Mapping, Optional
 import numpy as np
 from joblib import Parallel, delayed
 
-from .errors import DataError, FitError
+from .errors import DataError, FitError, QaggError
 from .learners.base import check_learner, check_predictions, check_taus
 from .progress import ProgressFn, as_progress
 
@@ -187,8 +187,18 @@ class CrossFit:
                       where: str) -> np.ndarray:
         m = next(iter(designs.values())).shape[0]
         r = self.taus.size
-        out = [check_predictions(learners[name].predict(designs[name]), m, r, name, where)
-               for name in self.models]
+        if m == 0:  # e.g. every new row had a missing predictor; some learners reject 0 rows
+            return np.empty((0, len(self.models), r))
+        out = []
+        for name in self.models:
+            try:
+                pred = learners[name].predict(designs[name])
+            except QaggError:
+                raise
+            except Exception as err:
+                raise FitError(f"learner {name!r} failed to predict{where}: "
+                               f"{type(err).__name__}: {err}") from err
+            out.append(check_predictions(pred, m, r, name, where))
         return np.stack(out, axis=1)
 
     def predict(self, X_new: Mapping[str, Any]) -> np.ndarray:

@@ -215,3 +215,27 @@ def test_unpicklable_learner_error_still_reported_from_worker_processes():
     X, y = data(30)
     with pytest.raises(FitError, match="learner 'odd' failed in fold 1 of 3: Unpicklable: exotic failure"):
         crossfit({"odd": RaisesUnpicklable()}, {"odd": X}, y, TAUS, cv=3, n_jobs=2)
+
+
+class PredictFailsOnNewData(Failing):
+    def fit(self, X, y, taus):
+        self.r, self.n = len(taus), X.shape[0]
+        return self
+
+    def predict(self, X):
+        if X.shape[0] == 7:
+            raise IndexError("index 7 is out of bounds")
+        return np.zeros((X.shape[0], self.r))
+
+
+def test_predict_on_new_data_wraps_learner_errors_and_handles_zero_rows():
+    X, y = data(30)
+    cf = crossfit({"p": PredictFailsOnNewData(), "knn": KNN(k=3)}, {"p": X, "knn": X}, y, TAUS, cv=3)
+    with pytest.raises(FitError, match="learner 'p' failed to predict on new data: IndexError: index 7"):
+        cf.predict({"p": X[:7], "knn": X[:7]})
+    with pytest.raises(FitError, match=r"learner 'p' failed to predict \(fold model 1 of 3\)"):
+        cf.predict_folds({"p": X[:7], "knn": X[:7]})
+    with pytest.raises(DataError, match="KNN: X has 1 columns"):
+        cf.predict({"p": X[:2], "knn": X[:2, :1]})
+    assert cf.predict({"p": X[:0], "knn": X[:0]}).shape == (0, 2, 3)
+    assert cf.predict_folds({"p": X[:0], "knn": X[:0]}).shape == (3, 0, 2, 3)
