@@ -6,7 +6,7 @@ import pytest
 
 from qaggstats.crossfit import CrossFit, crossfit, fit_task, make_folds
 from qaggstats.errors import DataError, FitError
-from qaggstats.learners import KNN, LocationScale, QuantileForest
+from qaggstats.learners import KNN, GradientBoosting, LocationScale, QuantileForest
 
 TAUS = np.array([0.1, 0.5, 0.9])
 
@@ -126,7 +126,7 @@ def test_input_learners_are_not_modified_and_random_state_is_set_from_seed():
 def test_results_bitwise_identical_across_n_jobs_and_backends():
     X, y = data(150, seed=2)
     learners = {"forest": QuantileForest(n_estimators=10, random_state=None), "knn": KNN(k=10),
-                "ls": LocationScale()}
+                "ls": LocationScale(), "boost": GradientBoosting(max_iter=10)}
     designs = {name: X for name in learners}
     one = crossfit(learners, designs, y, TAUS, cv=3, seed=11, n_jobs=1)
     two = crossfit(learners, designs, y, TAUS, cv=3, seed=11, n_jobs=2)
