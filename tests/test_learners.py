@@ -10,7 +10,7 @@ from scipy.stats import norm
 from sklearn.linear_model import LinearRegression, QuantileRegressor
 
 from qaggstats.errors import DataError, FitError, QaggError
-from qaggstats.learners import (KNN, GradientBoosting, LearnerTypeError, LocationScale,
+from qaggstats.learners import (KNN, GradientBoosting, LearnerTypeError, LinearQR, LocationScale,
                                 QuantileForest, QuantileLearner, SklearnQuantile, check_learner,
                                 check_predictions)
 
@@ -29,6 +29,7 @@ def small_learners():
         "knn": KNN(k=10),
         "locscale": LocationScale(),
         "sklearn": SklearnQuantile(linear_qr),
+        "linear": LinearQR(),
     }
 
 
@@ -81,6 +82,7 @@ CALIBRATION = [
     ("knn", KNN(k=30), 0.025, 0.42),
     ("locscale", LocationScale(), 0.02, 0.10),
     ("sklearn", SklearnQuantile(linear_qr), 0.02, 0.15),
+    ("linear", LinearQR(), 0.02, 0.15),
 ]
 
 
