@@ -1,5 +1,8 @@
 """qaggstats: quantile regression with formulas, aggregation, non-crossing and conformal intervals.
 
+The public names load lazily (PEP 562), so ``import qaggstats`` and the command line start fast
+and a submodule's heavy dependencies (cvxpy, matplotlib, scikit-learn) load on first use.
+
 Examples
 --------
 >>> import qaggstats as qa
@@ -10,7 +13,38 @@ Examples
 """
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from . import errors
 from ._version import __version__
 
-__all__ = ["__version__", "errors"]
+_SUBMODULES = (
+    "aggregate", "conformal", "crossfit", "datasets", "formula", "learners", "monotone",
+    "pipeline", "plots", "report", "results", "rq", "scoring",
+)
+_FUNCTIONS = {
+    "rq": ("rq", "rq"),
+    "qagg": ("pipeline", "qagg"),
+    "load": ("results", "load"),
+    "QaggResults": ("results", "QaggResults"),
+    "RQResults": ("rq", "RQResults"),
+}
+
+__all__ = ["__version__", "errors", *_SUBMODULES, *_FUNCTIONS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FUNCTIONS:
+        module, attr = _FUNCTIONS[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'qaggstats' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

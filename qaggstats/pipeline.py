@@ -16,7 +16,6 @@ Examples
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
@@ -27,12 +26,12 @@ from . import conformal as conformal_mod
 from . import learners as learners_mod
 from .aggregate import fit_weights
 from .crossfit import CrossFit, crossfit
-from .errors import CalibrationError, DataError, QaggError
+from .errors import CalibrationError, DataError
 from .formula import model_frames
 from .monotone import postprocess as monotone_postprocess
 from .progress import ProgressFn, as_progress
 
-__all__ = ["qagg", "DEFAULT_QUANTILES", "default_models", "check_quantiles"]
+__all__ = ["qagg", "fit_base", "fit_aggregate", "BaseFit", "DEFAULT_QUANTILES", "default_models", "check_quantiles"]
 
 DEFAULT_QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 WEIGHT_FAMILIES = ("mean", "median", "global", "quantile", "grouped", "local", "fine", "qra", "fqra")
@@ -148,6 +147,34 @@ def sort_base(Q: np.ndarray) -> np.ndarray:
     return np.sort(Q, axis=-1)
 
 
+@dataclass
+class BaseFit:
+    """Everything that does not depend on the weight fit: frames, split, cross-fitted models.
+
+    :func:`fit_aggregate` turns it into results; ``QaggResults.reweight`` reuses it to try
+    another weight family without refitting the base learners.
+    """
+
+    formula: str
+    formulas: dict[str, str]
+    frames: Any
+    data_used: pd.DataFrame
+    split: _Split
+    taus: np.ndarray
+    notes: list[str]
+    learners: dict[str, Any]
+    crossfit: CrossFit
+    Q: np.ndarray
+    conformal: Optional[str]
+    cal_size: float
+    cv: int
+    seed: int
+    n_jobs: int
+    timings: dict[str, float]
+    test: Optional[pd.DataFrame]
+    data_name: Optional[str]
+
+
 def qagg(
     formula: str,
     data: pd.DataFrame,
@@ -238,108 +265,126 @@ def qagg(
     >>> fit.weights["weight"].round(6).tolist()
     [1.0, 1.0, 1.0]
     """
-    from .results import QaggResults  # results imports this module's helpers
+    check_options(weights=weights, postprocess=postprocess)
+    base = fit_base(formula, data, models=models, quantiles=quantiles, conformal=conformal,
+                    cal_size=cal_size, cv=cv, seed=seed, n_jobs=n_jobs, na=na, test=test,
+                    on_error=on_error, backend=backend, data_name=data_name, progress=progress)
+    return fit_aggregate(base, weights=weights, constraint=constraint, noncrossing=noncrossing,
+                         postprocess=postprocess, groups=groups, local_formula=local_formula,
+                         smooth=smooth, solver=solver, progress=progress)
 
-    report = as_progress(progress)
-    taus, notes = check_quantiles(quantiles)
+
+def check_options(weights: str = "quantile", postprocess: str = "sort", conformal: Optional[str] = None) -> None:
+    """Raise a DataError naming an unknown weight family, post-processing or conformal method."""
     if weights not in WEIGHT_FAMILIES:
         raise DataError(f"unknown weight family {weights!r}; choose one of {', '.join(WEIGHT_FAMILIES)}")
-    if conformal not in CONFORMAL_METHODS:
-        raise DataError(f"unknown conformal method {conformal!r}; choose None, 'cqr', 'cqr-asymmetric' or 'cv+'")
     if postprocess not in POSTPROCESS_METHODS:
         raise DataError(f"unknown postprocess {postprocess!r}; choose one of {', '.join(POSTPROCESS_METHODS)}")
+    if conformal not in CONFORMAL_METHODS:
+        raise DataError(f"unknown conformal method {conformal!r}; choose None, 'cqr', 'cqr-asymmetric' or 'cv+'")
+
+
+def fit_base(formula: str, data: pd.DataFrame, *, models=None, quantiles=DEFAULT_QUANTILES,
+             conformal: Optional[str] = None, cal_size: float = 0.25, cv: int = 5, seed: int = 0,
+             n_jobs: int = 1, na: str = "drop", test: Optional[pd.DataFrame] = None,
+             on_error: str = "raise", backend: Any = "local", data_name: Optional[str] = None,
+             progress: Optional[ProgressFn] = None) -> BaseFit:
+    """Model frames, the calibration split and the cross-fitted base learners (see :func:`qagg`)."""
+    taus, notes = check_quantiles(quantiles)
+    check_options(conformal=conformal)
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    if not isinstance(cv, (int, np.integer)) or cv < 2:
+    if not isinstance(cv, (int, np.integer)) or isinstance(cv, bool) or cv < 2:
         raise DataError(f"cv must be an integer of at least 2 folds, got {cv!r}")
     if on_error not in ("raise", "drop"):
         raise DataError(f"on_error must be 'raise' or 'drop', got {on_error!r}")
+    if test is not None and not isinstance(test, pd.DataFrame):
+        raise DataError(f"test must be a pandas DataFrame, got {type(test).__name__}")
 
     learners = _resolve_models(models, seed)
     formulas = {name: _learner_formula(obj, formula) for name, obj in learners.items()}
-    basis_name = "__basis__"
-    if weights == "local":
-        formulas[basis_name] = local_formula_with_response(local_formula, formula)
     frames = model_frames(formulas, data, na=na)
-    y = frames.y
-    n = y.shape[0]
-    split = _split_rows(n, conformal, cal_size, seed)
+    split = _split_rows(frames.y.shape[0], conformal, cal_size, seed)
     if split.train.size < cv:
         raise DataError(f"{split.train.size} training rows are fewer than cv={cv} folds")
-
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    X_train = {name: frames.X[name][split.train] for name in learners}
     cf = crossfit(
-        learners, X_train, y[split.train], taus, cv=cv, seed=seed, n_jobs=n_jobs,
-        progress=report, on_error=on_error, **({} if backend == "local" else {"backend": backend}),
+        learners, {name: frames.X[name][split.train] for name in learners}, frames.y[split.train],
+        taus, cv=cv, seed=seed, n_jobs=n_jobs, progress=as_progress(progress), on_error=on_error,
+        **({} if backend == "local" else {"backend": backend}),
     )
-    timings["cross-fitting"] = time.perf_counter() - t0
-    Q = sort_base(cf.Q)
+    return BaseFit(
+        formula=formula, formulas=formulas, frames=frames, data_used=used_rows(data, frames),
+        split=split, taus=taus, notes=notes, learners=learners, crossfit=cf, Q=sort_base(cf.Q),
+        conformal=conformal, cal_size=cal_size, cv=int(cv), seed=seed, n_jobs=n_jobs,
+        timings={"cross-fitting": time.perf_counter() - t0}, test=test, data_name=data_name,
+    )
 
-    basis = None
-    basis_state = None
+
+def fit_aggregate(base: BaseFit, *, weights: str = "quantile", constraint: str = "simplex",
+                  noncrossing: bool = True, postprocess: str = "sort", groups: Any = None,
+                  local_formula: Optional[str] = None, smooth: float = 0.0, solver: str = "auto",
+                  progress: Optional[ProgressFn] = None):
+    """Weights, monotone post-processing and calibration on a :class:`BaseFit` (see :func:`qagg`)."""
+    from .results import QaggResults  # results imports this module's helpers
+
+    check_options(weights=weights, postprocess=postprocess)
+    report = as_progress(progress)
+    taus, split, y = base.taus, base.split, base.frames.y
+    timings = dict(base.timings)
+
+    basis_spec = basis_state = basis = basis_all = None
     if weights == "local":
-        basis, basis_state = standardized_basis(frames.X[basis_name][split.train])
+        basis_frames = model_frames({"basis": local_formula_with_response(local_formula, base.formula)},
+                                    base.data_used, na="raise")
+        basis_spec = basis_frames.specs["basis"]
+        basis, basis_state = standardized_basis(basis_frames.X["basis"][split.train])
+        basis_all = apply_basis(basis_frames.X["basis"], basis_state)
 
     report("weight fit", 0, 1)
     t0 = time.perf_counter()
-    fit_kwargs = dict(
-        family=weights, constraint=constraint, noncrossing=noncrossing, smooth=smooth,
-        solver=solver,
-    )
+    fit_kwargs = dict(family=weights, constraint=constraint, noncrossing=noncrossing, smooth=smooth,
+                      solver=solver)
     if groups is not None:
         fit_kwargs["groups"] = groups
     if basis is not None:
         fit_kwargs["basis"] = basis
-    wfit = fit_weights(Q, y[split.train], taus, **fit_kwargs)
+    wfit = fit_weights(base.Q, y[split.train], taus, **fit_kwargs)
     timings["weight fit"] = time.perf_counter() - t0
     report("weight fit", 1, 1)
 
-    q_oof_raw = wfit.combine(Q, basis=basis) if basis is not None else wfit.combine(Q)
+    q_oof_raw = combine(wfit, base.Q, basis)
     q_oof = monotone_postprocess(q_oof_raw, taus, postprocess)
 
     calibration = None
     t0 = time.perf_counter()
-    if conformal in ("cqr", "cqr-asymmetric"):
-        X_cal = {name: frames.X[name][split.cal] for name in cf.models}
-        Q_cal = sort_base(cf.predict(X_cal))
-        b_cal = apply_basis(frames.X[basis_name][split.cal], basis_state) if basis is not None else None
-        q_cal = monotone_postprocess(
-            wfit.combine(Q_cal, basis=b_cal) if b_cal is not None else wfit.combine(Q_cal),
-            taus, postprocess,
-        )
-        method = "asymmetric" if conformal == "cqr-asymmetric" else "symmetric"
+    if base.conformal in ("cqr", "cqr-asymmetric"):
+        Q_cal = sort_base(base.crossfit.predict({m: base.frames.X[m][split.cal] for m in base.crossfit.models}))
+        b_cal = basis_all[split.cal] if basis_all is not None else None
+        q_cal = monotone_postprocess(combine(wfit, Q_cal, b_cal), taus, postprocess)
+        method = "asymmetric" if base.conformal == "cqr-asymmetric" else "symmetric"
         calibration = conformal_mod.fit_cqr(q_cal, y[split.cal], taus, method=method)
-    elif conformal == "cv+":
-        calibration = conformal_mod.fit_cvplus(q_oof, y[split.train], cf.folds, taus)
+    elif base.conformal == "cv+":
+        calibration = conformal_mod.fit_cvplus(q_oof, y[split.train], base.crossfit.folds, taus)
     timings["calibration"] = time.perf_counter() - t0
 
     return QaggResults.from_pipeline(
-        formula=formula,
-        formulas={k: v for k, v in formulas.items() if k != basis_name},
-        frames=frames,
-        split=split,
-        taus=taus,
-        notes=notes,
-        learners=learners,
-        crossfit=cf,
-        Q=Q,
-        weight_fit=wfit,
-        q_oof_raw=q_oof_raw,
-        q_oof=q_oof,
-        basis_name=basis_name if basis is not None else None,
-        basis_state=basis_state,
-        calibration=calibration,
-        settings=dict(
-            family=weights, constraint=constraint, noncrossing=noncrossing,
-            postprocess=postprocess, conformal=conformal, cal_size=cal_size, cv=cv,
-            seed=seed, solver=solver, smooth=smooth, n_jobs=n_jobs,
-        ),
-        timings=timings,
-        test=test,
-        data_name=data_name,
+        base=base, weight_fit=wfit, q_oof_raw=q_oof_raw, q_oof=q_oof, basis_spec=basis_spec,
+        basis_state=basis_state, calibration=calibration, timings=timings,
+        settings=dict(family=weights, constraint=constraint, noncrossing=noncrossing,
+                      postprocess=postprocess, groups=groups, local_formula=local_formula,
+                      smooth=smooth, solver=solver),
     )
+
+
+def combine(wfit, Q: np.ndarray, basis: Optional[np.ndarray]) -> np.ndarray:
+    """Aggregate base predictions (m, p, r) with fitted weights (and the local basis)."""
+    return wfit.combine(Q) if basis is None else wfit.combine(Q, basis=basis)
+
+
+def used_rows(data: pd.DataFrame, frames) -> pd.DataFrame:
+    """The rows of ``data`` the frames kept (NA rows dropped), in the frames' order."""
+    return data.iloc[frames.positions] if hasattr(frames, "positions") else data.loc[frames.index]
 
 
 def local_formula_with_response(local_formula: Optional[str], formula: str) -> str:

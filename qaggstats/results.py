@@ -37,7 +37,7 @@ from .errors import DataError, SaveError
 from .formula import design_newdata
 from .monotone import monotone_effect
 from .monotone import postprocess as monotone_postprocess
-from .pipeline import apply_basis, sort_base
+from .pipeline import apply_basis, combine, sort_base
 from .summary import SummaryMixin
 
 __all__ = ["QaggResults", "Diagnostic", "load", "quantile_column"]
@@ -196,51 +196,85 @@ class QaggResults(SummaryMixin):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pipeline(cls, *, formula, formulas, frames, split, taus, notes, learners, crossfit,
-                      Q, weight_fit, q_oof_raw, q_oof, basis_name, basis_state, calibration,
-                      settings, timings, test, data_name) -> "QaggResults":
+    def from_pipeline(cls, *, base, weight_fit, q_oof_raw, q_oof, basis_spec, basis_state,
+                      calibration, timings, settings) -> "QaggResults":
+        """Assemble results from the pipeline's stages (see :func:`qaggstats.pipeline.fit_aggregate`)."""
         self = cls.__new__(cls)
-        self.formula = formula
-        self.models = list(crossfit.models)
-        self.formulas = {m: formulas[m] for m in self.models}
-        self.data_name = data_name or "data"
-        self.response = frames.specs[self.models[0]].response
-        self.taus = np.asarray(taus, dtype=float)
-        self.na = frames.na
-        self.notes = list(notes)
-        for name, why in getattr(crossfit, "dropped", {}).items():
+        cf = base.crossfit
+        self._base = base
+        self.formula = base.formula
+        self.models = list(cf.models)
+        self.formulas = {m: base.formulas[m] for m in self.models}
+        self.data_name = base.data_name or "data"
+        self.response = base.frames.specs[self.models[0]].response
+        self.taus = np.asarray(base.taus, dtype=float)
+        self.na = base.frames.na
+        self.notes = list(base.notes)
+        for name, why in cf.dropped.items():
             self.notes.append(f"learner {name!r} was dropped: {why}")
-        self.learners = {m: _describe_learner(learners[m]) for m in self.models}
-        self.n_train = int(split.train.size)
-        self.n_cal = int(split.cal.size)
-        for key in ("family", "constraint", "noncrossing", "postprocess", "conformal", "cal_size",
-                    "cv", "seed", "solver", "smooth", "n_jobs"):
-            setattr(self, key, settings[key])
+        self.learners = {m: _describe_learner(base.learners[m]) for m in self.models}
+        self.n_train = int(base.split.train.size)
+        self.n_cal = int(base.split.cal.size)
+        self.conformal, self.cal_size, self.cv, self.seed, self.n_jobs = (
+            base.conformal, base.cal_size, base.cv, base.seed, base.n_jobs)
+        self._settings = dict(settings)
+        self.family = settings["family"]
+        self.constraint = settings["constraint"]
+        self.noncrossing = settings["noncrossing"]
+        self.postprocess = settings["postprocess"]
         self.solver = weight_fit.solver
         self.versions = _versions()
         self.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self.timings = dict(timings)
         self.weight_fit = weight_fit
         self.weights = weight_fit.to_frame(self.models, self.taus)
-        self.frame = frames.frame.iloc[split.train] if hasattr(frames, "frame") else None
-        self.y = frames.y[split.train]
-        self.Q = Q
+        self.frame = base.data_used.iloc[base.split.train]
+        self.y = base.frames.y[base.split.train]
+        self.Q = base.Q
         self.q_oof_raw = q_oof_raw
         self.q_oof = q_oof
         self.calibration = calibration
-        self._specs = {m: frames.specs[m] for m in self.models}
-        self._basis_spec = frames.specs[basis_name] if basis_name else None
+        self._specs = {m: base.frames.specs[m] for m in self.models}
+        self._basis_spec = basis_spec
         self._basis_state = basis_state
-        self._crossfit = crossfit
+        self._crossfit = cf
         self.oof_scores = self._score_oof()
         self.monotone = self._monotone_table()
         self.test_scores = None
         test_cov = None
-        if test is not None:
-            self.test_scores, test_cov = self._score_frame(test)
+        if base.test is not None:
+            self.test_scores, test_cov = self._score_frame(base.test)
         self.coverage = self._coverage_table(test_cov)
         self.diagnostics = self._diagnostics()
         return self
+
+    def reweight(self, weights: str, **changes: Any) -> "QaggResults":
+        """Refit only the aggregation (and calibration) with another weight family or setting.
+
+        The cross-fitted base learners are reused, so comparing families costs one weight fit
+        each. ``changes`` may set constraint, noncrossing, postprocess, groups, local_formula,
+        smooth and solver; the others keep this fit's values.
+
+        Examples
+        --------
+        >>> import qaggstats as qa
+        >>> df = qa.datasets.load("engel")
+        >>> fit = qa.qagg("foodexp ~ income", df, cv=3, quantiles=[0.1, 0.5, 0.9],
+        ...               models={"lin": qa.learners.LinearQR(), "knn": qa.learners.KNN(k=20)})
+        >>> fit.reweight("global").family
+        'global'
+        """
+        from .pipeline import fit_aggregate
+
+        settings = {**self._settings, **changes, "family": weights}
+        unknown = set(settings) - {"family", "constraint", "noncrossing", "postprocess", "groups",
+                                   "local_formula", "smooth", "solver"}
+        if unknown:
+            raise DataError(f"reweight() cannot change {', '.join(sorted(unknown))}; refit with qa.qagg")
+        if weights != "grouped":
+            settings["groups"] = None if "groups" not in changes else changes["groups"]
+        family = settings.pop("family")
+        return fit_aggregate(self._base, weights=family, **settings)
 
     # ------------------------------------------------------------------ scores
     def _baselines(self, Q: np.ndarray) -> dict[str, np.ndarray]:
@@ -251,6 +285,7 @@ class QaggResults(SummaryMixin):
 
     def _score_oof(self) -> pd.DataFrame:
         preds = self._baselines(self.Q)
+        preds["aggregate (raw)"] = self.q_oof_raw
         preds["aggregate"] = self.q_oof
         return scoring.score_table(self.y, preds, self.taus)
 
@@ -263,7 +298,7 @@ class QaggResults(SummaryMixin):
         return pd.DataFrame(rows)
 
     def _predict_arrays(self, newdata: pd.DataFrame, calibrated: bool = True):
-        """Base (m_ok, p, r) and aggregated (m_ok, r) predictions, and the row mask (m,)."""
+        """Base (m_ok, p, r), raw aggregated and final (m_ok, r) predictions, row mask (m,)."""
         if not isinstance(newdata, pd.DataFrame):
             raise DataError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
         specs = dict(self._specs)
@@ -271,21 +306,19 @@ class QaggResults(SummaryMixin):
             specs["__basis__"] = self._basis_spec
         X, ok = design_newdata(specs, newdata)
         Xm = {m: X[m] for m in self.models}
-        Q = sort_base(self._crossfit.predict(Xm))
         basis = apply_basis(X["__basis__"], self._basis_state) if self._basis_spec is not None else None
-
-        def aggregate(Qk: np.ndarray) -> np.ndarray:
-            raw = self.weight_fit.combine(Qk, basis=basis) if basis is not None else self.weight_fit.combine(Qk)
-            return monotone_postprocess(raw, self.taus, self.postprocess)
-
-        q = aggregate(Q)
+        Q = sort_base(self._crossfit.predict(Xm))
+        raw = combine(self.weight_fit, Q, basis)
+        q = monotone_postprocess(raw, self.taus, self.postprocess)
         if calibrated and self.calibration is not None:
             if self.conformal == "cv+":
                 folds = sort_base(self._crossfit.predict_folds(Xm))
-                q = self.calibration.apply(np.stack([aggregate(Qk) for Qk in folds]))
+                q = self.calibration.apply(np.stack([
+                    monotone_postprocess(combine(self.weight_fit, Qk, basis), self.taus, self.postprocess)
+                    for Qk in folds]))
             else:
                 q = self.calibration.apply(q)
-        return Q, q, ok
+        return Q, raw, q, ok
 
     def predict(self, newdata: pd.DataFrame, quantiles: Optional[Sequence[float]] = None,
                 interval: Optional[float] = None, calibrated: bool = True) -> pd.DataFrame:
@@ -319,7 +352,7 @@ class QaggResults(SummaryMixin):
         """
         cols = self._level_positions(quantiles)
         pair = self._interval_pair(interval) if interval is not None else None
-        _, q, ok = self._predict_arrays(newdata, calibrated=calibrated)
+        *_, q, ok = self._predict_arrays(newdata, calibrated=calibrated)
         full = np.full((len(newdata), self.taus.size), np.nan)
         full[ok] = q
         out = pd.DataFrame(full[:, cols], index=newdata.index,
@@ -356,12 +389,13 @@ class QaggResults(SummaryMixin):
         if self.response not in data.columns:
             raise DataError(f"data to score has no response column {self.response!r}")
         y_all = pd.to_numeric(data[self.response], errors="coerce").to_numpy(dtype=float)
-        Q, q, ok = self._predict_arrays(data)
+        Q, raw, q, ok = self._predict_arrays(data)
         keep = np.isfinite(y_all[ok])
         if not keep.any():
             raise DataError(f"no row of the data to score has both predictors and a finite {self.response!r}")
         y = y_all[ok][keep]
         preds = self._baselines(Q[keep])
+        preds["aggregate (raw)"] = raw[keep]
         preds["aggregate"] = q[keep]
         table = scoring.score_table(y, preds, self.taus)
         table.attrs["n"] = int(keep.sum())
