@@ -1,0 +1,603 @@
+"""Self-contained HTML and PDF reports of a fitted quantile aggregate.
+
+The report is built in two pure steps and one write:
+
+1. :func:`build_context` reads only the attributes of ``QaggResults`` listed in
+   ``docs/ARCHITECTURE.md``, formats every number once (so the HTML, the PDF and the tests
+   see the same strings) and draws the figures as inline SVG (the fan chart, whose points
+   grow with n, as a PNG data URI).
+2. :func:`render_html` renders the jinja2 templates shipped as ``qaggstats.templates`` (or a
+   user's ``template_dir``, which may override any single file) with autoescaping on and
+   ``StrictUndefined``, so a hostile column name is shown as text and a template typo fails
+   loudly instead of printing nothing.
+3. :func:`write_report` writes HTML, or a PDF made from the same HTML, atomically.
+
+Why WeasyPrint for PDF: it works offline and needs no browser (a report is a library call,
+also on a headless server); it implements CSS paged media, so the one stylesheet gives A4
+pages, ``Page N of M`` footers, table headers repeated after a page break and figures kept
+whole; and it renders the same HTML and inline SVG as the browser, keeping figure text as
+text, so the PDF is searchable and matches the HTML report.
+
+Examples
+--------
+>>> import qaggstats as qa                                          # doctest: +SKIP
+>>> fit = qa.qagg("foodexp ~ income", qa.datasets.load("engel"))   # doctest: +SKIP
+>>> write_report(fit, "engel.pdf")                                  # doctest: +SKIP
+PosixPath('engel.pdf')
+"""
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Sequence
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+from markupsafe import Markup
+
+from . import plots
+from .errors import QaggError, SaveError
+
+__all__ = ["build_context", "render_html", "write_report", "write_previews"]
+
+_FORMATS = {".html": "html", ".htm": "html", ".pdf": "pdf"}
+_TEMPLATE = "report.html"
+
+
+# --------------------------------------------------------------------------- formatting
+def fmt_num(value: float, decimals: int) -> str:
+    """A number with fixed decimals, a true minus sign, and an em dash for missing values.
+
+    Examples
+    --------
+    >>> fmt_num(-0.5, 2), fmt_num(float("nan"), 2)
+    ('−0.50', '—')
+    """
+    if value is None or not np.isfinite(value):
+        return "—"
+    return f"{value:.{decimals}f}".replace("-", "−")
+
+
+def decimals_for(values: Iterable[float], significant: int = 4) -> int:
+    """Decimals that give the largest |value| ``significant`` digits (shared by a column).
+
+    Examples
+    --------
+    >>> decimals_for([83.1, 1.2]), decimals_for([0.0123]), decimals_for([12345.0])
+    (2, 5, 0)
+    """
+    finite = [abs(v) for v in values if v is not None and np.isfinite(v) and v != 0]
+    if not finite:
+        return 2
+    return max(0, significant - 1 - math.floor(math.log10(max(finite))))
+
+
+def fmt_pct(value: float, decimals: int = 1) -> str:
+    """A proportion as a percentage.
+
+    Examples
+    --------
+    >>> fmt_pct(0.90333)
+    '90.3%'
+    """
+    return "—" if value is None or not np.isfinite(value) else f"{100 * value:.{decimals}f}%"
+
+
+def fmt_signed_pct(value: float) -> str:
+    """A relative change such as ``−2.9%`` (a true minus sign; plus shown).
+
+    Examples
+    --------
+    >>> fmt_signed_pct(-0.0291), fmt_signed_pct(0.1)
+    ('−2.9%', '+10.0%')
+    """
+    return f"{100 * value:+.1f}%".replace("-", "−")
+
+
+def fmt_level(tau: float) -> str:
+    """A quantile level without trailing zeros.
+
+    Examples
+    --------
+    >>> fmt_level(0.050)
+    '0.05'
+    """
+    return f"{tau:g}"
+
+
+# --------------------------------------------------------------------------- tables
+class _Numbering:
+    """Figure and table numbers in order of appearance."""
+
+    def __init__(self) -> None:
+        self.figures = 0
+        self.tables = 0
+
+    def figure(self) -> int:
+        self.figures += 1
+        return self.figures
+
+    def table(self) -> int:
+        self.tables += 1
+        return self.tables
+
+
+def _cell(text: object, cls: str = "") -> dict[str, str]:
+    return {"text": str(text), "cls": cls}
+
+
+def _table(columns: Sequence[tuple[str, bool]], rows: list[list[dict]], caption: str, number: int,
+           row_classes: Sequence[str] | None = None, note: str = "") -> dict[str, Any]:
+    """A table for the template: columns are (label, numeric); cells are preformatted text."""
+    return {
+        "columns": [{"label": label, "numeric": numeric} for label, numeric in columns],
+        "rows": [{"cells": cells, "cls": (row_classes[i] if row_classes else "")} for i, cells in enumerate(rows)],
+        "caption": caption, "number": number, "note": note,
+    }
+
+
+def _score_rows(scores: pd.DataFrame, columns: Sequence[str], models: Sequence[str],
+                percent: Sequence[str] = ()) -> tuple[list[list[dict]], list[str]]:
+    """Formatted rows of a score table; the lowest value among all rows of a loss column is bold."""
+    rows, classes = [], []
+    decimals = {c: decimals_for(scores[c].to_numpy(dtype=float)) for c in columns if c not in percent}
+    lowest = {c: scores[c].astype(float).idxmin() for c in columns
+              if c not in percent and c != "crossing_rate" and scores[c].notna().any()}
+    for name in scores.index:
+        cells = [_cell(name, "label")]
+        for c in columns:
+            v = float(scores.loc[name, c])
+            text = fmt_pct(v) if c in percent else fmt_num(v, decimals[c])
+            cells.append(_cell(text, "best" if lowest.get(c) == name else ""))
+        rows.append(cells)
+        classes.append("highlight" if name == "aggregate" else ("ensemble" if name not in models else ""))
+    return rows, classes
+
+
+def _interval_columns(scores: pd.DataFrame) -> list[tuple[str, str]]:
+    """(coverage column, width column) per central interval, widest first."""
+    pcts = [c.split("_", 1)[1] for c in scores.columns if c.startswith("coverage_")]
+    pcts.sort(key=float, reverse=True)
+    return [(f"coverage_{p}", f"width_{p}") for p in pcts if f"width_{p}" in scores.columns]
+
+
+def _accuracy_table(scores: pd.DataFrame, models: Sequence[str], caption: str, number: int) -> dict:
+    intervals = _interval_columns(scores)[:2]
+    cols = ["wis", "dispersion", "overprediction", "underprediction"]
+    cols += [c for pair in intervals for c in pair] + ["crossing_rate"]
+    cols = [c for c in cols if c in scores.columns]
+    labels = {"wis": "WIS", "dispersion": "Dispersion", "overprediction": "Over-pred.",
+              "underprediction": "Under-pred.", "crossing_rate": "Crossing"}
+    for cov, width in intervals:
+        pct = cov.split("_", 1)[1]
+        labels[cov], labels[width] = f"Cover. {pct}%", f"Width {pct}%"
+    percent = [c for c in cols if c.startswith("coverage_") or c == "crossing_rate"]
+    rows, classes = _score_rows(scores, cols, models, percent=percent)
+    return _table([("Model", False)] + [(labels[c], True) for c in cols], rows, caption, number, classes)
+
+
+# --------------------------------------------------------------------------- figures
+def _svg_figure(fig, caption: str, number: int, alt: str) -> dict[str, Any]:
+    # Markup: matplotlib escapes every text it writes into the SVG, so it is safe to inline.
+    return {"svg": Markup(plots.figure_to_svg(fig)), "png": None, "caption": caption, "number": number,
+            "alt": alt}
+
+
+def _png_figure(fig, caption: str, number: int, alt: str) -> dict[str, Any]:
+    return {"svg": None, "png": plots.figure_to_png_base64(fig), "caption": caption, "number": number,
+            "alt": alt}
+
+
+def _fan_feature(results) -> tuple[str | None, np.ndarray | None]:
+    """The first numeric predictor of the default formula found in ``frame`` (or none)."""
+    frame = results.frame
+    if not isinstance(frame, pd.DataFrame) or len(frame) != len(results.y):
+        return None, None
+    rhs = str(results.formula).split("~", 1)[-1]
+    numeric = [c for c in frame.columns if c != results.response and pd.api.types.is_numeric_dtype(frame[c])]
+    in_formula = [c for c in numeric if str(c) in rhs]
+    chosen = (in_formula or numeric or [None])[0]
+    if chosen is None:
+        return None, None
+    return str(chosen), frame[chosen].to_numpy(dtype=float)
+
+
+def _outer_pair(taus: np.ndarray) -> tuple[int, int] | None:
+    pairs = plots.central_pairs(taus)
+    return pairs[0] if pairs else None
+
+
+# --------------------------------------------------------------------------- context
+def build_context(results) -> dict[str, Any]:
+    """Everything the report template shows, formatted, from a fitted aggregate.
+
+    Parameters
+    ----------
+    results : QaggResults
+        Only the attributes listed in ``docs/ARCHITECTURE.md`` are read.
+
+    Returns
+    -------
+    dict
+        Plain values, preformatted strings, table dicts (``columns``, ``rows``, ``caption``,
+        ``number``) and figure dicts (``svg`` or ``png``, ``caption``, ``number``). The key
+        numbers are in ``context["key"]`` (e.g. ``key["aggregate_wis"]``).
+
+    Examples
+    --------
+    >>> ctx = build_context(fit)                     # doctest: +SKIP
+    >>> ctx["key"]["aggregate_wis"]                  # doctest: +SKIP
+    '83.11'
+    """
+    r = results
+    taus = np.asarray(r.taus, dtype=float)
+    models = list(r.models)
+    num = _Numbering()
+    scores = r.oof_scores
+    wis_dec = decimals_for(scores["wis"].to_numpy(dtype=float))
+    pair = _outer_pair(taus)
+    ctx: dict[str, Any] = {
+        "title": "Quantile aggregation report",
+        "data_name": str(r.data_name),
+        "response": str(r.response),
+        "created": str(r.created),
+        "levels": ", ".join(fmt_level(t) for t in taus),
+    }
+    ctx["key"] = _key_numbers(r, models, wis_dec, pair)
+
+    # 1 data and formulas
+    ctx["data_rows"] = _data_rows(r)
+    na = [(str(c), int(v)) for c, v in dict(r.na.by_column).items()]
+    ctx["na_table"] = _table(
+        [("Column", False), ("Missing values", True)],
+        [[_cell(c, "label"), _cell(v)] for c, v in na], "Missing values per column in the input data.",
+        num.table(), note=f"{r.na.n_dropped} of {r.na.n_input} rows were dropped (missing value in a used column).",
+    ) if na else None
+
+    # 2 base models
+    ctx["models_table"] = _table(
+        [("Model", False), ("Learner", False), ("Formula", False)],
+        [[_cell(m, "label"), _cell(r.learners.get(m, "—"), "mono"), _cell(r.formulas.get(m, r.formula), "mono")]
+         for m in models],
+        "Base models: learner and model formula.", num.table())
+    pin_cols = [f"pinball_{fmt_level(t)}" for t in taus if f"pinball_{fmt_level(t)}" in scores.columns]
+    rows, classes = _score_rows(scores, pin_cols, models)
+    ctx["pinball_table"] = _table(
+        [("Model", False)] + [(f"τ = {c.split('_', 1)[1]}", True) for c in pin_cols], rows,
+        f"Out-of-fold pinball loss by level ({r.cv}-fold cross-fitting; lowest per level in bold).",
+        num.table(), classes)
+
+    # 3 weights
+    ctx["weights_table"] = _weights_table(r.weights, num.table())
+    ctx["fig_weights"] = _svg_figure(
+        plots.weights_heatmap(r.weights), f"Aggregation weights by model and level ({r.family} family, "
+        f"{r.constraint} constraint).", num.figure(), "Heat map of aggregation weights")
+
+    # 4 accuracy
+    ctx["scores_table"] = _accuracy_table(
+        scores, models, "Out-of-fold scores. WIS = dispersion + over- + under-prediction; lower is better. "
+        "Coverage and width of central intervals; crossing = share of rows with crossed quantiles.", num.table())
+    ctx["test_scores_table"] = None if r.test_scores is None else _accuracy_table(
+        r.test_scores, models, "Scores on the held-out test data.", num.table())
+    ctx["comparison_table"] = _comparison_table(scores, models, wis_dec, num.table())
+    ctx["fig_wis"] = _svg_figure(plots.wis_decomposition(scores), "Out-of-fold WIS decomposed into dispersion, "
+                                 "overprediction and underprediction.", num.figure(), "WIS decomposition bars")
+
+    # 5 calibration
+    ctx["coverage_table"] = _coverage_table(r.coverage, num.table())
+    ctx["fig_reliability"] = _svg_figure(
+        plots.reliability_diagram(r.y, {"aggregate": r.q_oof}, taus),
+        "Reliability: share of outcomes at or below each out-of-fold quantile, with the 95% binomial band "
+        "of a calibrated forecast.", num.figure(), "Reliability diagram")
+    ctx["fig_pit"] = _svg_figure(
+        plots.pit_histogram(r.y, r.q_oof, taus),
+        "PIT histogram of the aggregate (bins between levels); flat means calibrated.", num.figure(),
+        "PIT histogram")
+    ctx["fig_conditional"] = _conditional_figure(r, taus, pair, num)
+
+    # 6 monotonicity
+    ctx["monotone_table"] = _monotone_table(r.monotone, r.postprocess, len(r.y), num.table())
+    ctx["fig_crossing"] = _svg_figure(plots.crossing_plot(r.monotone),
+                                      "Crossed rows and out-of-fold WIS before and after each post-processing step.",
+                                      num.figure(), "Crossing counts and WIS by post-processing step")
+
+    # 7 diagnostics
+    ctx["diagnostics"] = [
+        {"claim": str(d.claim), "source": str(d.source), "observed": str(d.observed),
+         "verdict": {True: "held", False: "failed", None: "n/a"}[d.held]} for d in r.diagnostics]
+
+    # 8 fan chart
+    name, x = _fan_feature(r)
+    fan = plots.fan_chart(x, r.q_oof, taus, y=r.y, xlabel=name, ylabel=str(r.response))
+    ctx["fig_fan"] = _png_figure(fan, "Out-of-fold aggregated quantiles (shaded central intervals, median line) "
+                                 f"and observations, along {name or 'the predicted median'}.", num.figure(),
+                                 "Fan chart of predicted quantiles")
+
+    # footer
+    ctx["reproducibility"] = [
+        ("Seed", str(r.seed)), ("Folds", str(r.cv)), ("Solver", f"{r.solver} ({r.weight_fit.status})"),
+        ("Created", str(r.created)),
+    ]
+    ctx["versions"] = [(str(k), str(v)) for k, v in dict(r.versions).items()]
+    return ctx
+
+
+def _key_numbers(r, models: list[str], wis_dec: int, pair) -> dict[str, str]:
+    scores = r.oof_scores
+    best = str(scores.loc[models, "wis"].astype(float).idxmin())
+    agg = float(scores.loc["aggregate", "wis"])
+    key = {
+        "aggregate_wis": fmt_num(agg, wis_dec),
+        "best_model": best,
+        "best_wis": fmt_num(float(scores.loc[best, "wis"]), wis_dec),
+        "vs_best": fmt_signed_pct(agg / float(scores.loc[best, "wis"]) - 1),
+        "crossing_after": fmt_pct(float(scores.loc["aggregate", "crossing_rate"])),
+    }
+    if pair is not None:
+        pct = f"{round(100 * (r.taus[pair[1]] - r.taus[pair[0]]), 8):g}"
+        key["interval"] = f"{pct}%"
+        key["coverage"] = fmt_pct(float(scores.loc["aggregate", f"coverage_{pct}"]))
+    return key
+
+
+def _data_rows(r) -> list[tuple[str, str]]:
+    calib = {None: "none", "cqr": "split CQR", "cqr-asymmetric": "split CQR (asymmetric)",
+             "cv+": "CV+ (cross-fitted CQR)"}.get(r.conformal, str(r.conformal))
+    rows = [
+        ("Data", str(r.data_name)),
+        ("Response", str(r.response)),
+        ("Default formula", str(r.formula)),
+        ("Rows", f"{r.na.n_used} used of {r.na.n_input} ({r.na.n_dropped} dropped for missing values)"),
+        ("Training / calibration rows", f"{r.n_train} / {r.n_cal}"),
+        ("Quantile levels", ", ".join(fmt_level(t) for t in r.taus)),
+        ("Weights", f"{r.family} family, {r.constraint} constraint"
+                    + (", non-crossing constraints" if r.noncrossing else "")),
+        ("Post-processing", str(r.postprocess)),
+        ("Conformal calibration", calib),
+        ("Cross-fitting", f"{r.cv} folds, seed {r.seed}"),
+    ]
+    return rows
+
+
+def _weights_table(weights: pd.DataFrame, number: int) -> dict:
+    local = "coef" in weights.columns and "weight" not in weights.columns
+    index, value = (["model", "basis"], "coef") if local else (["model"], "weight")
+    wide = weights.pivot_table(index=index, columns="tau", values=value, sort=False)
+    wide = wide.reindex(sorted(wide.columns), axis=1)
+    rows = []
+    for key, vals in wide.iterrows():
+        label = " · ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+        rows.append([_cell(label, "label")] + [_cell(fmt_num(float(v), 3)) for v in vals])
+    caption = ("Local weight coefficients per basis function and level." if local
+               else "Aggregation weights per level (each column sums to one under the simplex constraint).")
+    return _table([("Model", False)] + [(f"τ = {fmt_level(t)}", True) for t in wide.columns], rows, caption, number)
+
+
+def _comparison_table(scores: pd.DataFrame, models: list[str], dec: int, number: int) -> dict:
+    agg = float(scores.loc["aggregate", "wis"])
+    best = str(scores.loc[models, "wis"].astype(float).idxmin())
+    refs = [(f"best single model ({best})", best)]
+    refs += [(f"{k} ensemble", k) for k in ("mean", "median") if k in scores.index]
+    rows = []
+    for label, key in refs:
+        other = float(scores.loc[key, "wis"])
+        change = agg / other - 1
+        rows.append([_cell(label, "label"), _cell(fmt_num(other, dec)), _cell(fmt_num(agg, dec)),
+                     _cell(fmt_signed_pct(change), "good" if change < 0 else "bad")])
+    return _table([("Reference", False), ("Reference WIS", True), ("Aggregate WIS", True), ("Change", True)],
+                  rows, "Out-of-fold WIS of the aggregate against the best single model and simple ensembles "
+                  "(negative change = aggregate better).", number)
+
+
+def _coverage_table(coverage: pd.DataFrame, number: int) -> dict:
+    rows = []
+    for _, c in coverage.iterrows():
+        inside = bool(c["inside"])
+        rows.append([_cell(c["set"], "label"), _cell(fmt_pct(float(c["nominal"]), 0)),
+                     _cell(fmt_pct(float(c["observed"]))),
+                     _cell(f"{fmt_pct(float(c['band_low']))} – {fmt_pct(float(c['band_high']))}"),
+                     _cell(int(c["n"])), _cell("yes" if inside else "no", "good" if inside else "bad")])
+    return _table([("Data", False), ("Nominal", True), ("Observed", True), ("95% band", True), ("n", True),
+                   ("Inside", True)], rows,
+                  "Coverage of central intervals with the 95% band expected for the nominal level.", number)
+
+
+def _monotone_table(monotone: pd.DataFrame, chosen: str, n: int, number: int) -> dict:
+    dec = decimals_for(np.r_[monotone["wis_before"].to_numpy(float), monotone["wis_after"].to_numpy(float)],
+                       significant=6)
+    rows, classes = [], []
+    for _, m in monotone.iterrows():
+        change = float(m["wis_after"]) - float(m["wis_before"])
+        rows.append([_cell(m["step"], "label"), _cell(fmt_num(float(m["wis_before"]), dec)),
+                     _cell(fmt_num(float(m["wis_after"]), dec)),
+                     _cell(fmt_num(change, dec), "bad" if change > 0 else ""),
+                     _cell(f"{int(m['rows_crossing_before'])} / {n}"), _cell(f"{int(m['rows_crossing_after'])} / {n}")])
+        classes.append("highlight" if str(m["step"]) == str(chosen) else "")
+    return _table([("Step", False), ("WIS before", True), ("WIS after", True), ("Change", True),
+                   ("Crossed rows before", True), ("Crossed rows after", True)], rows,
+                  f"Monotone post-processing of the out-of-fold aggregate (the fit uses “{chosen}”, highlighted).",
+                  number, classes)
+
+
+def _conditional_figure(r, taus: np.ndarray, pair, num: _Numbering) -> dict | None:
+    if pair is None:
+        return None
+    lo, hi = pair
+    name, x = _fan_feature(r)
+    if x is None:
+        mid = int(np.argmin(np.abs(taus - 0.5)))
+        name, x = f"predicted {fmt_level(taus[mid])} quantile", r.q_oof[:, mid]
+    nominal = float(taus[hi] - taus[lo])
+    fig = plots.conditional_coverage(x, r.y, r.q_oof[:, lo], r.q_oof[:, hi], bins=8, nominal=nominal, xlabel=name)
+    return _svg_figure(fig, f"Conditional coverage of the {nominal:.0%} interval in eight equal-count bins of "
+                       f"{name}, with 95% Wilson intervals.", num.figure(), "Conditional coverage by bin")
+
+
+# --------------------------------------------------------------------------- rendering
+def _environment(template_dir: str | os.PathLike | None) -> jinja2.Environment:
+    package = files("qaggstats.templates")
+
+    def from_package(name: str) -> str | None:
+        resource = package.joinpath(name)
+        return resource.read_text(encoding="utf-8") if resource.is_file() else None
+
+    loaders: list[jinja2.BaseLoader] = []
+    if template_dir is not None:
+        if not Path(template_dir).is_dir():
+            raise SaveError(f"template directory {template_dir} does not exist")
+        loaders.append(jinja2.FileSystemLoader(os.fspath(template_dir)))
+    # A user's directory may override any single file; the rest come from the package.
+    loaders.append(jinja2.FunctionLoader(from_package))
+    return jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def render_html(context: dict[str, Any], template_dir: str | os.PathLike | None = None) -> str:
+    """Render the report context to one self-contained HTML page.
+
+    Parameters
+    ----------
+    context : dict
+        From :func:`build_context`.
+    template_dir : path, optional
+        A directory whose ``report.html`` / ``report.css`` replace the packaged ones.
+
+    Returns
+    -------
+    str
+        HTML with inline CSS and figures, no scripts and no network references.
+
+    Examples
+    --------
+    >>> html = render_html(build_context(fit))       # doctest: +SKIP
+    >>> "<script" in html                            # doctest: +SKIP
+    False
+    """
+    return _environment(template_dir).get_template(_TEMPLATE).render(**context)
+
+
+def _report_format(path: Path, format: str | None) -> str:
+    if format is not None:
+        if format not in ("html", "pdf"):
+            raise SaveError(f"cannot write report {path}: format must be 'html' or 'pdf', got {format!r}")
+        return format
+    try:
+        return _FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise SaveError(f"cannot write report {path}: unknown suffix {path.suffix!r}; use .html or .pdf "
+                        "(or pass format=)") from None
+
+
+def html_to_pdf(html: str) -> bytes:
+    """PDF bytes of a self-contained HTML page, via WeasyPrint (offline, CSS paged media)."""
+    import weasyprint  # imported here: only PDF output needs it, and it loads slowly
+
+    return weasyprint.HTML(string=html).write_pdf()
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    """Write via a temporary file in the same directory and ``os.replace`` (no half files)."""
+    directory = path.parent
+    if not directory.is_dir():
+        raise SaveError(f"cannot write report {path}: directory {directory} does not exist")
+    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        # os.open with mode 0o666 honours the umask (mkstemp would leave the report 0600).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as err:
+        raise SaveError(f"cannot write report {path}: {err.strerror}") from err
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise SaveError(f"cannot write report {path}: {err.strerror}") from err
+
+
+def write_report(results, path: str | os.PathLike, template_dir: str | os.PathLike | None = None,
+                 format: str | None = None) -> Path:
+    """Write the report of a fitted aggregate to HTML or PDF.
+
+    Parameters
+    ----------
+    results : QaggResults
+    path : path
+        Output file; ``.html`` or ``.pdf`` picks the format unless ``format`` is given.
+    template_dir : path, optional
+        Directory overriding ``report.html`` and/or ``report.css``.
+    format : {"html", "pdf"}, optional
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    SaveError
+        Naming the path, when its directory is missing or not writable, the path is a
+        directory, or the format is unknown. No partial file is left behind.
+
+    Examples
+    --------
+    >>> write_report(fit, "engel.html")              # doctest: +SKIP
+    PosixPath('engel.html')
+    """
+    path = Path(path)
+    kind = _report_format(path, format)
+    html = render_html(build_context(results), template_dir)
+    payload = html_to_pdf(html) if kind == "pdf" else html.encode("utf-8")
+    _atomic_write(path, payload)
+    return path
+
+
+# --------------------------------------------------------------------------- previews
+def write_previews(results, directory: str | os.PathLike, chromium: str = "/usr/bin/chromium",
+                   width: int = 1200, height: int = 1500) -> list[Path]:
+    """Screenshots for the documentation: ``report-html.png`` and ``report-pdf-{1,2}.png``.
+
+    The HTML screenshot is the top ``width`` × ``height`` pixels in headless Chromium (needs the
+    ``playwright`` package); the PDF pages are rendered by ``pdftoppm`` (poppler-utils).
+
+    Examples
+    --------
+    >>> write_previews(fit, "docs/img")              # doctest: +SKIP
+    [PosixPath('docs/img/report-html.png'), PosixPath('docs/img/report-pdf-1.png'), ...]
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as err:
+        raise QaggError("write_previews needs the playwright package (pip install playwright)") from err
+    with tempfile.TemporaryDirectory() as tmp:
+        html_path = write_report(results, Path(tmp) / "report.html")
+        pdf_path = write_report(results, Path(tmp) / "report.pdf")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(html_path.as_uri())
+            page.screenshot(path=str(out / "report-html.png"))
+            browser.close()
+        try:
+            subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "2", str(pdf_path),
+                            str(Path(tmp) / "page")], check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError) as err:
+            raise QaggError(f"pdftoppm (poppler-utils) failed to render {pdf_path}: {err}") from err
+        pages = sorted(Path(tmp).glob("page-*.png"))
+        written = [out / "report-html.png"]
+        for i, page_png in enumerate(pages[:2], start=1):
+            target = out / f"report-pdf-{i}.png"
+            shutil.move(page_png, target)  # tmp may be another filesystem
+            written.append(target)
+    return written

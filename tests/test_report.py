@@ -1,0 +1,235 @@
+"""HTML and PDF reports: content, self-containment, escaping, browser rendering, atomic writes."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pytest
+
+from conftest import make_synthetic_results, wis
+from qaggstats import report
+from qaggstats.errors import SaveError
+
+HOSTILE = "<script>alert(1)</script>"
+HOSTILE_MODEL = "<img src=x onerror=alert(2)>"
+SECTIONS = ["Data and formulas", "Base models", "Weights", "Accuracy", "Calibration", "Monotonicity",
+            "Diagnostics", "Predictions", "Reproducibility"]
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def context(synthetic_results):
+    return report.build_context(synthetic_results)
+
+
+@pytest.fixture(scope="module")
+def html(context):
+    return report.render_html(context)
+
+
+@pytest.fixture(scope="module")
+def hostile_results():
+    return make_synthetic_results(response=HOSTILE, feature="x$1", models=("linear", HOSTILE_MODEL, "knn"),
+                                  data_name=HOSTILE, with_test=False)
+
+
+@pytest.fixture(scope="module")
+def hostile_html(hostile_results):
+    return report.render_html(report.build_context(hostile_results))
+
+
+# ----------------------------------------------------------------------------- context
+def test_key_numbers_are_the_recomputed_scores(synthetic_results, context):
+    r = synthetic_results
+    agg = wis(r.y, r.q_oof, r.taus)  # recomputed from the arrays, not read from the table
+    assert context["key"]["aggregate_wis"] == f"{agg:.2f}"
+    linear = wis(r.y, r.Q[:, 0, :], r.taus)
+    assert context["key"]["best_model"] == "linear"
+    assert context["key"]["vs_best"] == f"{100 * (agg / linear - 1):+.1f}%".replace("-", "−")
+    cover = np.mean((r.y >= r.q_oof[:, 0]) & (r.y <= r.q_oof[:, -1]))
+    assert context["key"]["coverage"] == f"{100 * cover:.1f}%"
+
+
+def test_tables_hold_formatted_scores(synthetic_results, context):
+    scores = context["scores_table"]
+    agg_row = [row for row in scores["rows"] if row["cells"][0]["text"] == "aggregate"][0]
+    assert agg_row["cls"] == "highlight"
+    assert agg_row["cells"][1]["text"] == context["key"]["aggregate_wis"]
+    assert agg_row["cells"][1]["cls"] == "best"  # the aggregate has the lowest WIS here
+    weights = context["weights_table"]["rows"]
+    w = synthetic_results.weights.query("model == 'forest' and tau == 0.5")["weight"].iloc[0]
+    forest = [row for row in weights if row["cells"][0]["text"] == "forest"][0]
+    assert forest["cells"][4]["text"] == f"{w:.3f}"
+    numbers = [t["number"] for t in (context["na_table"], context["models_table"], context["pinball_table"],
+                                     context["weights_table"], context["scores_table"],
+                                     context["test_scores_table"], context["comparison_table"])]
+    assert numbers == list(range(1, 8))
+
+
+def test_diagnostics_carry_verdicts(context):
+    verdicts = [d["verdict"] for d in context["diagnostics"]]
+    assert verdicts[:4] == ["held", "n/a", "held", "held"]
+    assert "Proposition 2" in context["diagnostics"][0]["source"]
+
+
+def test_formatting_helpers():
+    assert report.decimals_for([83.108, 1.0]) == 2
+    assert report.fmt_num(-0.00103, 4) == "−0.0010"
+    assert report.fmt_pct(float("nan")) == "—"
+
+
+# ----------------------------------------------------------------------------- HTML
+def test_html_is_self_contained(html):
+    assert "<script" not in html.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, flags=re.I)
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", html, flags=re.I)
+    assert "@import" not in html and "<link" not in html
+    assert html.count("<svg") >= 6
+    assert html.count('<img src="data:image/png;base64,') == 1
+
+
+def test_html_has_sections_numbers_and_captions(html, context):
+    for title in SECTIONS:
+        assert title in html
+    assert f'id="aggregate-wis">{context["key"]["aggregate_wis"]}<' in html
+    assert "Figure 7." in html and "Table 9." in html
+    assert "Fakoor et al. (2023), Proposition 2" in html
+    assert "thead { display: table-header-group; }" in html
+    assert 'counter(page) " of " counter(pages)' in html
+
+
+def test_hostile_names_are_escaped(hostile_html):
+    assert HOSTILE not in hostile_html and HOSTILE_MODEL not in hostile_html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in hostile_html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in hostile_html
+    assert "<script" not in hostile_html.lower() and "<img src=x" not in hostile_html
+
+
+def test_strict_undefined_fails_loudly(context):
+    broken = dict(context)
+    del broken["coverage_table"]
+    with pytest.raises(jinja2.UndefinedError, match="coverage_table"):
+        report.render_html(broken)
+
+
+def test_template_dir_overrides_single_files(tmp_path, context):
+    (tmp_path / "report.css").write_text("body { color: rebeccapurple; }")
+    out = report.render_html(context, template_dir=tmp_path)
+    assert "rebeccapurple" in out and "Data and formulas" in out  # report.html from the package
+    with pytest.raises(SaveError, match="no-such-dir"):
+        report.render_html(context, template_dir=tmp_path / "no-such-dir")
+
+
+# ----------------------------------------------------------------------------- writing
+def test_write_html_atomically(tmp_path, synthetic_results, context):
+    path = report.write_report(synthetic_results, tmp_path / "fit.html")
+    assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert context["key"]["aggregate_wis"] in path.read_text(encoding="utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.html"]
+
+
+def test_failed_replace_leaves_old_file_and_no_temp(tmp_path, synthetic_results, monkeypatch):
+    target = tmp_path / "fit.html"
+    target.write_text("old report")
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(report.os, "replace", refuse)
+    with pytest.raises(SaveError, match=re.escape(str(target))):
+        report.write_report(synthetic_results, target)
+    assert target.read_text() == "old report"
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.html"]
+
+
+def test_unwritable_paths_raise_save_error(tmp_path, synthetic_results):
+    missing = tmp_path / "no" / "such" / "dir" / "fit.html"
+    with pytest.raises(SaveError, match=re.escape(str(missing))):
+        report.write_report(synthetic_results, missing)
+    assert not missing.exists()
+    folder = tmp_path / "taken.html"
+    folder.mkdir()
+    with pytest.raises(SaveError, match="taken.html"):
+        report.write_report(synthetic_results, folder)
+    assert folder.is_dir() and list(folder.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.html"]
+    with pytest.raises(SaveError, match=r"unknown suffix '\.docx'"):
+        report.write_report(synthetic_results, tmp_path / "fit.docx")
+
+
+# ----------------------------------------------------------------------------- PDF
+@pytest.fixture(scope="module")
+def pdf_path(synthetic_results, artifacts):
+    return report.write_report(synthetic_results, artifacts / "report.pdf")
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils (pdftotext) not installed")
+def test_pdf_pages_text_and_first_page(pdf_path, context, artifacts):
+    info = subprocess.run(["pdfinfo", str(pdf_path)], capture_output=True, text=True, check=True).stdout
+    pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
+    assert 3 <= pages <= 30
+    assert re.search(r"Page size:\s+595(\.\d+)? x 841(\.\d+)? pts \(A4\)", info)
+    text = subprocess.run(["pdftotext", "-layout", str(pdf_path), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert context["key"]["aggregate_wis"] in text
+    for title in SECTIONS:
+        assert title in text
+    assert f"Page 1 of {pages}" in text and f"Page {pages} of {pages}" in text
+    assert "nominal level" in text  # text inside an SVG figure stays text in the PDF
+    stem = artifacts / "report-pdf-page"
+    subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", str(pdf_path), str(stem)], check=True)
+    png = sorted(artifacts.glob("report-pdf-page*1.png"))
+    assert png and png[0].stat().st_size > 10_000
+
+
+# ----------------------------------------------------------------------------- browser
+def _open(html_path: Path):
+    """Load a file in headless Chromium; collect console errors and dialogs."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium is not installed at {CHROMIUM}")
+    return sync_api.sync_playwright()
+
+
+@pytest.mark.browser
+def test_report_renders_in_chromium(tmp_path, synthetic_results, hostile_results, context, artifacts):
+    html_path = report.write_report(synthetic_results, tmp_path / "report.html")
+    hostile_path = report.write_report(hostile_results, tmp_path / "hostile.html")
+    with _open(html_path) as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            errors, dialogs, requests = [], [], []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on("request", lambda req: requests.append(req.url))
+            page.goto(html_path.as_uri(), wait_until="load")
+            assert errors == []
+            assert all(u.startswith(("file:", "data:")) for u in requests), requests
+            widths = page.eval_on_selector_all("img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
+            assert widths and all(w > 0 for w in widths)
+            boxes = page.eval_on_selector_all(
+                "figure.plot svg", "els => els.map(e => { const b = e.getBoundingClientRect(); return [b.width, b.height]; })")
+            assert len(boxes) >= 6 and all(w > 100 and h > 100 for w, h in boxes)
+            text = page.inner_text("body")
+            assert context["key"]["aggregate_wis"] in text
+            assert context["key"]["vs_best"] in text
+            assert "Fakoor et al. (2023), Proposition 2" in text
+            page.screenshot(path=str(artifacts / "report-full.png"), full_page=True)
+
+            page.goto(hostile_path.as_uri(), wait_until="load")
+            page.wait_for_timeout(200)
+            assert dialogs == []
+            assert page.locator("script").count() == 0
+            text = page.inner_text("body")
+            assert HOSTILE in text and HOSTILE_MODEL in text
+            assert page.eval_on_selector_all("img", "els => els.length") == 1  # only the fan chart
+            page.screenshot(path=str(artifacts / "report-hostile.png"))
+        finally:
+            browser.close()
