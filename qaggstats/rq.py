@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import itertools
-from typing import Optional
+import time
+from typing import Optional, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import linprog
 from scipy.stats import norm
 from scipy.stats import t as t_dist
 
 from .errors import DataError, SolverError
+from .formula import FormulaSpec, NAReport, design_newdata, model_frames
+from .summary import Summary, SummaryMixin
 
-__all__ = ["rq_fit", "rq_se", "bandwidth", "check_loss"]
+__all__ = ["rq", "RQResults", "rq_fit", "rq_se", "rq_rank_ci", "bandwidth", "check_loss"]
 
 
 def check_loss(resid: np.ndarray, tau: float, weights: Optional[np.ndarray] = None) -> float:
@@ -115,8 +119,8 @@ def bandwidth(tau: float, n: int, hs: bool = True, alpha: float = 0.05) -> float
 
     Examples
     --------
-    >>> round(bandwidth(0.5, 235), 6)
-    0.115049
+    >>> round(float(bandwidth(0.5, 235)), 6)
+    0.157439
     """
     x0 = norm.ppf(tau)
     f0 = norm.pdf(x0)
@@ -309,3 +313,153 @@ def rq_rank_ci(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray,
         scale = np.sqrt(qn[j] * tau * (1 - tau))
         out[j] = [_rank_walk(Xu, yu, w.astype(float), tau, j, beta, s, cutoff, scale) for s in (-1, 1)]
     return out
+
+
+def _fmt_tau(tau: float) -> str:
+    return f"q{tau:g}"
+
+
+class RQResults(SummaryMixin):
+    """Linear quantile regression fits at one or more levels (returned by :func:`rq`).
+
+    Attributes
+    ----------
+    formula : str
+    taus : (r,) array
+    params : DataFrame (d, r)
+        Coefficients, one column per level (``q0.5`` style), rows named by design column.
+    objective : (r,) array
+        Sum of check losses at each level.
+    coef : DataFrame
+        Tidy: tau, term, estimate, std_error, t_value, p_value, lower, upper.
+    se, level : str, float
+    na : NAReport
+    spec : FormulaSpec
+    n, seconds, notes
+    """
+
+    def __init__(self, *, formula: str, spec: FormulaSpec, taus: np.ndarray, params: pd.DataFrame,
+                 objective: np.ndarray, coef: pd.DataFrame, se: str, level: float, na: NAReport,
+                 n: int, seconds: float, notes: list[str]) -> None:
+        self.formula, self.spec, self.taus, self.params = formula, spec, taus, params
+        self.objective, self.coef, self.se, self.level, self.na = objective, coef, se, level, na
+        self.n, self.seconds, self.notes = n, seconds, notes
+
+    def summary(self, se: Optional[str] = None) -> Summary:
+        """Coefficient tables per level, laid out like R's ``summary.rq``.
+
+        ``se`` is informational here: standard errors were computed by :func:`rq` with the
+        method it was given; pass ``se`` to check which one is shown.
+        """
+        if se is not None and se != self.se:
+            raise DataError(f"these results carry se={self.se!r}; refit with rq(..., se={se!r})")
+        header = [("Call", f"rq({self.spec.expanded})"),
+                  ("Rows used", f"{self.na.n_used} of {self.na.n_input} (dropped {self.na.n_dropped})"),
+                  ("Standard errors", self.se)]
+        tables = []
+        for tau, obj in zip(self.taus, self.objective):
+            c = self.coef[self.coef["tau"] == tau].set_index("term")
+            if self.se == "rank":
+                table = pd.DataFrame({"coefficients": c["estimate"], "lower bd": c["lower"],
+                                      "upper bd": c["upper"]})
+            else:
+                table = pd.DataFrame({"Value": c["estimate"], "Std. Error": c["std_error"],
+                                      "t value": c["t_value"], "Pr(>|t|)": c["p_value"]})
+            table.index.name = None
+            tables.append((f"tau: [1] {tau:g}   (objective {obj:.6g})", table))
+        footer = [f"Note: {n}" for n in self.notes]
+        return Summary(header, tables, footer)
+
+    def predict(self, newdata: pd.DataFrame) -> pd.DataFrame:
+        """Fitted quantiles for ``newdata``: one column per level (``q0.1``, ``q0.5``, ...).
+
+        Rows with a missing predictor get NaN; a missing column, an unseen level or a spline
+        input outside the training range raise DataError.
+        """
+        X, ok = design_newdata({"m": self.spec}, newdata)
+        out = np.full((newdata.shape[0], self.taus.size), np.nan)
+        out[ok] = X["m"] @ self.params.to_numpy()
+        return pd.DataFrame(out, index=newdata.index, columns=list(self.params.columns))
+
+
+def rq(formula: str, data: pd.DataFrame, tau: float | Sequence[float] = 0.5, se: str = "nid",
+       level: float = 0.9, na: str = "drop", weights: Optional[np.ndarray] = None) -> RQResults:
+    """Linear quantile regression from an R-style formula, like R's ``rq`` + ``summary.rq``.
+
+    Parameters
+    ----------
+    formula : str
+        patsy/R formula, e.g. ``"foodexp ~ income"``, ``"y ~ ."``, ``"y ~ bs(x, df=5) + C(g)"``.
+    data : DataFrame
+    tau : float or sequence of float
+        Quantile level(s) in (0, 1).
+    se : {"nid", "iid", "ker", "rank"}
+        Standard-error method of R's ``summary.rq``; "rank" gives rank-inversion intervals
+        (no standard errors).
+    level : float
+        Confidence level of ``lower``/``upper`` (R's rank default is 0.9); for "iid", "nid",
+        "ker" the bounds are ``estimate ± t_{n-d} · std_error``.
+    na : {"drop", "raise"}
+        Rows with missing values in used columns are dropped and counted, or raise DataError.
+    weights : (n,) array, optional
+        Observation weights over the rows of ``data`` (rows dropped for NA are dropped here too).
+
+    Returns
+    -------
+    RQResults
+
+    Examples
+    --------
+    >>> import qaggstats as qa
+    >>> m = rq("foodexp ~ income", qa.datasets.load("engel"), tau=[0.25, 0.5])
+    >>> m.params.round(4)
+                 q0.25     q0.5
+    Intercept  95.4835  81.4822
+    income      0.4741   0.5602
+    >>> m.predict(pd.DataFrame({"income": [1000.0]})).round(2)
+        q0.25    q0.5
+    0  569.59  641.66
+    """
+    t0 = time.perf_counter()
+    taus = np.atleast_1d(np.asarray(tau, dtype=np.float64))
+    if taus.ndim != 1 or taus.size == 0 or not np.all((taus > 0) & (taus < 1)):
+        raise DataError(f"rq: tau must be level(s) strictly inside (0, 1), got {tau!r}")
+    if se not in ("iid", "nid", "ker", "rank"):
+        raise DataError(f"rq: se must be 'iid', 'nid', 'ker' or 'rank', got {se!r}")
+    if not 0 < level < 1:
+        raise DataError(f"rq: level must lie in (0, 1), got {level!r}")
+    frames = model_frames({"rq": formula}, data, na=na)
+    X, y, spec = frames.X["rq"], frames.y, frames.specs["rq"]
+    w = None
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (data.shape[0],):
+            raise DataError(f"rq: weights must have one value per row of data ({data.shape[0]}), got {w.shape}")
+        w = w[frames.positions]
+    n, d = X.shape
+    if n <= d:
+        raise DataError(f"rq: {n} rows for {d} design columns; need more rows than columns")
+    crit = t_dist.ppf(0.5 + level / 2, n - d)
+    rows, betas, objs = [], [], []
+    for t in taus:
+        beta, obj = rq_fit(X, y, float(t), w)
+        betas.append(beta)
+        objs.append(obj)
+        if se == "rank":
+            Xw, yw = (X, y) if w is None else (X * w[:, None], y * w)
+            ci = rq_rank_ci(Xw, yw, float(t), beta, alpha=1 - level)
+            serr = tval = pval = np.full(d, np.nan)
+            lower, upper = ci[:, 0], ci[:, 1]
+        else:
+            serr = rq_se(X, y, float(t), beta, se, weights=w)
+            tval = beta / serr
+            pval = 2 * t_dist.sf(np.abs(tval), n - d)
+            lower, upper = beta - crit * serr, beta + crit * serr
+        rows.append(pd.DataFrame({"tau": t, "term": spec.column_names, "estimate": beta,
+                                  "std_error": serr, "t_value": tval, "p_value": pval,
+                                  "lower": lower, "upper": upper}))
+    params = pd.DataFrame(np.column_stack(betas), index=spec.column_names,
+                          columns=[_fmt_tau(t) for t in taus])
+    return RQResults(formula=formula, spec=spec, taus=taus, params=params, objective=np.array(objs),
+                     coef=pd.concat(rows, ignore_index=True), se=se, level=level, na=frames.na,
+                     n=n, seconds=time.perf_counter() - t0, notes=list(frames.notes))
