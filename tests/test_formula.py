@@ -1,0 +1,100 @@
+"""Formula layer: expansion, NA accounting, design reuse, pickling and the error messages."""
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qaggstats.errors import DataError, FormulaError
+from qaggstats.formula import FormulaSpec, design_newdata, expand_dot, model_frames
+
+
+@pytest.fixture()
+def df():
+    rng = np.random.default_rng(1)
+    n = 60
+    return pd.DataFrame({
+        "y": rng.normal(size=n), "x": rng.uniform(1, 5, size=n), "z": rng.normal(size=n),
+        "g": pd.array(rng.choice(["b", "a", "c"], size=n), dtype="str"),
+        "odd name": rng.normal(size=n),
+    })
+
+
+def test_dot_expansion_quotes_names_and_keeps_order(df):
+    fr = model_frames({"m": "y ~ ."}, df)
+    spec = fr.specs["m"]
+    assert spec.expanded == "y ~ x + z + g + Q('odd name')"
+    # patsy puts categorical terms first; string levels sort as R's factor()
+    assert spec.column_names == ["Intercept", "g[T.b]", "g[T.c]", "x", "z", "Q('odd name')"]
+    assert spec.categories == {"g": ("a", "b", "c")}
+    assert expand_dot("y ~ . - z", ["y", "x", "z"]) == "y ~ x + z - z"
+
+
+def test_na_rows_dropped_and_counted(df):
+    df.loc[[2, 5], "x"] = np.nan
+    df.loc[5, "y"] = np.nan
+    df.loc[9, "g"] = None
+    df.loc[11, "z"] = np.nan  # z unused: does not drop the row
+    fr = model_frames({"a": "y ~ x", "b": "y ~ C(g)"}, df)
+    assert (fr.na.n_input, fr.na.n_used, fr.na.n_dropped) == (60, 57, 3)
+    assert fr.na.by_column == {"y": 1, "x": 2, "g": 1}
+    assert fr.na.dropped_index == [2, 5, 9]
+    assert fr.X["a"].shape == (57, 2) and fr.X["b"].shape == (57, 3) and fr.y.shape == (57,)
+    with pytest.raises(DataError, match=r"'x': 2.*'g': 1|'y': 1, 'x': 2, 'g': 1"):
+        model_frames({"a": "y ~ x + g"}, df, na="raise")
+
+
+def test_design_reused_on_new_data_with_training_knots(df):
+    spec = model_frames({"m": "y ~ bs(x, df=5) + center(z) + C(g) + np.log(x):z"}, df).specs["m"]
+    new = df.iloc[:7]
+    X_train_rows = spec.design(df).astype(float)[:7]
+    # the same rows through design() alone give the training design (knots and centring fixed)
+    np.testing.assert_array_equal(spec.design(new), X_train_rows)
+    assert spec.spline_columns == ["x"] and spec.ranges["x"] == (df.x.min(), df.x.max())
+
+
+def test_pickle_round_trip_bitwise(df):
+    spec = FormulaSpec.from_data("y ~ bs(x, df=4) + cr(z, df=3) + C(g) + I(x**2)", df)
+    back = pickle.loads(pickle.dumps(spec))
+    rng = np.random.default_rng(7)
+    new = pd.DataFrame({"x": rng.uniform(df.x.min(), df.x.max(), 25),
+                        "z": rng.uniform(df.z.min(), df.z.max(), 25),
+                        "g": rng.choice(["a", "b", "c"], 25)})
+    a, b = spec.design(new), back.design(new)
+    assert a.tobytes() == b.tobytes()
+    assert back.column_names == spec.column_names
+
+
+def test_newdata_errors_name_the_culprit(df):
+    spec = FormulaSpec.from_data("y ~ bs(x, df=4) + C(g) + z", df)
+    good = df.iloc[:3].drop(columns="y")
+    with pytest.raises(DataError, match="'z'"):
+        spec.design(good.drop(columns="z"))
+    with pytest.raises(DataError, match=r"'g'.*\['zz'\]"):
+        spec.design(good.assign(g=["a", "zz", "b"]))
+    with pytest.raises(DataError, match=r"'x'.*2 new value.*\[2, 9\].*training range"):
+        spec.design(good.assign(x=[7.0, 9.0, 2.0]))
+    with pytest.raises(DataError, match=r"'z' has 1 infinite"):
+        spec.design(good.assign(z=[np.inf, 0.0, 0.0]))
+    X, ok = design_newdata({"m": spec}, good.assign(z=[np.nan, 0.0, 0.0]))
+    assert ok.tolist() == [False, True, True] and X["m"].shape == (2, len(spec.column_names))
+
+
+def test_formula_errors_name_the_culprit(df):
+    with pytest.raises(FormulaError, match=r"'xx'.*did you mean 'x'"):
+        model_frames({"m": "y ~ xx"}, df)
+    with pytest.raises(FormulaError, match=r"unknown function 'bss'.*bs"):
+        model_frames({"m": "y ~ bss(x)"}, df)
+    with pytest.raises(FormulaError, match=r"np\.logg"):
+        model_frames({"m": "y ~ np.logg(x)"}, df)
+
+
+def test_data_errors(df):
+    with pytest.raises(DataError, match="no rows"):
+        model_frames({"m": "y ~ x"}, df.iloc[:0])
+    with pytest.raises(DataError, match=r"'x' has 2 infinite"):
+        model_frames({"m": "y ~ x"}, df.assign(x=[np.inf, -np.inf] + [1.0] * 58))
+    with pytest.raises(DataError, match=r"response column 'g' must be numeric"):
+        model_frames({"m": "g ~ x"}, df)
+    fr = model_frames({"m": "y ~ x"}, df.assign(y=3.0))
+    assert fr.notes and "constant" in fr.notes[0]
