@@ -337,7 +337,8 @@ def weights_heatmap(weights_df: pd.DataFrame, annotate: bool = True) -> Figure:
                     dark = abs(norm(v) - 0.5) > 0.3 if value != "weight" else norm(v) > 0.55
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7.5,
                             color="white" if dark else "#222222")
-    fig.colorbar(im, ax=ax, shrink=0.9, label=value, pad=0.01)
+    # No colour-bar label: the cells are annotated and the caption names the quantity.
+    fig.colorbar(im, ax=ax, shrink=0.9, pad=0.01)
     _styled(ax)
     return fig
 
@@ -470,7 +471,7 @@ def reliability_diagram(y: object, q: object | Mapping[str, object], taus: objec
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")
     ax.set_xlabel("nominal level τ")
-    ax.set_ylabel("observed share of y ≤ q̂(τ)")
+    ax.set_ylabel("observed share at or below quantile")
     ax.legend(loc="upper left", frameon=False)
     _styled(ax)
     return fig
@@ -539,7 +540,7 @@ def pit_histogram(y: object, q: object, taus: object, bins: int | None = None, l
     >>> y = rng.normal(size=400)
     >>> q = np.tile([-1.2816, 0.0, 1.2816], (400, 1))
     >>> fig = pit_histogram(y, q, [0.1, 0.5, 0.9])
-    >>> len(fig.axes[0].patches)
+    >>> len(fig.axes[0].containers[0])  # bars
     4
     """
     y_a, q_a, t = _yq(y, q, taus)
@@ -550,13 +551,12 @@ def pit_histogram(y: object, q: object, taus: object, bins: int | None = None, l
     n = y_a.size
     fig, axes = _figure(height=3.2, width=3.4)
     ax = axes[0, 0]
-    ax.bar(edges[:-1], counts / (n * widths), width=widths, align="edge", color="#9ecae1",
+    ax.bar(edges[:-1], counts / (n * widths), width=widths, align="edge", color=PALETTE[0], alpha=0.7,
            edgecolor="white", linewidth=0.8, label="PIT density")
-    # The band goes on top of the bars, translucent, so bars outside it stand out.
+    # The band as dashed steps (not a fill) so bars outside it stand out.
     lo, hi = binomial_band(widths, n, level)
-    for k in range(widths.size):
-        ax.fill_between([edges[k], edges[k + 1]], lo[k] / widths[k], hi[k] / widths[k], color="#555555",
-                        alpha=0.18, linewidth=0, label=f"{level:.0%} band if uniform" if k == 0 else None)
+    for bound, label in ((lo, f"{level:.0%} band if uniform"), (hi, None)):
+        ax.stairs(bound / widths, edges, color="#444444", linewidth=0.9, linestyle=":", label=label)
     ax.axhline(1.0, color="#555555", linewidth=0.8, linestyle="--")
     ax.set_xlim(0, 1)
     ax.set_xlabel("PIT value")

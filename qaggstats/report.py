@@ -146,11 +146,15 @@ def _table(columns: Sequence[tuple[str, bool]], rows: list[list[dict]], caption:
 
 def _score_rows(scores: pd.DataFrame, columns: Sequence[str], models: Sequence[str],
                 percent: Sequence[str] = ()) -> tuple[list[list[dict]], list[str]]:
-    """Formatted rows of a score table; the lowest value among all rows of a loss column is bold."""
+    """Formatted rows of a score table; the lowest WIS / pinball loss of each column is bold.
+
+    Only proper scores get a winner: a narrower interval or a smaller dispersion is not better
+    by itself.
+    """
     rows, classes = [], []
     decimals = {c: decimals_for(scores[c].to_numpy(dtype=float)) for c in columns if c not in percent}
     lowest = {c: scores[c].astype(float).idxmin() for c in columns
-              if c not in percent and c != "crossing_rate" and scores[c].notna().any()}
+              if (c == "wis" or c.startswith("pinball_")) and scores[c].notna().any()}
     for name in scores.index:
         cells = [_cell(name, "label")]
         for c in columns:
@@ -562,11 +566,11 @@ def write_report(results, path: str | os.PathLike, template_dir: str | os.PathLi
 
 # --------------------------------------------------------------------------- previews
 def write_previews(results, directory: str | os.PathLike, chromium: str = "/usr/bin/chromium",
-                   width: int = 1200, height: int = 1500) -> list[Path]:
+                   width: int = 1200, height: int = 1500, dpi: int = 110) -> list[Path]:
     """Screenshots for the documentation: ``report-html.png`` and ``report-pdf-{1,2}.png``.
 
     The HTML screenshot is the top ``width`` × ``height`` pixels in headless Chromium (needs the
-    ``playwright`` package); the PDF pages are rendered by ``pdftoppm`` (poppler-utils).
+    ``playwright`` package); the PDF pages are rendered at ``dpi`` by ``pdftoppm`` (poppler-utils).
 
     Examples
     --------
@@ -590,7 +594,7 @@ def write_previews(results, directory: str | os.PathLike, chromium: str = "/usr/
             page.screenshot(path=str(out / "report-html.png"))
             browser.close()
         try:
-            subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "2", str(pdf_path),
+            subprocess.run(["pdftoppm", "-png", "-r", str(dpi), "-f", "1", "-l", "2", str(pdf_path),
                             str(Path(tmp) / "page")], check=True, capture_output=True)
         except (OSError, subprocess.CalledProcessError) as err:
             raise QaggError(f"pdftoppm (poppler-utils) failed to render {pdf_path}: {err}") from err

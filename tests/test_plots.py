@@ -143,13 +143,13 @@ def test_pit_values_interpolate_and_count_between_quantiles(synthetic_results):
 def test_pit_histogram_bins_between_levels(synthetic_results):
     y, q, taus = _q(synthetic_results)
     fig = plots.pit_histogram(y, q, taus)
-    bars = fig.axes[0].patches
+    bars = list(fig.axes[0].containers[0])
     assert len(bars) == taus.size + 1
     heights = np.array([b.get_height() for b in bars])
     widths = np.diff(np.r_[0, taus, 1])
     expected = np.histogram(plots.pit_values(y, q, taus), bins=np.r_[0, taus, 1])[0] / (y.size * widths)
     np.testing.assert_allclose(heights, expected)
-    assert len(plots.pit_histogram(y, q, taus, bins=10).axes[0].patches) == 10
+    assert len(plots.pit_histogram(y, q, taus, bins=10).axes[0].containers[0]) == 10
 
 
 def test_conditional_coverage_by_bins(synthetic_results):

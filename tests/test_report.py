@@ -61,6 +61,8 @@ def test_tables_hold_formatted_scores(synthetic_results, context):
     assert agg_row["cls"] == "highlight"
     assert agg_row["cells"][1]["text"] == context["key"]["aggregate_wis"]
     assert agg_row["cells"][1]["cls"] == "best"  # the aggregate has the lowest WIS here
+    # only proper scores are ranked: the narrowest (undercovering) kNN interval is not "best"
+    assert [c["cls"] for row in scores["rows"] for c in row["cells"]].count("best") == 1
     weights = context["weights_table"]["rows"]
     w = synthetic_results.weights.query("model == 'forest' and tau == 0.5")["weight"].iloc[0]
     forest = [row for row in weights if row["cells"][0]["text"] == "forest"][0]
