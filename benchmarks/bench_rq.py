@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_uci  # noqa: E402
 
 from qaggstats.datasets import load  # noqa: E402
-from qaggstats.rq import check_loss, rq_fit  # noqa: E402
+from qaggstats.quantreg import check_loss, rq_fit  # noqa: E402
 
 
 def _timed(fn):

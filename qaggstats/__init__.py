@@ -21,14 +21,14 @@ from ._version import __version__
 
 _SUBMODULES = (
     "aggregate", "conformal", "crossfit", "datasets", "formula", "learners", "monotone",
-    "pipeline", "plots", "report", "results", "rq", "scoring",
+    "pipeline", "plots", "quantreg", "report", "results", "scoring",
 )
 _FUNCTIONS = {
-    "rq": ("rq", "rq"),
+    "rq": ("quantreg", "rq"),
     "qagg": ("pipeline", "qagg"),
     "load": ("results", "load"),
     "QaggResults": ("results", "QaggResults"),
-    "RQResults": ("rq", "RQResults"),
+    "RQResults": ("quantreg", "RQResults"),
 }
 
 __all__ = ["__version__", "errors", *_SUBMODULES, *_FUNCTIONS]

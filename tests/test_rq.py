@@ -9,7 +9,7 @@ from scipy.optimize import linprog
 from qaggstats.errors import DataError
 from qaggstats.formula import model_frames
 from qaggstats.learners.linear import LinearQR
-from qaggstats.rq import check_loss, rq, rq_fit, rq_rank_ci, rq_se
+from qaggstats.quantreg import check_loss, rq, rq_fit, rq_rank_ci, rq_se
 
 REF = "/work/shared/reference/quantreg"
 CONCRETE = "strength ~ cement + slag + ash + water + superplastic + age_group + bs(fine, df = 4)"

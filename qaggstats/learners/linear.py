@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..rq import rq_fit
+from ..quantreg import rq_fit
 from .base import LearnerBase, check_fit_data, check_predict_data
 
 __all__ = ["LinearQR"]
