@@ -303,7 +303,7 @@ def build_context(results) -> dict[str, Any]:
         "of a calibrated forecast.", num.figure(), "Reliability diagram")
     ctx["fig_pit"] = _svg_figure(
         plots.pit_histogram(r.y, r.q_oof, taus),
-        "PIT histogram of the aggregate (bins between levels); flat means calibrated.", num.figure(),
+        "PIT histogram of the out-of-fold aggregate (bins between levels); flat means calibrated.", num.figure(),
         "PIT histogram")
     ctx["fig_conditional"] = _conditional_figure(r, taus, pair, num)
 
