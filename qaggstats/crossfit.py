@@ -6,8 +6,10 @@ fitted on. Each learner is also refitted on all rows for prediction on new data,
 models are kept for CV+ conformal intervals.
 
 Every fit is a task of the pure function :func:`fit_task` ``(learner, X_train, y_train, X_test,
-taus) -> TaskResult``, run through joblib; results do not depend on ``n_jobs`` or the backend,
-because each task gets its own deep copy of the learner with a seed fixed in advance.
+taus) -> TaskResult``, run through joblib or, with ``backend="dask"`` or a Client, on a
+``dask.distributed`` cluster (:mod:`qaggstats.distributed`); results do not depend on ``n_jobs``
+or the backend, because each task gets its own deep copy of the learner with a seed fixed in
+advance.
 
 Examples
 --------
@@ -34,13 +36,14 @@ from typing import Any, Generator, Iterator, Mapping, Optional
 import numpy as np
 from joblib import Parallel, delayed
 
+from . import distributed
 from .errors import DataError, FitError, QaggError
 from .learners.base import check_learner, check_predictions, check_taus
 from .progress import ProgressFn, as_progress
 
 __all__ = ["make_folds", "crossfit", "CrossFit", "fit_task", "TaskResult", "BACKENDS"]
 
-BACKENDS = ("loky", "threading")
+BACKENDS = ("loky", "threading")  # joblib's; "dask" or a Client go to qaggstats.distributed
 STAGE = "cross-fitting"
 
 
@@ -222,13 +225,14 @@ class CrossFit:
 
 
 def _check_inputs(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, taus: Any,
-                  on_error: str, backend: str, n_jobs: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+                  on_error: str, backend: Any, n_jobs: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     if not isinstance(learners, Mapping) or not learners:
         raise DataError("learners must be a non-empty mapping name -> learner")
     if on_error not in ("raise", "drop"):
         raise DataError(f"on_error must be 'raise' or 'drop', got {on_error!r}")
-    if backend not in BACKENDS:
-        raise DataError(f"backend {backend!r} is not supported; choose from {', '.join(BACKENDS)}")
+    if not (_is_joblib(backend) or _is_dask(backend) or distributed.is_client(backend)):
+        raise DataError(f"backend {backend!r} is not supported; choose from {', '.join(BACKENDS)}, "
+                        "'dask' or a dask.distributed Client")
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
         raise DataError(f"n_jobs must be a non-zero integer (-1: all cores), got {n_jobs!r}")
     y_a = np.asarray(y, dtype=np.float64)
@@ -248,12 +252,27 @@ def _check_inputs(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, tau
     return designs, y_a, check_taus(taus, "crossfit")
 
 
-def _run(calls: list[tuple], n_jobs: int, backend: str) -> Generator[TaskResult, None, None]:
+def _is_joblib(backend: Any) -> bool:
+    return isinstance(backend, str) and backend in BACKENDS
+
+
+def _is_dask(backend: Any) -> bool:
+    return isinstance(backend, str) and backend == "dask"
+
+
+def _run(calls: list[tuple], n_jobs: int, backend: Any) -> Generator[TaskResult, None, None]:
     """Results of ``fit_task(*args)`` for each argument tuple, in order, as they complete.
 
-    The one place that knows about the execution backend: another backend (e.g. Dask) only
-    has to map :func:`fit_task` over ``calls`` and yield the results in order.
+    The one place that knows about the execution backend: joblib here, or a Dask Client
+    (resolved now, so a missing Client fails before any work) that maps :func:`fit_task`
+    over ``calls`` and yields the results in order.
     """
+    if _is_joblib(backend):
+        return _run_joblib(calls, n_jobs, backend)
+    return distributed.run_tasks(distributed.resolve_client(backend), fit_task, calls)
+
+
+def _run_joblib(calls: list[tuple], n_jobs: int, backend: str) -> Generator[TaskResult, None, None]:
     runner = Parallel(n_jobs=int(n_jobs), backend=backend, return_as="generator")
     results = runner(delayed(fit_task)(*args) for args in calls)
     try:
@@ -281,7 +300,7 @@ def _tasks(learners: Mapping[str, Any], designs: Mapping[str, np.ndarray], y: np
 
 def crossfit(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, taus: Any, cv: int = 5,
              seed: int = 0, n_jobs: int = 1, progress: Optional[ProgressFn] = None,
-             on_error: str = "raise", backend: str = "loky") -> CrossFit:
+             on_error: str = "raise", backend: Any = "loky") -> CrossFit:
     """K-fold out-of-fold predictions of every learner, plus refits on all rows.
 
     Parameters
@@ -302,6 +321,7 @@ def crossfit(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, taus: An
         Seed of the fold assignment and of learners whose ``random_state`` is None.
     n_jobs : int, default 1
         Parallel joblib workers (-1: all cores). Results are identical for every value.
+        Ignored by the Dask backend, where the cluster's workers decide.
     progress : callable, optional
         ``progress("cross-fitting", done, total)`` after each task; total is
         ``p * (cv + 1)`` (K fold fits and one refit per learner).
@@ -309,8 +329,10 @@ def crossfit(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, taus: An
         What to do when a learner fails (raises, or predicts a wrong shape or non-finite
         values): raise :class:`~qaggstats.errors.FitError`, or drop the learner, record why in
         ``CrossFit.dropped`` and continue.
-    backend : {"loky", "threading"}, default "loky"
-        joblib backend (processes or threads).
+    backend : {"loky", "threading", "dask"} or dask.distributed.Client, default "loky"
+        joblib backend (processes or threads); ``"dask"`` runs the tasks on the current
+        ``dask.distributed`` Client and a Client instance on that Client (Dask is optional:
+        ``pip install 'qaggstats[dask]'``). Results are bitwise identical on every backend.
 
     Returns
     -------
@@ -319,7 +341,8 @@ def crossfit(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, taus: An
     Raises
     ------
     DataError
-        Bad inputs, or fewer rows than folds.
+        Bad inputs, fewer rows than folds, or ``backend="dask"`` without a running Client or
+        without Dask installed.
     FitError
         A learner failed (message names the learner, the fold and the original error), or every
         learner was dropped.

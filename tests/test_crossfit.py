@@ -1,6 +1,9 @@
 """Cross-fitting: folds, out-of-fold correctness, refits, determinism, parallelism, errors."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -181,8 +184,9 @@ def test_bad_arguments():
         crossfit({"knn": KNN(k=3)}, {"knn": X[:-1]}, y, TAUS)
     with pytest.raises(DataError, match="on_error must be"):
         crossfit({"knn": KNN(k=3)}, {"knn": X}, y, TAUS, on_error="ignore")
-    with pytest.raises(DataError, match="backend 'dask' is not supported"):
-        crossfit({"knn": KNN(k=3)}, {"knn": X}, y, TAUS, backend="dask")
+    with pytest.raises(DataError, match="backend 'spark' is not supported; choose from loky, threading, "
+                                        "'dask' or a dask.distributed Client"):
+        crossfit({"knn": KNN(k=3)}, {"knn": X}, y, TAUS, backend="spark")
     with pytest.raises(FitError, match="learner 'x' \\(str\\) has no fit method"):
         crossfit({"x": "knn"}, {"x": X}, y, TAUS)
     cf = crossfit({"knn": KNN(k=3)}, {"knn": X}, y, TAUS, cv=3)
@@ -239,3 +243,18 @@ def test_predict_on_new_data_wraps_learner_errors_and_handles_zero_rows():
         cf.predict({"p": X[:2], "knn": X[:2, :1]})
     assert cf.predict({"p": X[:0], "knn": X[:0]}).shape == (0, 2, 3)
     assert cf.predict_folds({"p": X[:0], "knn": X[:0]}).shape == (3, 0, 2, 3)
+
+
+def test_dask_backend_without_dask_installed_names_the_missing_package(monkeypatch):
+    # None in sys.modules makes ``import distributed`` fail as if it were not installed
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    X, y = data(30)
+    with pytest.raises(DataError, match=r"backend='dask' needs the optional package 'distributed', "
+                                        r"which is not installed \(pip install 'qaggstats\[dask\]'\)"):
+        crossfit({"knn": KNN(k=3)}, {"knn": X}, y, TAUS, cv=3, backend="dask")
+
+
+def test_importing_crossfit_does_not_import_dask():
+    code = "import sys, qaggstats.crossfit, qaggstats.distributed; print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
