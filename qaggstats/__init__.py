@@ -20,7 +20,7 @@ from . import errors
 from ._version import __version__
 
 _SUBMODULES = (
-    "aggregate", "conformal", "crossfit", "datasets", "formula", "learners", "monotone",
+    "aggregate", "conformal", "crossfit", "datasets", "distributed", "formula", "learners", "monotone",
     "pipeline", "plots", "quantreg", "report", "results", "scoring",
 )
 _FUNCTIONS = {

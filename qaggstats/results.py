@@ -33,6 +33,7 @@ from scipy.stats import binom
 from . import conformal as conformal_mod
 from . import scoring
 from ._version import __version__
+from .distributed import is_dask_dataframe, predict_dask
 from .errors import DataError, SaveError
 from .formula import design_newdata
 from .monotone import monotone_effect
@@ -326,9 +327,10 @@ class QaggResults(SummaryMixin):
 
         Parameters
         ----------
-        newdata : DataFrame
+        newdata : DataFrame or dask DataFrame
             Must hold every column the formulas use; categories must be ones seen in training.
-            Rows with missing predictors get NaN predictions.
+            Rows with missing predictors get NaN predictions. A dask DataFrame gives a lazy
+            dask DataFrame back, predicted partition by partition.
         quantiles : sequence of float, optional
             A subset of the fitted levels (default: all).
         interval : float, optional
@@ -350,6 +352,9 @@ class QaggResults(SummaryMixin):
         >>> list(fit.predict(df.head(3), interval=0.9).columns)
         ['q0.05', 'q0.5', 'q0.95', 'lower', 'upper']
         """
+        if is_dask_dataframe(newdata):  # lazy, chunked: predict() then runs on each pandas partition
+            return predict_dask(self, newdata, quantiles=quantiles, interval=interval,
+                                calibrated=calibrated)
         cols = self._level_positions(quantiles)
         pair = self._interval_pair(interval) if interval is not None else None
         *_, q, ok = self._predict_arrays(newdata, calibrated=calibrated)

@@ -5,6 +5,7 @@ from typing import Optional
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 from .base import (LearnerBase, _check_float, _check_int, _check_random_state, check_fit_data,
                    check_predict_data)
@@ -36,6 +37,10 @@ class GradientBoosting(LearnerBase):
         L2 penalty on leaf values (>= 0).
     random_state : int or None, default 0
         Seed (used by scikit-learn for binning subsamples of large data).
+    n_threads : int, default 1
+        OpenMP threads per fit. One by default because cross-fitting already runs folds and
+        models in parallel (``n_jobs``): oversubscribed OpenMP threads made each fit about
+        10× slower on a busy 2-core machine (11.5 s against 0.8 s for 600 rows).
     formula : str or None, default None
         Formula for this learner's design; None uses the pipeline's default formula.
 
@@ -52,7 +57,7 @@ class GradientBoosting(LearnerBase):
     def __init__(self, max_iter: int = 100, learning_rate: float = 0.1, max_leaf_nodes: int = 15,
                  min_samples_leaf: int = 20, max_depth: Optional[int] = None,
                  l2_regularization: float = 0.0, random_state: Optional[int] = 0,
-                 formula: Optional[str] = None) -> None:
+                 n_threads: int = 1, formula: Optional[str] = None) -> None:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
@@ -60,6 +65,7 @@ class GradientBoosting(LearnerBase):
         self.max_depth = max_depth
         self.l2_regularization = l2_regularization
         self.random_state = random_state
+        self.n_threads = n_threads
         self.formula = formula
         self._validate()
 
@@ -74,6 +80,7 @@ class GradientBoosting(LearnerBase):
             _check_int(self.max_depth, "max_depth", name)
         _check_float(self.l2_regularization, "l2_regularization", name, 0.0, False)
         _check_random_state(self.random_state, name)
+        _check_int(self.n_threads, "n_threads", name)
 
     def _model(self, tau: float) -> HistGradientBoostingRegressor:
         return HistGradientBoostingRegressor(
@@ -88,7 +95,8 @@ class GradientBoosting(LearnerBase):
         """Fit one booster per level ``taus (r,)`` on ``X (n, d)``, ``y (n,)``."""
         self._validate()
         X, y, taus = check_fit_data(X, y, taus, type(self).__name__)
-        self.models_ = [self._model(float(t)).fit(X, y) for t in taus]
+        with threadpool_limits(limits=self.n_threads, user_api="openmp"):
+            self.models_ = [self._model(float(t)).fit(X, y) for t in taus]
         self.n_features_ = X.shape[1]
         self.taus_ = taus
         return self
@@ -97,4 +105,5 @@ class GradientBoosting(LearnerBase):
         """Quantiles ``(m, r)`` at the rows of ``X (m, d)``."""
         self._check_fitted()
         X = check_predict_data(X, self.n_features_, type(self).__name__)
-        return np.column_stack([m.predict(X) for m in self.models_]).astype(np.float64)
+        with threadpool_limits(limits=self.n_threads, user_api="openmp"):
+            return np.column_stack([m.predict(X) for m in self.models_]).astype(np.float64)
