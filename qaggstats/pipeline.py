@@ -27,7 +27,7 @@ from . import learners as learners_mod
 from .aggregate import fit_weights
 from .crossfit import CrossFit, crossfit
 from .errors import CalibrationError, DataError
-from .formula import model_frames
+from .formula import design_newdata, model_frames
 from .monotone import postprocess as monotone_postprocess
 from .progress import ProgressFn, as_progress
 
@@ -194,6 +194,9 @@ def qagg(
     groups: Any = None,
     local_formula: Optional[str] = None,
     smooth: float = 0.0,
+    obs_weights: Any = None,
+    min_gap: float = 0.0,
+    noncrossing_at: Optional[pd.DataFrame] = None,
     solver: str = "auto",
     test: Optional[pd.DataFrame] = None,
     on_error: str = "raise",
@@ -239,6 +242,14 @@ def qagg(
         ``weights="local"``; default: the standardised design of ``formula``.
     smooth : float
         Penalty λ·Σ|α_k+1 − α_k| across adjacent levels.
+    obs_weights : str or array, optional
+        Observation weights w_i of the weight fit's pinball loss: a column of ``data`` or an
+        array with one non-negative value per row of ``data``.
+    min_gap : float
+        Minimum gap between adjacent aggregated quantiles under the non-crossing constraints.
+    noncrossing_at : DataFrame, optional
+        Extra points (e.g. the rows you will predict) where the non-crossing constraints
+        (and, for local weights, the simplex) must also hold.
     solver : str
         "auto", "fast", "cvxpy" or a cvxpy solver name.
     test : DataFrame, optional
@@ -271,7 +282,8 @@ def qagg(
                     on_error=on_error, backend=backend, data_name=data_name, progress=progress)
     return fit_aggregate(base, weights=weights, constraint=constraint, noncrossing=noncrossing,
                          postprocess=postprocess, groups=groups, local_formula=local_formula,
-                         smooth=smooth, solver=solver, progress=progress)
+                         smooth=smooth, obs_weights=obs_weights, min_gap=min_gap,
+                         noncrossing_at=noncrossing_at, solver=solver, progress=progress)
 
 
 def check_options(weights: str = "quantile", postprocess: str = "sort", conformal: Optional[str] = None) -> None:
@@ -323,8 +335,9 @@ def fit_base(formula: str, data: pd.DataFrame, *, models=None, quantiles=DEFAULT
 
 def fit_aggregate(base: BaseFit, *, weights: str = "quantile", constraint: str = "simplex",
                   noncrossing: bool = True, postprocess: str = "sort", groups: Any = None,
-                  local_formula: Optional[str] = None, smooth: float = 0.0, solver: str = "auto",
-                  progress: Optional[ProgressFn] = None):
+                  local_formula: Optional[str] = None, smooth: float = 0.0, obs_weights: Any = None,
+                  min_gap: float = 0.0, noncrossing_at: Optional[pd.DataFrame] = None,
+                  solver: str = "auto", progress: Optional[ProgressFn] = None):
     """Weights, monotone post-processing and calibration on a :class:`BaseFit` (see :func:`qagg`)."""
     from .results import QaggResults  # results imports this module's helpers
 
@@ -340,6 +353,9 @@ def fit_aggregate(base: BaseFit, *, weights: str = "quantile", constraint: str =
         basis_spec = basis_frames.specs["basis"]
         basis, basis_state = standardized_basis(basis_frames.X["basis"][split.train])
         basis_all = apply_basis(basis_frames.X["basis"], basis_state)
+    extra = None
+    if noncrossing_at is not None:
+        extra = _extra_points(base, noncrossing_at, basis_spec, basis_state)
 
     report("weight fit", 0, 1)
     t0 = time.perf_counter()
@@ -349,6 +365,12 @@ def fit_aggregate(base: BaseFit, *, weights: str = "quantile", constraint: str =
         fit_kwargs["groups"] = groups
     if basis is not None:
         fit_kwargs["basis"] = basis
+    if obs_weights is not None:
+        fit_kwargs["obs_weights"] = _observation_weights(obs_weights, base)
+    if min_gap:
+        fit_kwargs["min_gap"] = min_gap
+    if extra is not None:
+        fit_kwargs["extra"] = extra
     wfit = fit_weights(base.Q, y[split.train], taus, **fit_kwargs)
     timings["weight fit"] = time.perf_counter() - t0
     report("weight fit", 1, 1)
@@ -373,8 +395,41 @@ def fit_aggregate(base: BaseFit, *, weights: str = "quantile", constraint: str =
         basis_state=basis_state, calibration=calibration, timings=timings,
         settings=dict(family=weights, constraint=constraint, noncrossing=noncrossing,
                       postprocess=postprocess, groups=groups, local_formula=local_formula,
-                      smooth=smooth, solver=solver),
+                      smooth=smooth, obs_weights=obs_weights, min_gap=min_gap,
+                      noncrossing_at=noncrossing_at, solver=solver),
     )
+
+
+def _observation_weights(obs_weights: Any, base: BaseFit) -> np.ndarray:
+    """Observation weights of the training rows, from a column name or a per-row array."""
+    n_input = base.frames.na.n_input
+    if isinstance(obs_weights, str):
+        if obs_weights not in base.data_used.columns:
+            raise DataError(f"obs_weights column {obs_weights!r} is not in the data")
+        w = pd.to_numeric(base.data_used[obs_weights], errors="coerce").to_numpy(dtype=float)
+    else:
+        w_all = np.asarray(obs_weights, dtype=float).ravel()
+        if w_all.size != n_input:
+            raise DataError(f"obs_weights has {w_all.size} values for {n_input} rows of data")
+        w = w_all[base.frames.positions]
+    w = w[base.split.train]
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise DataError("obs_weights must be finite and non-negative on every row used")
+    if not (w > 0).any():
+        raise DataError("obs_weights are all zero on the training rows")
+    return w
+
+
+def _extra_points(base: BaseFit, points: pd.DataFrame, basis_spec, basis_state) -> dict:
+    """Sorted base predictions (and basis) at extra points for the non-crossing constraints."""
+    specs = {m: base.frames.specs[m] for m in base.crossfit.models}
+    if basis_spec is not None:
+        specs["__basis__"] = basis_spec
+    X, _ = design_newdata(specs, points)
+    extra = {"Q": sort_base(base.crossfit.predict({m: X[m] for m in base.crossfit.models}))}
+    if basis_spec is not None:
+        extra["basis"] = apply_basis(X["__basis__"], basis_state)
+    return extra
 
 
 def combine(wfit, Q: np.ndarray, basis: Optional[np.ndarray]) -> np.ndarray:

@@ -269,7 +269,8 @@ class QaggResults(SummaryMixin):
 
         settings = {**self._settings, **changes, "family": weights}
         unknown = set(settings) - {"family", "constraint", "noncrossing", "postprocess", "groups",
-                                   "local_formula", "smooth", "solver"}
+                                   "local_formula", "smooth", "obs_weights", "min_gap",
+                                   "noncrossing_at", "solver"}
         if unknown:
             raise DataError(f"reweight() cannot change {', '.join(sorted(unknown))}; refit with qa.qagg")
         if weights != "grouped":

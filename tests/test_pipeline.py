@@ -162,3 +162,28 @@ def test_bad_arguments_are_qagg_errors(hetero):
         qa.qagg("y ~ x", hetero, weights="nope")
     with pytest.raises(QaggError):
         qa.qagg("y ~ nosuchcolumn", hetero, models={"l": qa.learners.LinearQR()})
+
+
+def test_observation_weights_select_rows_of_the_weight_fit(hetero, small_models):
+    """Weights 0/1 give the same weight fit as fitting on the rows with weight 1 only."""
+    df = hetero.iloc[:300]
+    w = (np.arange(len(df)) % 3 != 0).astype(float)
+    fit = qa.qagg("y ~ x + C(g)", df, models=small_models, quantiles=[0.1, 0.5, 0.9],
+                  noncrossing=False, obs_weights=w, cv=3)
+    keep = w[fit._base.frames.positions] > 0
+    direct = qa.aggregate.fit_weights(fit.Q[keep], fit.y[keep], fit.taus, family="quantile",
+                                      noncrossing=False)
+    np.testing.assert_allclose(fit.weight_fit.combine(fit.Q), direct.combine(fit.Q), atol=1e-6)
+    with pytest.raises(DataError, match="obs_weights"):
+        qa.qagg("y ~ x", df, models={"l": small_models["linear"]}, obs_weights=w[:10], cv=3)
+
+
+def test_noncrossing_holds_at_extra_points(hetero, small_models):
+    df, new = hetero.iloc[:300], hetero.iloc[300:400]
+    fit = qa.qagg("y ~ x + C(g)", df, models=small_models, quantiles=TAUS, postprocess="none",
+                  noncrossing_at=new, min_gap=0.01, cv=3)
+    Q_new = np.sort(fit._crossfit.predict(
+        {m: fit._specs[m].design(new) for m in fit.models}), axis=-1)
+    raw = fit.weight_fit.combine(Q_new)
+    assert (np.diff(raw, axis=1) >= 0.01 - 1e-8).all()
+    assert (np.diff(fit.q_oof_raw, axis=1) >= 0.01 - 1e-8).all()
