@@ -1,7 +1,8 @@
 """The ``qaggstats`` command: demo, fit, predict, datasets.
 
-Bad arguments and bad data exit with status 2 and a one-line error naming the problem (a
-traceback only with ``--debug``); progress bars appear only on a terminal and never with
+Bad arguments and bad data exit with status 2 and a one-line error naming the problem;
+anything unexpected exits with status 1 and a one-line message. A traceback is printed only
+with ``--debug``. Progress bars appear only when stderr is a terminal and never with
 ``--quiet``.
 
 Examples
@@ -12,68 +13,116 @@ Examples
     qaggstats fit data.csv -f "y ~ ." --quantiles 0.1,0.5,0.9 --report out.html --save fit.qagg
     qaggstats predict fit.qagg new.csv -o predictions.csv --interval 0.8
     qaggstats datasets
+    qaggstats datasets engel
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .errors import DataError, QaggError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "LEARNER_CHOICES"]
 
 LEARNER_CHOICES = ("linear", "forest", "boost", "knn", "locscale")
+REPORT_SUFFIXES = (".html", ".pdf")
+TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
+# Fewer trees and boosting rounds for ``demo --fast`` (the test suite and slow machines);
+# the weights, calibration and reports are computed exactly as in the full demo.
+FAST_FOREST_TREES = 50
+FAST_BOOSTING_ROUNDS = 25
 
 
 class _ArgumentError(Exception):
-    """argparse usage problems, turned into the same one-line exit-2 path as data errors."""
+    """An argparse usage problem, sent down the same one-line exit-2 path as data errors."""
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse would print usage and exit; we want one line
+    """An argument parser that raises instead of printing the usage and exiting."""
+
+    def error(self, message: str):  # argparse's default prints a multi-line usage block
         raise _ArgumentError(message)
 
 
 def _floats(text: str) -> list[float]:
+    """Parse ``"0.1,0.5,0.9"`` into floats (argparse ``type``)."""
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _fraction(text: str) -> float:
+    """Parse a number strictly between 0 and 1 (argparse ``type``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``qaggstats`` command."""
+    """The argument parser of the ``qaggstats`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its ``error`` raises instead of exiting, so :func:`main` can report one line.
+    """
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quiet", action="store_true", help="no progress output")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
-    parser = _Parser(prog="qaggstats", description="Aggregated, non-crossing, calibrated quantile regression.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _Parser(prog="qaggstats",
+                     description="Aggregated, non-crossing, calibrated quantile regression.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                metavar="{demo,fit,predict,datasets}")
 
-    demo = sub.add_parser("demo", parents=[common], help="fit, aggregate and calibrate on embedded data; write reports")
+    demo = sub.add_parser("demo", parents=[common],
+                          help="fit, aggregate and calibrate on embedded data; write reports")
     demo.add_argument("--out", default="qaggstats-demo", help="output directory (default: %(default)s)")
     demo.add_argument("--dataset", default="concrete", help="embedded data set (default: %(default)s)")
     demo.add_argument("--no-pdf", action="store_true", help="write only the HTML report")
+    demo.add_argument("--fast", action="store_true",
+                      help=f"fewer trees ({FAST_FOREST_TREES}) and boosting rounds "
+                           f"({FAST_BOOSTING_ROUNDS}): a quicker, slightly weaker demo")
 
     fit = sub.add_parser("fit", parents=[common], help="fit an aggregate on a CSV or Parquet file")
     fit.add_argument("data", help="CSV or Parquet file")
-    fit.add_argument("-f", "--formula", required=True, help='R-style formula, e.g. "y ~ x1 + bs(x2, df=5)" or "y ~ ."')
+    fit.add_argument("-f", "--formula", required=True,
+                     help='R-style formula, e.g. "y ~ x1 + bs(x2, df=5)" or "y ~ ."')
     fit.add_argument("--models", default=",".join(LEARNER_CHOICES),
                      help=f"comma-separated learners from {', '.join(LEARNER_CHOICES)} (default: all)")
-    fit.add_argument("--quantiles", type=_floats, default=None, help="comma-separated levels in (0, 1)")
-    fit.add_argument("--weights", default="quantile", help="weight family (default: %(default)s)")
-    fit.add_argument("--conformal", default=None, choices=["cqr", "cqr-asymmetric", "cv+"])
-    fit.add_argument("--postprocess", default="sort", choices=["sort", "isotonic", "rearrange", "minmax", "none"])
-    fit.add_argument("--cv", type=int, default=5)
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--n-jobs", type=int, default=1)
-    fit.add_argument("--test-size", type=float, default=0.0, help="fraction held out to score the fit (default 0)")
+    fit.add_argument("--quantiles", type=_floats, default=None,
+                     help="comma-separated levels in (0, 1) (default: 0.05,0.1,0.25,0.5,0.75,0.9,0.95)")
+    # Choices are checked by the pipeline (check_options), not here: importing it would load
+    # cvxpy and scikit-learn just to print --help.
+    fit.add_argument("--weights", default="quantile",
+                     help="weight family: quantile, global, mean, median, grouped, local, fine, qra, "
+                          "fqra (default: %(default)s)")
+    fit.add_argument("--conformal", default=None,
+                     help="conformal calibration: cqr, cqr-asymmetric or cv+ (default: none)")
+    fit.add_argument("--postprocess", default="sort",
+                     help="monotone post-processing: sort, isotonic, rearrange, minmax, none "
+                          "(default: %(default)s)")
+    fit.add_argument("--cv", type=int, default=5, help="cross-fitting folds (default: %(default)s)")
+    fit.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    fit.add_argument("--n-jobs", type=int, default=1, help="parallel jobs (default: %(default)s)")
+    fit.add_argument("--test-size", type=_fraction, default=None,
+                     help="fraction of rows held out to score the fit (default: none)")
     fit.add_argument("--report", default=None, help="write a report (.html or .pdf)")
     fit.add_argument("--save", default=None, help="save the fit (e.g. fit.qagg)")
 
@@ -81,84 +130,162 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("fit", help="saved fit file")
     pred.add_argument("data", help="CSV or Parquet file with the predictors")
     pred.add_argument("-o", "--output", required=True, help="output CSV")
-    pred.add_argument("--interval", type=float, default=None, help="central interval coverage, e.g. 0.9")
+    pred.add_argument("--interval", type=_fraction, default=None,
+                      help="add lower/upper of this central interval, e.g. 0.9")
 
-    sub.add_parser("datasets", parents=[common], help="list the embedded data sets")
+    data = sub.add_parser("datasets", parents=[common], help="list the embedded data sets, or describe one")
+    data.add_argument("name", nargs="?", default=None, help="a data set to describe in full")
     return parser
 
 
+# ----------------------------------------------------------------------------- inputs, outputs
 def _read_table(path: str) -> pd.DataFrame:
+    """Read a CSV or Parquet file; every failure becomes a DataError naming the file."""
     p = Path(path)
+    suffix = p.suffix.lower()
     if not p.is_file():
         raise DataError(f"data file {path} does not exist")
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(f"{path}: unsupported file type {p.suffix or '(none)'!r}; use .csv or .parquet")
     try:
-        if p.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(p)
-        if p.suffix.lower() in (".csv", ".txt"):
-            return pd.read_csv(p)
-    except Exception as err:  # pandas raises many types for unreadable files
+        df = pd.read_parquet(p) if suffix in (".parquet", ".pq") else pd.read_csv(p)
+    except Exception as err:  # pandas and pyarrow raise many types for unreadable files
         raise DataError(f"cannot read {path}: {err}") from err
-    raise DataError(f"{path}: unsupported file type {p.suffix!r}; use .csv or .parquet")
+    if df.empty:
+        raise DataError(f"{path} has no data rows")
+    return df
 
 
-def _progress(args):
+def _check_output(path: str, suffixes: Optional[Sequence[str]] = None, what: str = "output") -> Path:
+    """Fail before a long fit if an output path cannot be written (wrong suffix, no directory)."""
+    p = Path(path)
+    if suffixes is not None and p.suffix.lower() not in suffixes:
+        raise DataError(f"{what} {path} must end in {' or '.join(suffixes)}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise DataError(f"cannot write {what} {path}: directory {parent} does not exist")
+    if p.is_dir():
+        raise DataError(f"cannot write {what} {path}: it is a directory")
+    return p
+
+
+def _progress(args: argparse.Namespace):
+    """A terminal progress bar, or None (silence) with --quiet; the bar itself is TTY-only."""
     from .progress import TerminalProgress
 
     return None if args.quiet else TerminalProgress()
 
 
-def _holdout(df: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:
-    if test_size <= 0:
+def _holdout(df: pd.DataFrame, test_size: Optional[float], seed: int
+             ) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:
+    """Split off a random test set (a stream separate from the pipeline's own seeds)."""
+    if not test_size:
         return df, None
-    if test_size >= 1:
-        raise DataError(f"--test-size must be below 1, got {test_size}")
     rng = np.random.default_rng([seed, 2])
     test = rng.random(len(df)) < test_size
+    if test.all() or not test.any():
+        raise DataError(f"--test-size {test_size} leaves no training or no test rows out of {len(df)}")
     return df[~test], df[test]
 
 
-def _models(spec: str, seed: int) -> dict:
+def _models(spec: str, seed: int) -> dict[str, Any]:
+    """The learners named in ``--models`` (comma-separated), in the order given."""
     from .pipeline import default_models
 
     available = default_models(seed)
     names = [s.strip() for s in spec.split(",") if s.strip()]
     unknown = [n for n in names if n not in available]
-    if unknown or not names:
-        raise DataError(f"unknown learner {unknown[0] if unknown else spec!r}; choose from {', '.join(LEARNER_CHOICES)}")
+    if unknown:
+        raise DataError(f"unknown learner {unknown[0]!r}; choose from {', '.join(LEARNER_CHOICES)}")
+    if not names:
+        raise DataError(f"--models is empty; choose from {', '.join(LEARNER_CHOICES)}")
+    if len(set(names)) < len(names):
+        raise DataError(f"--models names a learner twice: {spec}")
     return {n: available[n] for n in names}
 
 
-def _cmd_demo(args) -> int:
+def _demo_models(fast: bool, seed: int) -> dict[str, Any]:
+    """The default learners; with ``fast``, smaller forests and fewer boosting rounds."""
+    from . import learners
+    from .pipeline import default_models
+
+    models = default_models(seed)
+    if fast:
+        models["forest"] = learners.QuantileForest(n_estimators=FAST_FOREST_TREES, random_state=seed)
+        models["boost"] = learners.GradientBoosting(max_iter=FAST_BOOSTING_ROUNDS, random_state=seed)
+    return models
+
+
+def _short_summary(fit) -> list[str]:
+    """A few lines for the terminal: data, levels, WIS against the base models, coverage."""
+    lines = [
+        f"data: {fit.data_name} ({fit.na.n_used} rows used; {fit.n_train} training, "
+        f"{fit.n_cal} calibration), response {fit.response}",
+        f"models: {', '.join(fit.models)}; weights: {fit.family}; levels: "
+        + ", ".join(f"{t:g}" for t in fit.taus),
+    ]
+    if fit.test_scores is not None:
+        scores, where, cov = fit.test_scores, "test", fit.coverage[fit.coverage["set"] == "test"]
+    else:
+        scores, where, cov = fit.oof_scores, "out-of-fold", fit.coverage[fit.coverage["set"] != "test"]
+    best = scores.loc[fit.models, "wis"].idxmin()
+    lines.append(f"{where} WIS: aggregate {scores.loc['aggregate', 'wis']:.4g}, best single model "
+                 f"{best} {scores.loc[best, 'wis']:.4g}, mean of models {scores.loc['mean', 'wis']:.4g}")
+    for _, row in cov.iterrows():
+        lines.append(f"{row['nominal']:.0%} interval: {where} coverage {row['observed']:.3f} "
+                     f"(95% band [{row['band_low']:.3f}, {row['band_high']:.3f}])")
+    return lines
+
+
+# ----------------------------------------------------------------------------- commands
+def _cmd_demo(args: argparse.Namespace) -> int:
     from . import datasets
     from .pipeline import qagg
 
+    df = datasets.load(args.dataset)  # first: an unknown name is the likeliest mistake
+    formula = datasets.suggested_formula(args.dataset)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    df = datasets.load(args.dataset)
-    meta = datasets.describe(args.dataset)
-    formula = meta["formula"] if isinstance(meta, dict) else datasets.suggested_formula(args.dataset)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot create output directory {out}: {err.strerror}") from err
     train, test = _holdout(df, 0.2, 0)
-    fit = qagg(formula, train, weights="quantile", conformal="cqr", cv=5, seed=0, test=test,
-               data_name=args.dataset, progress=_progress(args))
-    print(fit.summary())
+    fit = qagg(formula, train, models=_demo_models(args.fast, 0), weights="quantile",
+               conformal="cqr", cv=5, seed=0, test=test, data_name=args.dataset,
+               progress=_progress(args))
     written = [fit.report(out / "report.html")]
     if not args.no_pdf:
         written.append(fit.report(out / "report.pdf"))
-    fit.save(out / "fit.qagg")
+    written.append(fit.save(out / "fit.qagg"))
+    (out / "summary.txt").write_text(str(fit.summary()) + "\n", encoding="utf-8")
+    written.append(out / "summary.txt")
+    print(f"qaggstats demo: {formula}")
+    for line in _short_summary(fit):
+        print(f"  {line}")
     for path in written:
         print(f"wrote {path}")
     return 0
 
 
-def _cmd_fit(args) -> int:
-    from .pipeline import DEFAULT_QUANTILES, qagg
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from .pipeline import DEFAULT_QUANTILES, check_options, check_quantiles, qagg
 
+    # Everything that can be checked without fitting is checked first, so a typo does not
+    # cost a full cross-fit.
+    quantiles = args.quantiles if args.quantiles is not None else DEFAULT_QUANTILES
+    check_quantiles(quantiles)
+    check_options(weights=args.weights, postprocess=args.postprocess, conformal=args.conformal)
+    models = _models(args.models, args.seed)
+    if args.report:
+        _check_output(args.report, REPORT_SUFFIXES, "report")
+    if args.save:
+        _check_output(args.save, what="saved fit")
     df = _read_table(args.data)
     train, test = _holdout(df, args.test_size, args.seed)
-    fit = qagg(args.formula, train, models=_models(args.models, args.seed),
-               quantiles=args.quantiles or DEFAULT_QUANTILES, weights=args.weights,
-               conformal=args.conformal, postprocess=args.postprocess, cv=args.cv, seed=args.seed,
-               n_jobs=args.n_jobs, test=test, data_name=Path(args.data).name, progress=_progress(args))
+    fit = qagg(args.formula, train, models=models, quantiles=quantiles,
+               weights=args.weights, conformal=args.conformal, postprocess=args.postprocess,
+               cv=args.cv, seed=args.seed, n_jobs=args.n_jobs, test=test,
+               data_name=Path(args.data).name, progress=_progress(args))
     print(fit.summary())
     if args.report:
         print(f"wrote {fit.report(args.report)}")
@@ -167,45 +294,97 @@ def _cmd_fit(args) -> int:
     return 0
 
 
-def _cmd_predict(args) -> int:
+def _cmd_predict(args: argparse.Namespace) -> int:
     from .results import load
 
+    out = _check_output(args.output, (".csv",), "predictions")
     fit = load(args.fit)
     pred = fit.predict(_read_table(args.data), interval=args.interval)
     try:
-        pred.to_csv(args.output, index=False)
+        pred.to_csv(out, index=False)
     except OSError as err:
-        raise DataError(f"cannot write {args.output}: {err.strerror}") from err
+        raise DataError(f"cannot write predictions {out}: {err.strerror}") from err
     missing = int(pred.isna().any(axis=1).sum())
-    print(f"wrote {len(pred)} rows to {args.output}" + (f" ({missing} with missing predictors)" if missing else ""))
+    print(f"wrote {len(pred)} rows to {out}" + (f" ({missing} with missing predictors)" if missing else ""))
     return 0
 
 
-def _cmd_datasets(args) -> int:
+def _cmd_datasets(args: argparse.Namespace) -> int:
     from . import datasets
 
+    if args.name is not None:
+        print(datasets.describe(args.name))
+        return 0
     table = datasets.describe()
-    print(table.to_string() if isinstance(table, pd.DataFrame) else table)
+    width = max(map(len, table["name"]))
+    for row in table.itertuples():
+        print(f"{row.name:<{width}}  {row.rows:>5} rows  {row.title}")
+        print(f"{'':<{width}}  formula: {row.formula}")
+    print("\n`qaggstats datasets NAME` describes one (columns, source, licence).")
     return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": _cmd_demo, "fit": _cmd_fit, "predict": _cmd_predict, "datasets": _cmd_datasets,
+}
+
+
+# ----------------------------------------------------------------------------- entry point
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (pandas and patsy messages may span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one ``qaggstats: warning:`` line, without source location."""
+    print(f"qaggstats: warning: {_one_line(message if isinstance(message, Warning) else Warning(message))}",
+          file=sys.stderr if file is None else file)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input, 1 unexpected)."""
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 for bad arguments or data (one line on stderr), 1 for an unexpected
+        error (one line on stderr; the traceback with ``--debug``), 130 when interrupted.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    saved_showwarning = warnings.showwarning
+    if not debug:
+        warnings.showwarning = _show_warning
     try:
         args = build_parser().parse_args(argv)
-        handler = {"demo": _cmd_demo, "fit": _cmd_fit, "predict": _cmd_predict, "datasets": _cmd_datasets}
-        return handler[args.command](args)
+        return _COMMANDS[args.command](args)
     except (_ArgumentError, QaggError) as err:
         if debug:
             traceback.print_exc()
-        print(f"qaggstats: error: {err}", file=sys.stderr)
+        print(f"qaggstats: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("qaggstats: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: stop quietly, and keep Python from
+        # complaining again while flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as err:  # the last resort: one line, the traceback only on request
+        if debug:
+            traceback.print_exc()
+        print(f"qaggstats: unexpected error: {type(err).__name__}: {_one_line(err)}"
+              + ("" if debug else " (run again with --debug for the traceback)"), file=sys.stderr)
+        return 1
+    finally:
+        warnings.showwarning = saved_showwarning
 
 
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":
     sys.exit(main())
