@@ -91,16 +91,14 @@ def _add_columns(h, cost: np.ndarray, lo: np.ndarray, hi: np.ndarray, mat: sp.cs
               mat.nnz, mat.indptr[:-1].astype(np.int32), mat.indices.astype(np.int32), mat.data)
 
 
-def _residual_columns(X: np.ndarray, y: np.ndarray, taus: np.ndarray, w: np.ndarray, levels: np.ndarray,
-                      row_of: np.ndarray, p: int, intercept_row: Optional[np.ndarray]):
-    """Columns d_ik (i over points, k over ``levels``): costs, bounds and CSC matrix.
+def _residual_columns(X: np.ndarray, y: np.ndarray, taus: np.ndarray, w: np.ndarray, ii: np.ndarray,
+                      kk: np.ndarray, row_of: np.ndarray, p: int, intercept_row: Optional[np.ndarray],
+                      num_rows: int):
+    """Columns d_ik for the (point, level) pairs (ii, kk): costs, bounds and CSC matrix.
 
     ``row_of[k]`` is the first constraint row of level k's group; d_ik has Q[i, :, k] in
     rows row_of[k] .. +p-1 and a 1 in ``intercept_row[k]`` when there is an intercept.
     """
-    n = X.shape[0]
-    kk = np.repeat(levels, n)  # column order: level-major, then point
-    ii = np.tile(np.arange(n), levels.size)
     vals = X[ii, :, kk]  # (cols, p)
     rows = row_of[kk][:, None] + np.arange(p)
     if intercept_row is not None:
@@ -108,10 +106,8 @@ def _residual_columns(X: np.ndarray, y: np.ndarray, taus: np.ndarray, w: np.ndar
         rows = np.hstack([rows, intercept_row[kk][:, None]])
     per = vals.shape[1]
     indptr = np.arange(kk.size + 1, dtype=np.int64) * per
-    mat = sp.csc_matrix((vals.ravel(), rows.ravel(), indptr))
-    lo = w[ii] * (taus[kk] - 1.0)
-    hi = w[ii] * taus[kk]
-    return -y[ii], lo, hi, mat
+    mat = sp.csc_matrix((vals.ravel(), rows.ravel(), indptr), shape=(num_rows, kk.size))
+    return -y[ii], w[ii] * (taus[kk] - 1.0), w[ii] * taus[kk], mat
 
 
 def _cut_columns(P: np.ndarray, idx: np.ndarray, kk: np.ndarray, row_of: np.ndarray, p: int,
@@ -162,10 +158,41 @@ def _crossings(P: np.ndarray, alpha: np.ndarray, c: Optional[np.ndarray], gap: f
     return np.nonzero(slack < -_VIOL)
 
 
+def _initial_weights(X, y, taus, gid, constraint, intercept, w, size, rng):
+    """Weights of the level-separated LP on a random subsample: a guess of residual signs.
+
+    Each group is its own small LP (p rows), solved exactly on ``size`` points.
+    """
+    n, p, r = X.shape
+    sub = np.sort(rng.choice(n, size=size, replace=False))
+    G = int(gid.max()) + 1
+    alpha, c = np.empty((p, G)), (np.empty(G) if intercept else None)
+    for g in range(G):
+        levels = np.flatnonzero(gid == g)
+        res = solve_structured(X[sub][:, :, levels], y[sub], taus[levels], np.zeros(levels.size, dtype=int),
+                               constraint, intercept, False, w[sub])
+        alpha[:, g] = res.alpha[:, 0]
+        if intercept:
+            c[g] = res.intercept[0]
+    return alpha, c
+
+
+def _fitted(X, alpha_g, c_g, gid):
+    q = np.einsum("njk,jk->nk", X, alpha_g[:, gid])
+    return q if c_g is None else q + c_g[gid]
+
+
 def solve_structured(X: np.ndarray, y: np.ndarray, taus: np.ndarray, gid: np.ndarray, constraint: str,
                      intercept: bool, noncrossing: bool, w: Optional[np.ndarray] = None,
-                     X_extra: Optional[np.ndarray] = None, min_gap: float = 0.0) -> StructuredResult:
+                     X_extra: Optional[np.ndarray] = None, min_gap: float = 0.0,
+                     seed: int = 0) -> StructuredResult:
     """Solve the weight LP of a linear family exactly (see the module docstring).
+
+    For large n the dual columns of points far from the fit are fixed at the bound their
+    residual sign dictates (Portnoy & Koenker's "globs"): only a band of points near each
+    level's fit keeps a column, the rest enter the row bounds as constants. After each solve
+    a fixed point whose residual changed sign gets its column back; the loop ends when no
+    sign and no crossing is violated, which are the full LP's optimality conditions.
 
     Parameters
     ----------
@@ -179,6 +206,8 @@ def solve_structured(X: np.ndarray, y: np.ndarray, taus: np.ndarray, gid: np.nda
     w : (n,) observation weights or None
     X_extra : (m, p, r) extra points for the non-crossing constraints, or None
     min_gap : float
+    seed : int
+        Seed of the subsample that guesses the residual signs (the answer does not depend on it).
 
     Returns
     -------
@@ -187,7 +216,7 @@ def solve_structured(X: np.ndarray, y: np.ndarray, taus: np.ndarray, gid: np.nda
     Examples
     --------
     >>> import numpy as np
-    >>> X = np.array([[[0.0], [1.0]], [[2.0], [3.0]]]).transpose(0, 1, 2)
+    >>> X = np.array([[[0.0], [1.0]], [[2.0], [3.0]]])
     >>> res = solve_structured(X, np.array([0.0, 2.0]), np.array([0.5]), np.array([0]),
     ...                        "simplex", False, False)
     >>> np.round(res.alpha.ravel(), 6)
@@ -197,44 +226,76 @@ def solve_structured(X: np.ndarray, y: np.ndarray, taus: np.ndarray, gid: np.nda
     n, p, r = X.shape
     w = np.ones(n) if w is None else w
     G = int(gid.max()) + 1
-    simplex = constraint == "simplex"
     num_rows = p * G + (G if intercept else 0)
+    row_of = gid * p
+    intercept_row = p * G + gid if intercept else None
+    band = _band_size(n, p)
+    if band < n:
+        alpha_g, c_g = _initial_weights(X, y, taus, gid, constraint, intercept, w, band, np.random.default_rng(seed))
+        u = y[:, None] - _fitted(X, alpha_g, c_g, gid)
+        # keep the `band` points nearest each level's fit; fix the others by residual sign
+        cut = np.partition(np.abs(u), band - 1, axis=0)[band - 1]
+        free = np.abs(u) <= cut
+        upper = u > 0
+    else:
+        free = np.ones((n, r), dtype=bool)
+        upper = np.zeros((n, r), dtype=bool)
+    # Fixed columns: d_ik = w_i tau_k (residual > 0) or w_i (tau_k - 1); their row sums move
+    # into the row bounds.
+    dfix = np.where(free, 0.0, w[:, None] * (taus - (~upper)))
+    const = np.zeros(num_rows)
+    np.add.at(const, (row_of[:, None] + np.arange(p)).ravel(), np.einsum("nk,njk->kj", dfix, X).ravel())
+    if intercept:
+        np.add.at(const, intercept_row, dfix.sum(axis=0))
     # Weight rows: G_g <= 0 (alpha >= 0), = 0 for free weights; intercept rows: = 0.
     lower = np.full(num_rows, -np.inf if constraint != "free" else 0.0)
     lower[p * G:] = 0.0
-    upper = np.zeros(num_rows)
-    row_of = gid * p
-    intercept_row = p * G + gid if intercept else None
-    h = _highs(num_rows, lower, upper)
-    # mu_g: free columns with a 1 in each weight row of group g (the simplex multiplier).
-    if simplex:
+    h = _highs(num_rows, lower - const, -const)
+    if constraint == "simplex":
+        # mu_g: free columns with a 1 in each weight row of group g (the simplex multiplier).
         mu = sp.csc_matrix((np.ones(p * G), np.arange(p * G), np.arange(G + 1) * p), shape=(num_rows, G))
         _add_columns(h, -np.ones(G), np.full(G, -np.inf), np.full(G, np.inf), mu)
-    cost, lo, hi, mat = _residual_columns(X, y, taus, w, np.arange(r), row_of, p, intercept_row)
-    mat.resize((num_rows, mat.shape[1]))
-    _add_columns(h, cost, lo, hi, mat)
-    _solve(h, "the level-separated LP")
-    alpha_g, c_g = _weights_from_duals(h, G, p, constraint, intercept)
+    kk, ii = np.nonzero(free.T)
+    _add_columns(h, *_residual_columns(X, y, taus, w, ii, kk, row_of, p, intercept_row, num_rows))
+    points = [X] + ([X_extra] if X_extra is not None and noncrossing else [])
     rounds = active = 0
-    if noncrossing and r > 1:
-        points = [X] + ([X_extra] if X_extra is not None else [])
-        while True:
-            alpha, c = alpha_g[:, gid], (c_g[gid] if c_g is not None else None)
-            added = 0
+    while True:
+        _solve(h, f"round {rounds} ({active} non-crossing constraints, {int(free.sum())} residual columns)")
+        alpha_g, c_g = _weights_from_duals(h, G, p, constraint, intercept)
+        u = y[:, None] - _fitted(X, alpha_g, c_g, gid)
+        wrong = ~free & np.where(upper, u < -_VIOL, u > _VIOL)
+        added = 0
+        if wrong.any():
+            kk, ii = np.nonzero(wrong.T)
+            back = np.zeros(num_rows)
+            np.add.at(back, (row_of[kk][:, None] + np.arange(p)).ravel(), (X[ii, :, kk] * dfix[ii, kk][:, None]).ravel())
+            if intercept:
+                np.add.at(back, intercept_row[kk], dfix[ii, kk])
+            const -= back
+            h.changeRowsBounds(num_rows, np.arange(num_rows, dtype=np.int32),
+                               np.where(np.isfinite(lower), lower - const, -np.inf), -const)
+            _add_columns(h, *_residual_columns(X, y, taus, w, ii, kk, row_of, p, intercept_row, num_rows))
+            free |= wrong
+            dfix[wrong] = 0.0
+            added += ii.size
+        if noncrossing and r > 1:
             for P in points:
-                idx, kk = _crossings(P, alpha, c, min_gap)
+                idx, kc = _crossings(P, alpha_g[:, gid], c_g[gid] if c_g is not None else None, min_gap)
                 if idx.size:
-                    cols = _cut_columns(P, idx, kk, row_of, p, intercept_row, num_rows)
+                    cols = _cut_columns(P, idx, kc, row_of, p, intercept_row, num_rows)
                     _add_columns(h, np.full(idx.size, -min_gap), np.zeros(idx.size), np.full(idx.size, np.inf), cols)
+                    active += idx.size
                     added += idx.size
-            if not added:
-                break
-            rounds += 1
-            active += added
-            if rounds > _MAX_ROUNDS:
-                raise SolverError(f"HiGHS (structured): non-crossing cuts did not settle after {_MAX_ROUNDS} rounds "
-                                  f"({active} constraints added); use solver='cvxpy'")
-            _solve(h, f"non-crossing round {rounds} ({active} constraints)")
-            alpha_g, c_g = _weights_from_duals(h, G, p, constraint, intercept)
+        if not added:
+            break
+        rounds += 1
+        if rounds > _MAX_ROUNDS:
+            raise SolverError(f"HiGHS (structured) did not settle after {_MAX_ROUNDS} rounds "
+                              f"({active} non-crossing constraints added); use solver='cvxpy'")
     return StructuredResult(alpha_g[:, gid], c_g[gid] if c_g is not None else None, "optimal",
                             time.perf_counter() - t0, rounds, active)
+
+
+def _band_size(n: int, p: int) -> int:
+    """Points per level kept as dual columns: ~ sqrt(p) n^(2/3) (Portnoy & Koenker 1997)."""
+    return int(min(n, max(2000, 3 * np.sqrt(p) * n ** (2 / 3))))

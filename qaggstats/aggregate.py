@@ -308,6 +308,7 @@ def _pca_maps(Q: np.ndarray, n_components: Optional[int]) -> tuple[np.ndarray, n
 # ----------------------------------------------------------------------------- cvxpy model
 _CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 _CACHE_SIZE = 2
+_DPP_MAX_ENTRIES = 20_000
 
 
 def _weight_var(cp, shape, constraint: str):
@@ -333,7 +334,7 @@ def _build(spec: dict):
     fam, n, p, r = spec["family"], spec["n"], spec["p"], spec["r"]
     gid, constraint, intercept = np.asarray(spec["gid"]), spec["constraint"], spec["intercept"]
     m = spec["m_extra"]
-    dpp = fam != "local"
+    dpp = spec["dpp"]
     params: dict[str, Any] = {}
 
     def data(name, shape, value=None, **kw):
@@ -350,9 +351,9 @@ def _build(spec: dict):
         A = _weight_var(cp, (p * r, r), "nonneg" if constraint != "free" else "free")
         if constraint == "simplex":
             cons.append(cp.sum(A, axis=0) == 1)
-        Qf = data("Qflat", (n, p * r))
+        Qf = data("Qflat", (n, p * r), spec.get("Qflat"))
         qhat = Qf @ A
-        qx = data("Qflat_x", (m, p * r)) @ A if m else None
+        qx = data("Qflat_x", (m, p * r), spec.get("Qflat_x")) @ A if m else None
         rough = cp.sum(cp.abs(A[:, 1:] - A[:, :-1])) if r > 1 else 0
         variables = {"A": A}
     elif fam == "local":
@@ -379,11 +380,11 @@ def _build(spec: dict):
         if constraint == "simplex":
             cons.append(cp.sum(A, axis=0) == 1)
         Al = A[:, gid] if G != r or not np.array_equal(gid, np.arange(r)) else A  # (p, r)
-        Qj = [data(f"Q{j}", (n, r)) for j in range(p)]
+        Qj = [data(f"Q{j}", (n, r), spec.get(f"Q{j}")) for j in range(p)]
         qhat = sum(cp.multiply(Qj[j], cp.reshape(Al[j, :], (1, r), order="C")) for j in range(p))
         qx = None
         if m:
-            Qx = [data(f"Qx{j}", (m, r)) for j in range(p)]
+            Qx = [data(f"Qx{j}", (m, r), spec.get(f"Qx{j}")) for j in range(p)]
             qx = sum(cp.multiply(Qx[j], cp.reshape(Al[j, :], (1, r), order="C")) for j in range(p))
         rough = cp.sum(cp.abs(Al[:, 1:] - Al[:, :-1])) if r > 1 and spec["smooth"] else 0
         variables = {"A": A}
@@ -418,9 +419,9 @@ def _problem(spec: dict, arrays: dict):
     key = tuple((k, tuple(v) if isinstance(v, np.ndarray) else v) for k, v in sorted(spec.items())
                 if k not in ("y", "wpos", "wneg", "Q", "Q_x", "basis", "basis_x", "smooth", "min_gap")) + (
         ("smooth>0", bool(spec["smooth"])),)
-    if spec["family"] == "local" or key not in _CACHE:
+    if not spec["dpp"] or key not in _CACHE:
         built = _build({**spec, **arrays})
-        if spec["family"] != "local":
+        if spec["dpp"]:
             _CACHE[key] = built
             while len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
@@ -640,7 +641,11 @@ def _fit_cvxpy(family, constraint, intercept, X, y, taus, gid, basis, w, smooth,
     n, p, r = X.shape
     ww = np.ones(n) if w is None else w
     m = 0 if Qx is None or not noncrossing and family != "local" else Qx.shape[0]
-    spec = dict(family=family, n=n, p=p, r=r, gid=gid if gid is not None else np.arange(r),
+    # DPP pays off for repeated small fits; its canonicalisation grows much faster than the
+    # plain one with the data size (n=5000, p=5, r=9: 390 s against seconds), so large
+    # problems are built from constants. The local family is never DPP (Q times basis).
+    dpp = family != "local" and n * p * r <= _DPP_MAX_ENTRIES
+    spec = dict(family=family, dpp=dpp, n=n, p=p, r=r, gid=gid if gid is not None else np.arange(r),
                 constraint=constraint, intercept=bool(intercept), m_extra=m, smooth=float(smooth),
                 noncrossing=bool(noncrossing), min_gap=float(min_gap))
     arrays: dict[str, Any] = {"y": y[:, None], "wpos": np.outer(ww, taus), "wneg": np.outer(ww, 1 - taus),

@@ -180,6 +180,16 @@ def test_structured_matches_full_lp_with_cuts():
     assert fit_weights(Q, y, taus, family="qra", solver="fast").rounds >= 0
 
 
+def test_structured_band_reduction_matches_full_lp():
+    # n > 2000 puts the structured path on its reduced LP (fixed-sign "globs"), weighted
+    Q, y, taus, _ = simulate(n=3000, p=3, r=5, seed=21)
+    w = np.random.default_rng(3).uniform(0.2, 2.0, 3000)
+    fast = fit_weights(Q, y, taus, obs_weights=w, solver="fast")
+    obj, _ = direct_lp(Q, y, taus, w=w, noncross=True)
+    assert fast.objective == pytest.approx(obj, rel=1e-6)
+    assert np.diff(fast.combine(Q), axis=1).min() >= -1e-8
+
+
 def test_constraint_feasibility():
     Q, y, taus, x = simulate(n=150, seed=9, shift=-3.0)
     basis = np.column_stack([np.ones_like(x), x, x**2])
