@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binom
 
-from . import conformal as conformal_mod
 from . import scoring
 from ._version import __version__
 from .distributed import is_dask_dataframe, predict_dask

@@ -128,53 +128,8 @@ def test_vignette_renders_to_html(executed, artifacts, path):
 
 
 def render_html(nb) -> str:
-    """A standalone HTML page of an executed notebook.
+    """A standalone HTML page of an executed notebook (nbconvert's HTML exporter)."""
+    from nbconvert import HTMLExporter
 
-    Uses nbconvert's HTML exporter when it is installed; otherwise a small renderer of the
-    same content: markdown cells through markdown-it (a jupytext dependency), code cells as
-    ``<pre>``, and their outputs (images inline as data URIs, HTML tables, text).
-    """
-    try:
-        from nbconvert import HTMLExporter
-    except ImportError:
-        return _render_html_minimal(nb)
     body, _ = HTMLExporter().from_notebook_node(nb)
     return body
-
-
-def _render_html_minimal(nb) -> str:
-    from markdown_it import MarkdownIt
-
-    md = MarkdownIt("commonmark").enable("table")
-    title = nb.cells[0].source.splitlines()[0].lstrip("# ").strip()
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{html.escape(title)}</title>",
-             "<style>body{max-width:52rem;margin:2rem auto;font-family:sans-serif;line-height:1.5}"
-             "pre{background:#f6f6f6;padding:.6rem;overflow-x:auto}.out{border-left:3px solid #ccc;"
-             "padding-left:.6rem}img,svg{max-width:100%}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ddd;padding:.2rem .4rem}</style></head><body>"]
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            parts.append(md.render(cell.source))
-            continue
-        parts.append(f"<pre><code>{html.escape(cell.source)}</code></pre>")
-        for out in cell.get("outputs", []):
-            parts.append(f'<div class="out">{_render_output(out)}</div>')
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def _render_output(out) -> str:
-    if out.output_type == "stream":
-        return f"<pre>{html.escape(out.text)}</pre>"
-    if out.output_type == "error":
-        return f"<pre>{html.escape(out.ename)}: {html.escape(out.evalue)}</pre>"
-    data = out.get("data", {})
-    if "image/png" in data:
-        return f'<img alt="figure" src="data:image/png;base64,{data["image/png"].strip()}">'
-    if "image/svg+xml" in data:
-        return data["image/svg+xml"]
-    if "text/html" in data:
-        return data["text/html"]
-    return f"<pre>{html.escape(data.get('text/plain', ''))}</pre>"
-
