@@ -298,3 +298,18 @@ def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module),
                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0, result
+
+
+def test_linear_qr_drops_aliased_columns_and_matches_the_reduced_fit():
+    """One of two proportional columns gets coefficient 0; predictions equal the reduced fit."""
+    from qaggstats.quantreg import rq_fit
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=80)
+    y = 1 + 2 * x + rng.normal(size=80)
+    X = np.column_stack([np.ones(80), x, 3 * x])
+    lin = LinearQR().fit(X, y, np.array([0.25, 0.5]))
+    assert lin.aliased_.size == 1 and lin.aliased_[0] in (1, 2)
+    assert np.all(lin.coef_[lin.aliased_[0]] == 0)
+    beta, _ = rq_fit(X[:, :2], y, 0.5)
+    np.testing.assert_allclose(lin.predict(X)[:, 1], X[:, :2] @ beta, rtol=1e-9)

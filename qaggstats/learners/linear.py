@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+from scipy.linalg import qr
 
 from ..quantreg import rq_fit
 from .base import LearnerBase, check_fit_data, check_predict_data
@@ -17,6 +18,11 @@ class LinearQR(LearnerBase):
     The design comes from the formula (patsy adds the intercept), so ``fit`` adds no
     column of its own. Each level is an independent exact LP solve (HiGHS), as R's
     ``rq(method="br")``; fitted quantiles may cross between levels.
+
+    Unlike :func:`qaggstats.rq`, which refuses a singular design as R's ``rq`` does, the
+    learner drops aliased columns (pivoted QR, like R's ``lm``) and gives them coefficient
+    0: inside cross-fitting a fold can lose the rows that separate two columns (e.g. a rare
+    category), and the ensemble should not fail for that. ``aliased_`` lists them.
 
     Parameters
     ----------
@@ -41,8 +47,11 @@ class LinearQR(LearnerBase):
         """Fit one coefficient vector per level; stores ``coef_ (d, r)`` and ``objective_ (r,)``."""
         self._validate()
         X, y, taus = check_fit_data(X, y, taus, type(self).__name__)
-        fits = [rq_fit(X, y, float(t)) for t in taus]
-        self.coef_ = np.column_stack([b for b, _ in fits])
+        keep = _independent_columns(X)
+        fits = [rq_fit(X[:, keep], y, float(t)) for t in taus]
+        self.coef_ = np.zeros((X.shape[1], taus.size))
+        self.coef_[keep] = np.column_stack([b for b, _ in fits])
+        self.aliased_ = np.setdiff1d(np.arange(X.shape[1]), keep)
         self.objective_ = np.array([o for _, o in fits])
         self.taus_ = taus
         return self
@@ -52,3 +61,11 @@ class LinearQR(LearnerBase):
         self._check_fitted()
         X = check_predict_data(X, self.coef_.shape[0], type(self).__name__)
         return X @ self.coef_
+
+
+def _independent_columns(X: np.ndarray) -> np.ndarray:
+    """Sorted indices of a maximal set of linearly independent columns (pivoted QR)."""
+    _, R, piv = qr(X, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(R))
+    tol = diag.max(initial=0.0) * max(X.shape) * np.finfo(float).eps
+    return np.sort(piv[: int((diag > tol).sum())])
