@@ -19,6 +19,7 @@ __all__ = [
     "FormulaError",
     "DataError",
     "FitError",
+    "LearnerTypeError",
     "SolverError",
     "CalibrationError",
     "SaveError",
@@ -39,6 +40,13 @@ class DataError(QaggError, ValueError):
 
 class FitError(QaggError, RuntimeError):
     """A base learner failed; the message names the learner (and the fold)."""
+
+
+class LearnerTypeError(FitError, TypeError):
+    """An object used as a base learner does not follow the learner protocol.
+
+    Also a ``TypeError``, because the object has the wrong type for the job.
+    """
 
 
 class SolverError(QaggError, RuntimeError):

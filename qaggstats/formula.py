@@ -150,7 +150,15 @@ def _levels(s: pd.Series) -> tuple:
     if isinstance(s.dtype, pd.CategoricalDtype):
         present = set(s.dropna().unique())
         return tuple(c for c in s.cat.categories if c in present)
-    return tuple(sorted(s.dropna().unique().tolist()))
+    values = s.dropna().unique().tolist()
+    try:
+        return tuple(sorted(values))
+    except TypeError:
+        # an object column mixing e.g. numbers and strings has no order; R's factor() would
+        # silently compare them as text, which hides what is usually a data-entry error
+        kinds = sorted({type(v).__name__ for v in values})
+        raise DataError(f"column {s.name!r} mixes values of types {', '.join(kinds)}; "
+                        "convert it to one type (numbers, or strings for a categorical)") from None
 
 
 def _check_data(data: Any, who: str) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from typing import Any, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import DataError, FitError
+from ..errors import DataError, FitError, LearnerTypeError
 
 __all__ = [
     "QuantileLearner",
@@ -55,10 +55,6 @@ class QuantileLearner(Protocol):
         ...
 
 
-class LearnerTypeError(FitError, TypeError):
-    """An object used as a base learner does not follow the learner protocol."""
-
-
 def check_learner(obj: Any, name: str) -> None:
     """Raise :class:`LearnerTypeError` naming ``name`` unless ``obj`` looks like a learner.
 
@@ -70,7 +66,7 @@ def check_learner(obj: Any, name: str) -> None:
     >>> check_learner(object(), "mine")
     Traceback (most recent call last):
     ...
-    qaggstats.learners.base.LearnerTypeError: learner 'mine' (object) has no fit method; ...
+    qaggstats.errors.LearnerTypeError: learner 'mine' (object) has no fit method; ...
     """
     kind = type(obj).__name__
     for method, signature in (("fit", "fit(X, y, taus)"), ("predict", "predict(X)")):
