@@ -204,7 +204,7 @@ class QaggResults(SummaryMixin):
         self._base = base
         self.formula = base.formula
         self.models = list(cf.models)
-        self.formulas = {m: base.formulas[m] for m in self.models}
+        self.formulas = {m: base.frames.specs[m].expanded for m in self.models}  # "y ~ ." spelt out
         self.data_name = base.data_name or "data"
         self.response = base.frames.specs[self.models[0]].response
         self.taus = np.asarray(base.taus, dtype=float)

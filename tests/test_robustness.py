@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -446,8 +445,6 @@ def test_hostile_column_name_is_escaped_end_to_end(df, tmp_path):
     assert res.predict(data.head(2)).notna().all().all()
 
 
-@pytest.mark.xfail(strict=True, reason="QaggResults.formulas holds the formula as given ('y ~ .'), not the "
-                                       "expanded one that docs/ARCHITECTURE.md promises")
 def test_results_formulas_are_expanded_and_escaped_in_summary(df):
     data = pd.DataFrame({HOSTILE: df["x"], "y": df["y"]})
     res = fit_quick("y ~ .", data)
