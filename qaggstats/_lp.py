@@ -144,8 +144,11 @@ def _solve(h, what: str) -> str:
     h.run()
     status = h.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
-        raise SolverError(f"HiGHS (structured dual simplex) stopped with status "
-                          f"'{h.modelStatusToString(status)}' on {what}")
+        text = h.modelStatusToString(status)
+        if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+            # HiGHS solves the dual: an unbounded dual means the weight constraints are infeasible
+            text = f"infeasible (dual: {text})"
+        raise SolverError(f"HiGHS (structured dual simplex) stopped with status '{text}' on {what}")
     return "optimal"
 
 

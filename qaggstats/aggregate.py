@@ -446,11 +446,14 @@ def _solver_chain(solver: str) -> list[str]:
     return [solver.upper()] + [s for s in chain if s != solver.upper()]
 
 
-def _solve_cvxpy(problem, chain: list[str]) -> tuple[str, str, float, float, dict]:
-    """Solve with each solver in turn until one reports optimal; raise SolverError otherwise."""
+def _solve_cvxpy(problem, chain: list[str], attempts: Optional[dict] = None) -> tuple[str, str, float, float, dict]:
+    """Solve with each solver in turn until one reports optimal; raise SolverError otherwise.
+
+    ``attempts`` carries earlier failures (e.g. of the structured path) into the final message.
+    """
     import cvxpy as cp
 
-    attempts: dict[str, str] = {}
+    attempts = dict(attempts or {})
     compile_s = solve_s = 0.0
     for name in chain:
         try:
@@ -601,15 +604,23 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
     if solver == "fast" and not use_fast:
         raise DataError(f"solver='fast' covers the global, quantile, grouped, qra and fqra families "
                         f"without smoothing; got family {family!r} with smooth={smooth}")
+    res, failed = None, {}
     if use_fast:
-        res = _lp.solve_structured(X, y, taus, gid, constraint, intercept, noncrossing, w, Qx_design, min_gap)
+        try:
+            res = _lp.solve_structured(X, y, taus, gid, constraint, intercept, noncrossing, w, Qx_design, min_gap)
+        except SolverError as err:
+            if solver == "fast":  # the structured path alone was asked for: nothing to hand over to
+                raise
+            failed["HIGHS-structured"] = f"error: {err}"
+    if res is not None:
         A, c = res.alpha, res.intercept
         solver_name, status, compile_s, solve_s = "HIGHS-structured", res.status, 0.0, res.seconds
         attempts, rounds, active = {"HIGHS-structured": res.status}, res.rounds, res.active
     else:
+        # the generic model is the fallback when the structured path fails under "auto"
         A, c, solver_name, status, compile_s, solve_s, attempts = _fit_cvxpy(
             family, constraint, intercept, X, y, taus, gid, basis, w, smooth, noncrossing, Qx_design, bx,
-            min_gap, solver)
+            min_gap, "auto" if failed else solver, failed)
         rounds = active = 0
 
     if family == "fqra":
@@ -636,7 +647,7 @@ def _roughness(fit: Weights) -> float:
 
 
 def _fit_cvxpy(family, constraint, intercept, X, y, taus, gid, basis, w, smooth, noncrossing, Qx, bx,
-               min_gap, solver):
+               min_gap, solver, attempts=None):
     """Solve the weight LP through cvxpy; returns alpha, intercept, solver, status, timings."""
     n, p, r = X.shape
     ww = np.ones(n) if w is None else w
@@ -661,7 +672,7 @@ def _fit_cvxpy(family, constraint, intercept, X, y, taus, gid, basis, w, smooth,
         if m:
             arrays.update({f"Qx{j}": Qx[:, j, :] for j in range(p)})
     problem, variables = _problem(spec, arrays)
-    name, status, compile_s, solve_s, attempts = _solve_cvxpy(problem, _solver_chain(solver))
+    name, status, compile_s, solve_s, attempts = _solve_cvxpy(problem, _solver_chain(solver), attempts)
     if family == "local":
         alpha = np.stack([T.value.T for T in variables["Theta"]])  # (p, r, b)
     elif family == "fine":

@@ -215,8 +215,7 @@ def _sorted_Q(n: int = 30, seed: int = 0):
     ("cvxpy", "CLARABEL: infeasible"),
     # the structured path solves the dual, whose status 'Unbounded' reads as the opposite of
     # what happened; the message should translate it
-    pytest.param("fast", "infeasible", marks=pytest.mark.xfail(
-        strict=True, reason="_lp._solve reports the dual's 'Unbounded' instead of 'infeasible'")),
+    ("fast", "infeasible"),
 ])
 def test_infeasible_constraints_give_solver_error_with_status(solver, status):
     Q, y, taus = _sorted_Q()
@@ -273,8 +272,6 @@ def test_every_solver_failing_gives_solver_error(df, monkeypatch):
         fit_quick("y ~ x", df, solver="cvxpy")
 
 
-@pytest.mark.xfail(strict=True, reason="aggregate.fit_weights: a failing structured HiGHS path (solver='auto') "
-                                       "raises instead of handing over to the cvxpy chain")
 def test_structured_path_failure_falls_back_to_cvxpy(df, monkeypatch):
     def broken(*args, **kwargs):
         raise SolverError("HiGHS (structured dual simplex) stopped with status 'Time limit reached' on test")
