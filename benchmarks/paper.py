@@ -119,7 +119,7 @@ def plot(results: pd.DataFrame, path: Path) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="subsample to 1,200 rows, 1 repetition, smaller learners")
+    ap.add_argument("--quick", action="store_true", help="subsample to 800 rows, 1 repetition, smaller learners")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--datasets", default=None, help="comma-separated subset of the UCI data sets")
     ap.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
@@ -134,8 +134,8 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     for name in names:
         df = load_uci(name)
-        if args.quick and len(df) > 1200:
-            df = df.sample(1200, random_state=0).reset_index(drop=True)
+        if args.quick and len(df) > 800:
+            df = df.sample(800, random_state=0).reset_index(drop=True)
         for rep in range(reps):
             t0 = time.perf_counter()
             rows.extend(run_one(name, df, rep, args.quick))
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     results.to_csv(RESULTS / "paper.csv", index=False)
     plot(results, RESULTS / "paper.png")
     md = markdown(results)
-    mode = "quick (≤ 1,200 rows, 1 repetition, smaller forests/boosting)" if args.quick else f"{reps} repetitions"
+    mode = "quick (≤ 800 rows, 1 repetition, smaller forests/boosting)" if args.quick else f"{reps} repetitions"
     body = (f"## Paper-style benchmark\n\n{today()} on {machine()}; `python benchmarks/paper.py"
             f"{' --quick' if args.quick else ''}`, {mode}, total {time.perf_counter() - start:.0f} s.\n"
             "WIS ratios below 1 mean the aggregate beats the reference on the test split; the best "
