@@ -506,27 +506,64 @@ class QaggResults(SummaryMixin):
         """Draw one diagnostic figure and return it (a matplotlib Figure).
 
         kind: "fan", "weights", "calibration" (reliability diagram), "pit", "coverage"
-        (conditional coverage), "wis" (decomposition), "crossing", "local_weights".
+        (conditional coverage; ``x=`` an array or a column name, default the predicted
+        median), "wis" (decomposition), "crossing", "coef" (coefficients across τ with
+        confidence bands of a linear model, ``model=`` its name) and "local_weights"
+        (``x=`` a column name) for local weights.
         """
         from . import plots
 
         kinds = {
-            "fan": lambda: plots.fan_chart(kwargs.pop("x", None), self.q_oof, self.taus, y=self.y, **kwargs),
+            "fan": lambda: plots.fan_chart(self._column(kwargs.pop("x", None)), self.q_oof, self.taus,
+                                           y=self.y, **kwargs),
             "weights": lambda: plots.weights_heatmap(self.weights, **kwargs),
             "calibration": lambda: plots.reliability_diagram(self.y, self.q_oof, self.taus, **kwargs),
             "pit": lambda: plots.pit_histogram(self.y, self.q_oof, self.taus, **kwargs),
             "wis": lambda: plots.wis_decomposition(self.oof_scores, **kwargs),
             "crossing": lambda: plots.crossing_plot(self.monotone, **kwargs),
+            "coverage": lambda: self._plot_coverage(plots, **kwargs),
+            "coef": lambda: self._plot_coef(plots, **kwargs),
+            "local_weights": lambda: self._plot_local(plots, **kwargs),
         }
-        if kind == "coverage":
-            i, j = self._pairs()[0] if not kwargs.get("interval") else self._interval_pair(kwargs.pop("interval"))
-            x = kwargs.pop("x", None)
-            x = self.q_oof[:, np.argmin(np.abs(self.taus - 0.5))] if x is None else x
-            return plots.conditional_coverage(x, self.y, self.q_oof[:, i], self.q_oof[:, j],
-                                              nominal=self.taus[j] - self.taus[i], **kwargs)
         if kind not in kinds:
-            raise DataError(f"unknown plot kind {kind!r}; choose one of {', '.join(sorted([*kinds, 'coverage']))}")
+            raise DataError(f"unknown plot kind {kind!r}; choose one of {', '.join(sorted(kinds))}")
         return kinds[kind]()
+
+    def _column(self, x):
+        """A column of the training rows by name, or the array given (None passes through)."""
+        if isinstance(x, str):
+            if x not in self.frame.columns:
+                raise DataError(f"column {x!r} is not in the training data")
+            return self.frame[x].to_numpy()
+        return x
+
+    def _plot_coverage(self, plots, interval=None, x=None, **kwargs):
+        i, j = self._pairs()[0] if interval is None else self._interval_pair(interval)
+        x = self._column(x)
+        x = self.q_oof[:, np.argmin(np.abs(self.taus - 0.5))] if x is None else x
+        return plots.conditional_coverage(x, self.y, self.q_oof[:, i], self.q_oof[:, j],
+                                          nominal=self.taus[j] - self.taus[i], **kwargs)
+
+    def _plot_coef(self, plots, model=None, se="nid", **kwargs):
+        from .learners import LinearQR
+        from .quantreg import rq
+
+        linear = [m for m in self.models if isinstance(self._base.learners[m], LinearQR)]
+        if not linear:
+            raise DataError("plot('coef') needs a LinearQR base model; this fit has none")
+        model = linear[0] if model is None else model
+        if model not in linear:
+            raise DataError(f"model {model!r} is not a LinearQR base model; linear models: {', '.join(linear)}")
+        fit = rq(self.formulas[model], self.frame, tau=self.taus, se=se)
+        return plots.coef_plot(fit.coef, **kwargs)
+
+    def _plot_local(self, plots, x=None, **kwargs):
+        if self.family != "local":
+            raise DataError(f"plot('local_weights') needs weights='local'; this fit uses {self.family!r}")
+        basis = apply_basis(self._basis_spec.design(self.frame), self._basis_state)
+        alpha = self.weight_fit.weights_at(basis)
+        x = self._column(x if x is not None else self._basis_spec.columns[0])
+        return plots.local_weights(x, alpha, self.taus, models=self.models, **kwargs)
 
     def report(self, path: str | os.PathLike, template_dir: str | os.PathLike | None = None) -> Path:
         """Write a self-contained HTML or PDF report (by the path's suffix); returns the path."""

@@ -187,3 +187,20 @@ def test_noncrossing_holds_at_extra_points(hetero, small_models):
     raw = fit.weight_fit.combine(Q_new)
     assert (np.diff(raw, axis=1) >= 0.01 - 1e-8).all()
     assert (np.diff(fit.q_oof_raw, axis=1) >= 0.01 - 1e-8).all()
+
+
+def test_plot_kinds_return_figures(fit, hetero, small_models):
+    from matplotlib.figure import Figure
+
+    for kind in ("fan", "weights", "calibration", "pit", "coverage", "wis", "crossing", "coef"):
+        assert isinstance(fit.plot(kind), Figure), kind
+    coef = fit.plot("coef")
+    assert [ax.get_title() for ax in coef.axes][:2] == ["Intercept", "C(g)[T.b]"]
+    assert isinstance(fit.plot("coverage", x="x"), Figure)
+    local = qa.qagg("y ~ x", hetero.iloc[:200], models=small_models, quantiles=[0.1, 0.5, 0.9],
+                    weights="local", cv=3)
+    assert isinstance(local.plot("local_weights", x="x"), Figure)
+    with pytest.raises(DataError, match="local"):
+        fit.plot("local_weights")
+    with pytest.raises(DataError, match="unknown plot kind"):
+        fit.plot("nope")
