@@ -204,3 +204,28 @@ def test_plot_kinds_return_figures(fit, hetero, small_models):
         fit.plot("local_weights")
     with pytest.raises(DataError, match="unknown plot kind"):
         fit.plot("nope")
+
+
+def test_reweight_equals_a_fresh_fit_with_that_family(hetero, small_models):
+    """Reusing the cross-fit gives exactly what qagg gives for the other family."""
+    df = hetero.iloc[:300]
+    base = qa.qagg("y ~ x + C(g)", df, models=small_models, quantiles=TAUS, cv=3, seed=1)
+    fresh = qa.qagg("y ~ x + C(g)", df, models=small_models, quantiles=TAUS, cv=3, seed=1,
+                    weights="global")
+    again = base.reweight("global")
+    assert again.family == "global" and base.family == "quantile"
+    pd.testing.assert_frame_equal(again.predict(hetero.iloc[300:]), fresh.predict(hetero.iloc[300:]))
+    with pytest.raises(DataError, match="cv"):
+        base.reweight("global", cv=10)
+
+
+def test_scores_on_new_data_count_dropped_rows(fit, hetero):
+    new = hetero.iloc[450:].copy()
+    new.loc[new.index[:5], "y"] = np.nan
+    table = fit.scores(new)
+    assert table.attrs["n"] == 145 and table.attrs["n_dropped"] == 5
+    assert {"linear", "knn", "locscale", "mean", "median", "aggregate (raw)", "aggregate"} == set(table.index)
+    # the aggregate's WIS is the mean WIS of its own predictions on those rows
+    pred = fit.predict(new.iloc[5:]).to_numpy()
+    np.testing.assert_allclose(table.loc["aggregate", "wis"],
+                               qa.scoring.wis(new["y"].to_numpy()[5:], pred, fit.taus), rtol=1e-12)
