@@ -2,7 +2,6 @@
 Dask DataFrame in gives a Dask DataFrame out with the in-memory predictions."""
 from __future__ import annotations
 
-import doctest
 import sys
 
 import numpy as np
@@ -171,7 +170,3 @@ def test_predict_dask_without_dask_dataframe_names_the_package(fitted, monkeypat
         predict_dask(fit, ddf)
     assert not qdist.is_dask_dataframe(ddf)
 
-
-def test_doctests():
-    failures, tried = doctest.testmod(qdist, optionflags=doctest.ELLIPSIS)
-    assert tried > 0 and failures == 0

@@ -286,20 +286,6 @@ def test_check_predictions_validates_shape_and_finiteness():
         check_predictions([[np.inf, np.nan]], 1, 2, "knn")
 
 
-@pytest.mark.parametrize("module", [
-    "qaggstats.learners", "qaggstats.learners.base", "qaggstats.learners.forest",
-    "qaggstats.learners.boosting", "qaggstats.learners.knn", "qaggstats.learners.locscale",
-    "qaggstats.learners.sklearn", "qaggstats.crossfit", "qaggstats.datasets",
-])
-def test_docstring_examples_run(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module),
-                             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0, result
-
-
 def test_linear_qr_drops_aliased_columns_and_matches_the_reduced_fit():
     """One of two proportional columns gets coefficient 0; predictions equal the reduced fit."""
     from qaggstats.quantreg import rq_fit
