@@ -230,7 +230,11 @@ def qagg(
         lower WIS (Fakoor et al. 2023).
     conformal : {None, "cqr", "cqr-asymmetric", "cv+"}
         Conformal calibration of the central intervals. "cqr" variants hold out ``cal_size``
-        of the rows; "cv+" reuses the cross-fitted predictions.
+        of the rows (the finite-sample guarantee holds exactly); "cv+" reuses the
+        cross-fitted predictions: scores are those of the out-of-fold aggregate, and the
+        weights are fitted once on all out-of-fold rows (the paper's nested scheme, which
+        refits with two folds left out, is not implemented), so its CV+ bound is
+        approximate to the extent that the few weights depend on the scored row.
     cal_size : float
         Fraction of rows held out for split conformal calibration.
     cv, seed, n_jobs : int
