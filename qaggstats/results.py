@@ -197,7 +197,7 @@ class QaggResults(SummaryMixin):
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pipeline(cls, *, base, weight_fit, q_oof_raw, q_oof, basis_spec, basis_state,
-                      calibration, timings, settings) -> "QaggResults":
+                      calibration, timings, settings, weight_fit_rows=None) -> "QaggResults":
         """Assemble results from the pipeline's stages (see :func:`qaggstats.pipeline.fit_aggregate`)."""
         self = cls.__new__(cls)
         cf = base.crossfit
@@ -212,6 +212,9 @@ class QaggResults(SummaryMixin):
         self.notes = list(base.notes) + list(base.frames.notes)
         for name, why in cf.dropped.items():
             self.notes.append(f"learner {name!r} was dropped: {why}")
+        if weight_fit_rows is not None:
+            self.notes.append(f"weights fitted on a response-stratified subsample of {weight_fit_rows:,} "
+                              f"of the {base.split.train.size:,} training rows (weight_rows)")
         self.learners = {m: _describe_learner(base.learners[m]) for m in self.models}
         self.n_train = int(base.split.train.size)
         self.n_cal = int(base.split.cal.size)
@@ -269,7 +272,7 @@ class QaggResults(SummaryMixin):
         settings = {**self._settings, **changes, "family": weights}
         unknown = set(settings) - {"family", "constraint", "noncrossing", "postprocess", "groups",
                                    "local_formula", "smooth", "obs_weights", "min_gap",
-                                   "noncrossing_at", "solver"}
+                                   "noncrossing_at", "weight_rows", "solver"}
         if unknown:
             raise DataError(f"reweight() cannot change {', '.join(sorted(unknown))}; refit with qa.qagg")
         if weights != "grouped":

@@ -229,3 +229,21 @@ def test_scores_on_new_data_count_dropped_rows(fit, hetero):
     pred = fit.predict(new.iloc[5:]).to_numpy()
     np.testing.assert_allclose(table.loc["aggregate", "wis"],
                                qa.scoring.wis(new["y"].to_numpy()[5:], pred, fit.taus), rtol=1e-12)
+
+
+def test_weight_rows_fits_weights_on_a_stratified_subsample(small_models):
+    rng = np.random.default_rng(2)
+    n = 3000
+    x = rng.uniform(0, 3, n)
+    df = pd.DataFrame({"x": x, "y": x + (0.5 + x) * rng.standard_normal(n)})
+    fit = qa.qagg("y ~ x", df, models={"linear": small_models["linear"], "ls": small_models["locscale"]},
+                  quantiles=[0.1, 0.5, 0.9], cv=3, weight_rows=1000)
+    assert any("subsample of 1,000 of the 3,000" in note for note in fit.notes)
+    rows = qa.pipeline.weight_subsample(fit.y, 1000, fit.seed)
+    direct = qa.aggregate.fit_weights(fit.Q[rows], fit.y[rows], fit.taus)
+    np.testing.assert_allclose(fit.weight_fit.combine(fit.Q), direct.combine(fit.Q), atol=1e-7)
+    # every response decile keeps its share of rows
+    deciles = np.searchsorted(np.quantile(fit.y, np.linspace(0.1, 0.9, 9)), fit.y[rows], side="right")
+    assert np.bincount(deciles, minlength=10).tolist() == [100] * 10
+    with pytest.raises(DataError, match="weight_rows"):
+        qa.qagg("y ~ x", df, models={"l": small_models["linear"]}, weight_rows=10, cv=3)
