@@ -315,7 +315,14 @@ def rq_rank_ci(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray,
     return out
 
 
-def _fmt_tau(tau: float) -> str:
+def quantile_column(tau: float) -> str:
+    """Column name of level ``tau`` in prediction frames (``rq`` and ``qagg`` alike).
+
+    Examples
+    --------
+    >>> quantile_column(0.05)
+    'q0.05'
+    """
     return f"q{tau:g}"
 
 
@@ -459,7 +466,7 @@ def rq(formula: str, data: pd.DataFrame, tau: float | Sequence[float] = 0.5, se:
                                   "std_error": serr, "t_value": tval, "p_value": pval,
                                   "lower": lower, "upper": upper}))
     params = pd.DataFrame(np.column_stack(betas), index=spec.column_names,
-                          columns=[_fmt_tau(t) for t in taus])
+                          columns=[quantile_column(t) for t in taus])
     return RQResults(formula=formula, spec=spec, taus=taus, params=params, objective=np.array(objs),
                      coef=pd.concat(rows, ignore_index=True), se=se, level=level, na=frames.na,
                      n=n, seconds=time.perf_counter() - t0, notes=list(frames.notes))

@@ -38,22 +38,12 @@ from .formula import design_newdata
 from .monotone import monotone_effect
 from .monotone import postprocess as monotone_postprocess
 from .pipeline import apply_basis, combine, sort_base
+from .quantreg import quantile_column
 from .summary import SummaryMixin
 
 __all__ = ["QaggResults", "Diagnostic", "load", "quantile_column"]
 
 _FILE_MAGIC = "qaggstats-fit"
-
-
-def quantile_column(tau: float) -> str:
-    """Column name of level ``tau`` in prediction frames.
-
-    Examples
-    --------
-    >>> quantile_column(0.05)
-    'q0.05'
-    """
-    return f"q{tau:g}"
 
 
 @dataclass(frozen=True)
