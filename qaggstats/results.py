@@ -21,6 +21,7 @@ import os
 import pickle
 import platform
 import tempfile
+import textwrap
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -124,12 +125,19 @@ class QaggSummary:
         else:
             weights = r.weights
         score_cols = [c for c in r.oof_scores.columns if c in ("wis", "dispersion", "overprediction", "underprediction", "crossing_rate") or c.startswith("coverage_")]
+        short = {"wis": "WIS", "dispersion": "disp", "overprediction": "over",
+                 "underprediction": "under", "crossing_rate": "crossing"}
+
+        def scores(table: pd.DataFrame) -> pd.DataFrame:
+            # short headers keep the table within 78 columns
+            return table[score_cols].rename(columns=lambda c: short.get(c, c.replace("coverage_", "cov")))
+
         blocks: list[tuple[str, Any]] = [
             ("header", header), ("Base models", models), ("Weights", weights),
-            ("Out-of-fold scores", r.oof_scores[score_cols]),
+            ("Out-of-fold scores", scores(r.oof_scores)),
         ]
         if r.test_scores is not None:
-            blocks.append(("Test scores", r.test_scores[score_cols]))
+            blocks.append(("Test scores", scores(r.test_scores)))
         blocks.append(("Monotone post-processing (out-of-fold)", r.monotone))
         if len(r.coverage):
             blocks.append(("Coverage", r.coverage))
@@ -146,12 +154,18 @@ class QaggSummary:
                 lines += [f"{k + ':':<24}{v}" for k, v in body]
                 continue
             lines += ["-" * width, title]
-            if isinstance(body, pd.DataFrame):
+            if title == "Base models":  # long learner reprs and formulas: wrapped, not a wide table
+                for name, row in body.iterrows():
+                    lines += textwrap.wrap(f"{name}: {row['learner']}", width, subsequent_indent="    ")
+                    lines += textwrap.wrap(f"formula: {row['formula']}", width, initial_indent="    ",
+                                           subsequent_indent="      ")
+            elif isinstance(body, pd.DataFrame):
                 with pd.option_context("display.width", width, "display.max_columns", 50,
                                        "display.float_format", lambda v: f"{v:.4g}"):
-                    lines.append(body.to_string())
+                    lines.append(body.to_string(index=not isinstance(body.index, pd.RangeIndex)))
             else:
-                lines += [f"  {line}" for line in body]
+                for line in body:
+                    lines += textwrap.wrap(line, width, initial_indent="  ", subsequent_indent="      ")
         lines.append("=" * width)
         return "\n".join(lines)
 
