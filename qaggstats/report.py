@@ -279,6 +279,8 @@ def build_context(results) -> dict[str, Any]:
         f"Out-of-fold pinball loss by level ({r.cv}-fold cross-fitting; lowest per level in bold).",
         num.table(), classes)
 
+    ctx["fig_coef"] = _coef_figure(r, num)
+
     # 3 weights
     ctx["weights_table"] = _weights_table(r.weights, num.table())
     ctx["fig_weights"] = _svg_figure(
@@ -429,6 +431,23 @@ def _monotone_table(monotone: pd.DataFrame, chosen: str, n: int, number: int) ->
                    ("Crossed rows before", True), ("Crossed rows after", True)], rows,
                   f"Monotone post-processing of the out-of-fold aggregate (the fit uses “{chosen}”, highlighted).",
                   number, classes)
+
+
+def _coef_figure(r, num: _Numbering) -> dict | None:
+    """Coefficients across levels of the first linear base model, when the fit has one.
+
+    Needs ``QaggResults.plot`` (beyond the attribute contract); a stand-in without it, or a
+    fit without a LinearQR model, gets no figure.
+    """
+    if not callable(getattr(r, "plot", None)):
+        return None
+    try:
+        fig = r.plot("coef")
+    except QaggError:
+        return None
+    return _svg_figure(fig, "Coefficients of the linear base model across levels (refitted on the training rows) "
+                       "with 90% confidence bands (R's summary.rq, se = \"nid\").", num.figure(),
+                       "Coefficients across quantile levels")
 
 
 def _conditional_figure(r, taus: np.ndarray, pair, num: _Numbering) -> dict | None:

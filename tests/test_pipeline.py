@@ -247,3 +247,9 @@ def test_weight_rows_fits_weights_on_a_stratified_subsample(small_models):
     assert np.bincount(deciles, minlength=10).tolist() == [100] * 10
     with pytest.raises(DataError, match="weight_rows"):
         qa.qagg("y ~ x", df, models={"l": small_models["linear"]}, weight_rows=10, cv=3)
+
+
+def test_report_shows_linear_coefficients_when_a_linear_model_is_fitted(fit, tmp_path):
+    page = fit.report(tmp_path / "r.html").read_text()
+    assert "Coefficients of the linear base model across levels" in page
+    assert page.count("<svg") >= 8
