@@ -138,11 +138,42 @@ def _weights_from_duals(h, G: int, p: int, constraint: str, intercept: bool):
     return alpha, c
 
 
+# Retries when HiGHS stops short of a verdict (status 'Unknown': the dual simplex left small
+# dual infeasibilities its cleanup could not remove under the tight tolerances): run on from
+# the basis reached, then restart cold with the primal simplex, then with looser tolerances.
+# Each retry only changes how the same LP is solved; the options are restored afterwards.
+_RETRIES = (
+    (False, {}),
+    (True, {"simplex_strategy": 4}),
+    (True, {"simplex_strategy": 1, "primal_feasibility_tolerance": 1e-9, "dual_feasibility_tolerance": 1e-9}),
+)
+
+
+def _option(h, key: str):
+    value = h.getOptionValue(key)
+    # older highspy returns (status, value)
+    return value[1] if isinstance(value, tuple) else value
+
+
 def _solve(h, what: str) -> str:
     import highspy
 
+    ms = highspy.HighsModelStatus
+    verdicts = (ms.kOptimal, ms.kUnbounded, ms.kUnboundedOrInfeasible, ms.kInfeasible)
     h.run()
     status = h.getModelStatus()
+    for clear, options in _RETRIES:
+        if status in verdicts:
+            break
+        saved = {key: _option(h, key) for key in options}
+        if clear:
+            h.clearSolver()
+        for key, value in options.items():
+            h.setOptionValue(key, value)
+        h.run()
+        status = h.getModelStatus()
+        for key, value in saved.items():
+            h.setOptionValue(key, value)
     if status != highspy.HighsModelStatus.kOptimal:
         text = h.modelStatusToString(status)
         if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):

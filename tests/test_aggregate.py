@@ -288,3 +288,40 @@ def test_errors_name_the_culprit():
         fit_weights(Q, y, taus, min_gap=1e3, solver="cvxpy")
     with pytest.raises(SolverError, match="HiGHS"):
         fit_weights(Q, y, taus, min_gap=1e3, solver="fast")
+
+
+def test_structured_retries_when_highs_stops_without_verdict(monkeypatch):
+    # HiGHS sometimes ends a dual simplex solve with status 'Unknown' (seen at n = 1e6 on a
+    # subsample LP); the structured path must retry rather than fail over to the generic model,
+    # which does not fit in memory at that size. The first two runs of each LP report 'Unknown'.
+    import highspy
+
+    from qaggstats import _lp
+
+    Q, y, taus, _ = simulate(n=3000, p=3, r=5, seed=21)
+    clean = fit_weights(Q, y, taus, family="quantile", noncrossing=False, solver="fast")
+    make, strategies, solvers = _lp._highs, [], []
+
+    class Stubborn:
+        def __init__(self, h):
+            self._h, self._runs = h, 0
+            solvers.append(h)
+
+        def run(self):
+            self._runs += 1
+            strategies.append(_lp._option(self._h, "simplex_strategy"))
+            return self._h.run()
+
+        def getModelStatus(self):
+            return highspy.HighsModelStatus.kUnknown if self._runs <= 2 else self._h.getModelStatus()
+
+        def __getattr__(self, name):
+            return getattr(self._h, name)
+
+    monkeypatch.setattr(_lp, "_highs", lambda *a: Stubborn(make(*a)))
+    fast = fit_weights(Q, y, taus, family="quantile", noncrossing=False, solver="fast")
+    assert 4 in strategies  # retried cold with the primal simplex ...
+    assert all(_lp._option(h, "simplex_strategy") == 1 for h in solvers)  # ... options restored
+    assert fast.objective == pytest.approx(clean.objective, rel=1e-9)
+    obj, _ = direct_lp(Q, y, taus, noncross=False)
+    assert fast.objective == pytest.approx(obj, rel=1e-6)
