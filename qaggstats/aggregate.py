@@ -309,6 +309,9 @@ def _pca_maps(Q: np.ndarray, n_components: Optional[int]) -> tuple[np.ndarray, n
 _CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 _CACHE_SIZE = 2
 _DPP_MAX_ENTRIES = 20_000
+# Above this many base-prediction entries (n·p·r) the generic cvxpy model is not built as a
+# fallback: its canonicalisation needs tens of GB (23 GB seen at n = 1e6, p = 5, r = 19).
+_CVXPY_MAX_ENTRIES = 20_000_000
 
 
 def _weight_var(cp, shape, constraint: str):
@@ -611,6 +614,12 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         except SolverError as err:
             if solver == "fast":  # the structured path alone was asked for: nothing to hand over to
                 raise
+            if X.size > _CVXPY_MAX_ENTRIES:
+                # the generic model of a problem this size needs tens of GB (seen: 23 GB at
+                # n = 1e6, p = 5, r = 19); fail clearly instead of exhausting memory
+                raise SolverError(f"{err}; the generic cvxpy model is not tried at n = {n:,} "
+                                  f"(n·p·r = {X.size:,} > {_CVXPY_MAX_ENTRIES:,}); fit the weights "
+                                  "on fewer rows (qagg's weight_rows)") from err
             failed["HIGHS-structured"] = f"error: {err}"
     if res is not None:
         A, c = res.alpha, res.intercept

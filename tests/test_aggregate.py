@@ -325,3 +325,20 @@ def test_structured_retries_when_highs_stops_without_verdict(monkeypatch):
     assert fast.objective == pytest.approx(clean.objective, rel=1e-9)
     obj, _ = direct_lp(Q, y, taus, noncross=False)
     assert fast.objective == pytest.approx(obj, rel=1e-6)
+
+
+def test_no_cvxpy_fallback_for_huge_problems(monkeypatch):
+    """Above the size cap a structured-path failure is a clear error, not a memory blow-up."""
+    import qaggstats.aggregate as agg
+    from qaggstats import _lp
+    from qaggstats.errors import SolverError
+
+    def fail(*args, **kwargs):
+        raise SolverError("HiGHS (structured dual simplex) stopped with status 'Unknown'")
+
+    monkeypatch.setattr(_lp, "solve_structured", fail)
+    monkeypatch.setattr(agg, "_CVXPY_MAX_ENTRIES", 100)
+    rng = np.random.default_rng(0)
+    Q = np.sort(rng.normal(size=(50, 2, 3)), axis=-1)
+    with pytest.raises(SolverError, match=r"not tried at n = 50.*weight_rows"):
+        agg.fit_weights(Q, rng.normal(size=50), [0.1, 0.5, 0.9])
