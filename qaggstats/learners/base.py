@@ -238,6 +238,22 @@ class LearnerBase:
         return f"{type(self).__name__}({', '.join(shown)})"
 
 
+def predict_per_level(models: list, X: np.ndarray) -> np.ndarray:
+    """Stack the predictions of one fitted regressor per level into ``(m, r)`` float64.
+
+    Examples
+    --------
+    >>> class Const:
+    ...     def __init__(self, c): self.c = c
+    ...     def predict(self, X): return np.full(len(X), self.c)
+    >>> predict_per_level([Const(1.0), Const(2.0)], np.zeros((2, 1)))
+    array([[1., 2.],
+           [1., 2.]])
+    """
+    cols = [np.asarray(m.predict(X), dtype=np.float64).reshape(X.shape[0]) for m in models]
+    return np.column_stack(cols) if cols else np.empty((X.shape[0], 0))
+
+
 def _equal(a: Any, b: Any) -> bool:
     try:
         return bool(a == b)

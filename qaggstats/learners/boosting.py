@@ -8,7 +8,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
 from .base import (LearnerBase, _check_float, _check_int, _check_random_state, check_fit_data,
-                   check_predict_data)
+                   check_predict_data, predict_per_level)
 
 __all__ = ["GradientBoosting"]
 
@@ -106,4 +106,4 @@ class GradientBoosting(LearnerBase):
         self._check_fitted()
         X = check_predict_data(X, self.n_features_, type(self).__name__)
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
-            return np.column_stack([m.predict(X) for m in self.models_]).astype(np.float64)
+            return predict_per_level(self.models_, X)

@@ -6,7 +6,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..errors import DataError, FitError
-from .base import LearnerBase, check_fit_data, check_predict_data
+from .base import LearnerBase, check_fit_data, check_predict_data, predict_per_level
 
 __all__ = ["SklearnQuantile"]
 
@@ -76,5 +76,4 @@ class SklearnQuantile(LearnerBase):
         """Quantiles ``(m, r)`` at the rows of ``X (m, d)``."""
         self._check_fitted()
         X = check_predict_data(X, self.n_features_, type(self).__name__)
-        cols = [np.asarray(m.predict(X), dtype=np.float64).reshape(X.shape[0]) for m in self.models_]
-        return np.column_stack(cols) if cols else np.empty((X.shape[0], 0))
+        return predict_per_level(self.models_, X)
