@@ -32,9 +32,9 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy.stats import binom
 
 from .errors import DataError
+from .scoring import binomial_band, central_pairs
 
 __all__ = [
     "fan_chart",
@@ -118,36 +118,6 @@ def _yq(y: object, q: object, taus: object) -> tuple[np.ndarray, np.ndarray, np.
     if y_a.size != q_a.shape[0]:
         raise DataError(f"y has {y_a.size} rows but q has {q_a.shape[0]}")
     return y_a, q_a, _taus(taus, q_a.shape[1])
-
-
-def central_pairs(taus: np.ndarray) -> list[tuple[int, int]]:
-    """Index pairs ``(lo, hi)`` with ``taus[lo] + taus[hi] == 1``, outermost first.
-
-    Examples
-    --------
-    >>> central_pairs(np.array([0.05, 0.25, 0.5, 0.75, 0.95]))
-    [(0, 4), (1, 3)]
-    """
-    pairs = []
-    for lo in np.flatnonzero(taus < 0.5):
-        hit = np.flatnonzero(np.isclose(taus, 1.0 - taus[lo], rtol=0, atol=1e-9))
-        if hit.size:
-            pairs.append((int(lo), int(hit[0])))
-    return pairs
-
-
-def binomial_band(p: np.ndarray | float, n: int, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Central ``level`` band of the proportion of ``n`` Bernoulli(``p``) draws.
-
-    Examples
-    --------
-    >>> lo, hi = binomial_band(0.5, 100)
-    >>> float(lo), float(hi)
-    (0.4, 0.6)
-    """
-    tail = (1.0 - level) / 2.0
-    p = np.asarray(p, dtype=float)
-    return binom.ppf(tail, n, p) / n, binom.ppf(1.0 - tail, n, p) / n
 
 
 def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,7 @@ from markupsafe import Markup
 
 from . import plots
 from .errors import QaggError, SaveError
+from .scoring import central_pairs
 
 __all__ = ["build_context", "render_html", "write_report", "write_previews"]
 
@@ -215,7 +216,7 @@ def _fan_feature(results) -> tuple[str | None, np.ndarray | None]:
 
 
 def _outer_pair(taus: np.ndarray) -> tuple[int, int] | None:
-    pairs = plots.central_pairs(taus)
+    pairs = central_pairs(taus)
     return pairs[0] if pairs else None
 
 

@@ -29,7 +29,6 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
 
 from . import scoring
 from ._version import __version__
@@ -81,12 +80,6 @@ def _describe_learner(obj: Any) -> str:
         except TypeError:
             pass
     return repr(obj) if type(obj).__repr__ is not object.__repr__ else type(obj).__name__
-
-
-def _binomial_band(coverage: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Central ``level`` band of the observed proportion of n Bernoulli(coverage) draws."""
-    tail = (1 - level) / 2
-    return float(binom.ppf(tail, n, coverage) / n), float(binom.ppf(1 - tail, n, coverage) / n)
 
 
 class QaggSummary:
@@ -423,24 +416,16 @@ class QaggResults(SummaryMixin):
         return self._score_frame(data)[0]
 
     # ------------------------------------------------------------------ coverage and theory
-    def _pairs(self) -> list[tuple[int, int]]:
-        pairs = []
-        for i, t in enumerate(self.taus):
-            j = np.flatnonzero(np.isclose(self.taus, 1 - t, atol=1e-9))
-            if t < 0.5 and j.size:
-                pairs.append((i, int(j[0])))
-        return pairs
-
     def _coverage_rows(self, y: np.ndarray, q: np.ndarray, which: str) -> pd.DataFrame:
         rows = []
         n = y.size
-        for i, j in self._pairs():
+        for i, j in scoring.central_pairs(self.taus):
             alpha = 2 * self.taus[i]
             observed = float(np.mean((y >= q[:, i]) & (y <= q[:, j])))
             if self.calibration is not None and which == "test" and self.conformal != "cv+":
                 lo, hi = self.calibration.binomial_band(alpha, n)
             else:
-                lo, hi = _binomial_band(1 - alpha, n)
+                lo, hi = map(float, scoring.binomial_band(1 - alpha, n))
             rows.append({"set": which, "nominal": 1 - alpha, "observed": observed,
                          "band_low": lo, "band_high": hi, "inside": bool(lo <= observed <= hi), "n": n})
         return pd.DataFrame(rows)
@@ -489,7 +474,7 @@ class QaggResults(SummaryMixin):
                              + (" (vacuous at this n and K)" if bound == 0 else ""))
                     source = "Barber et al. (2021), CV+; Fakoor et al. (2023)"
                     # consistent with the guarantee: not below what n Bernoulli(bound) draws could give
-                    held = bool(row["observed"] >= _binomial_band(bound, int(row["n"]))[0]) if bound > 0 else True
+                    held = bool(row["observed"] >= scoring.binomial_band(bound, int(row["n"]))[0]) if bound > 0 else True
                 else:
                     lo, hi = self.calibration.coverage_band(alpha)
                     claim = f"split CQR guarantees coverage in [{lo:.3f}, {hi:.3f}] for n_cal = {self.n_cal}"
@@ -545,7 +530,7 @@ class QaggResults(SummaryMixin):
         return x
 
     def _plot_coverage(self, plots, interval=None, x=None, **kwargs):
-        i, j = self._pairs()[0] if interval is None else self._interval_pair(interval)
+        i, j = scoring.central_pairs(self.taus)[0] if interval is None else self._interval_pair(interval)
         x = self._column(x)
         x = self.q_oof[:, np.argmin(np.abs(self.taus - 0.5))] if x is None else x
         return plots.conditional_coverage(x, self.y, self.q_oof[:, i], self.q_oof[:, j],

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binom
 
 from .errors import DataError
 
@@ -32,6 +33,7 @@ __all__ = [
     "pinball_loss",
     "wis",
     "wis_decomposition",
+    "binomial_band",
     "central_pairs",
     "interval_coverage",
     "interval_width",
@@ -226,6 +228,22 @@ def central_pairs(taus: object) -> list[tuple[int, int]]:
         if hit.size:
             pairs.append((int(lo), int(hit[0])))
     return pairs
+
+
+def binomial_band(p: np.ndarray | float, n: int, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Central ``level`` band of the observed proportion of ``n`` Bernoulli(``p``) draws.
+
+    What the observed coverage of an interval with true coverage ``p`` should look like.
+
+    Examples
+    --------
+    >>> lo, hi = binomial_band(0.5, 100)
+    >>> float(lo), float(hi)
+    (0.4, 0.6)
+    """
+    tail = (1.0 - level) / 2.0
+    p = np.asarray(p, dtype=float)
+    return binom.ppf(tail, n, p) / n, binom.ppf(1.0 - tail, n, p) / n
 
 
 def _unpaired(taus: np.ndarray) -> np.ndarray:
