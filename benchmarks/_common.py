@@ -11,7 +11,10 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-UCI = ROOT.parent / "shared" / "data" / "uci"
+# The UCI data sets are not shipped; QAGG_DATA points at the folder holding uci/ (default: the
+# shared/data folder beside the checkout). Benchmarks say so when it is absent.
+DATA = Path(os.environ.get("QAGG_DATA", ROOT.parent / "shared" / "data"))
+UCI = DATA / "uci"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -20,9 +23,19 @@ def uci_names() -> list[str]:
     return sorted(p.name for p in UCI.iterdir() if (p / "data.txt").is_file()) if UCI.is_dir() else []
 
 
+def require_uci() -> list[str]:
+    """The UCI data set names, or exit with a message saying where they were looked for."""
+    names = uci_names()
+    if not names:
+        raise SystemExit(f"no UCI data sets under {UCI}; set QAGG_DATA to the folder that holds uci/")
+    return names
+
+
 def load_uci(name: str) -> pd.DataFrame:
     """A UCI data set as a DataFrame with features x0..x{d-1} and response y."""
     folder = UCI / name
+    if not (folder / "data.txt").is_file():
+        raise SystemExit(f"UCI data set {name!r} not found under {UCI}; set QAGG_DATA to the folder that holds uci/")
     data = np.loadtxt(folder / "data.txt")
     features = np.loadtxt(folder / "index_features.txt", dtype=int, ndmin=1)
     target = int(np.loadtxt(folder / "index_target.txt", dtype=int))

@@ -25,6 +25,9 @@ feasible for every constraint.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -65,10 +68,50 @@ def applicable(family: str, constraint: str, smooth: float, solver: str) -> bool
     return solver in ("auto", "fast") and family in _FAMILIES and smooth == 0
 
 
+@contextlib.contextmanager
+def _quiet_stdio():
+    """Silence file descriptors 1 and 2 while HiGHS is constructed.
+
+    highspy's C++ constructor prints its licence banner before any option can be set, so
+    ``output_flag=False`` comes too late; the banner would break progress bars and piped output.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = []
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no /dev/null: let the banner through rather than fail
+        yield
+        return
+    try:
+        for fd in (1, 2):
+            try:
+                saved.append((fd, os.dup(fd)))
+                os.dup2(devnull, fd)
+            except OSError:
+                continue
+        yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
+
+
+def new_highs():
+    """A silent ``highspy.Highs`` instance (no banner, no log)."""
+    import highspy
+
+    with _quiet_stdio():
+        h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    return h
+
+
 def _highs(num_rows: int, lower: np.ndarray, upper: np.ndarray):
     import highspy
 
-    h = highspy.Highs()
+    h = new_highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("solver", "simplex")
     # The dual LP is small in rows and large in bounded columns: dual simplex suits it, and

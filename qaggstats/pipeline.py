@@ -29,6 +29,7 @@ from .crossfit import CrossFit, crossfit
 from .errors import CalibrationError, DataError
 from .formula import design_newdata, model_frames
 from .monotone import postprocess as monotone_postprocess
+from .basis import apply_basis, local_formula_with_response, standardized_basis
 from .progress import ProgressFn, as_progress
 
 __all__ = ["qagg", "fit_base", "fit_aggregate", "BaseFit", "DEFAULT_QUANTILES", "default_models", "check_quantiles"]
@@ -488,44 +489,3 @@ def combine(wfit, Q: np.ndarray, basis: Optional[np.ndarray]) -> np.ndarray:
 def used_rows(data: pd.DataFrame, frames) -> pd.DataFrame:
     """The rows of ``data`` the frames kept (NA rows dropped), in the frames' order."""
     return data.iloc[frames.positions] if hasattr(frames, "positions") else data.loc[frames.index]
-
-
-def local_formula_with_response(local_formula: Optional[str], formula: str) -> str:
-    """The basis formula for local weights, given the response of ``formula``.
-
-    Examples
-    --------
-    >>> local_formula_with_response("~ x1 + x2", "y ~ .")
-    'y ~ x1 + x2'
-    >>> local_formula_with_response(None, "y ~ x")
-    'y ~ x'
-    """
-    if local_formula is None:
-        return formula
-    lhs = formula.split("~", 1)[0].strip()
-    rhs = local_formula.split("~", 1)[-1].strip()
-    if not rhs:
-        raise DataError(f"local_formula {local_formula!r} has an empty right-hand side")
-    return f"{lhs} ~ {rhs}"
-
-
-def standardized_basis(X: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Basis φ(x) = [1, standardised non-constant design columns] with its training state.
-
-    Returns
-    -------
-    basis : (n, b) array
-    state : (keep, mean, sd) to apply the same map to new rows
-    """
-    sd = X.std(axis=0)
-    keep = sd > 1e-12 * np.maximum(1.0, np.abs(X).max(axis=0))
-    mean = X[:, keep].mean(axis=0)
-    state = (keep, mean, sd[keep])
-    return apply_basis(X, state), state
-
-
-def apply_basis(X: np.ndarray, state) -> np.ndarray:
-    """Apply a :func:`standardized_basis` state to new rows: (m, d) -> (m, b)."""
-    keep, mean, sd = state
-    Z = (X[:, keep] - mean) / sd
-    return np.column_stack([np.ones(X.shape[0]), Z])

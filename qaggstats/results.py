@@ -37,7 +37,8 @@ from .errors import DataError, SaveError
 from .formula import design_newdata
 from .monotone import monotone_effect
 from .monotone import postprocess as monotone_postprocess
-from .pipeline import apply_basis, combine, sort_base
+from .basis import apply_basis
+from .pipeline import combine, sort_base
 from .quantreg import quantile_column
 from .summary import SummaryMixin
 

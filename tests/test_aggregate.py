@@ -19,9 +19,7 @@ from qaggstats import aggregate
 from qaggstats.aggregate import fit_weights, level_groups, pinball_sums
 from qaggstats.errors import DataError, SolverError
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "quantgen"
-if not REF.is_dir():
-    REF = Path("/work/shared/reference/quantgen")
+REF = Path(__file__).resolve().parent / "data" / "quantgen"
 
 CASES = {
     "global": dict(family="global", noncrossing=False),

@@ -12,7 +12,7 @@ import pytest
 import qaggstats.datasets as datasets
 from qaggstats.errors import DataError
 
-REFERENCE = Path("/work/shared/reference/quantreg")
+REFERENCE = Path(__file__).resolve().parent / "data" / "quantreg"
 
 
 def test_names():

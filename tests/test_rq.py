@@ -3,6 +3,8 @@ import re
 
 import numpy as np
 import pandas as pd
+from pathlib import Path
+
 import pytest
 from scipy.optimize import linprog
 
@@ -11,7 +13,7 @@ from qaggstats.formula import model_frames
 from qaggstats.learners.linear import LinearQR
 from qaggstats.quantreg import check_loss, rq, rq_fit, rq_rank_ci, rq_se
 
-REF = "/work/shared/reference/quantreg"
+REF = str(Path(__file__).resolve().parent / "data" / "quantreg")
 CONCRETE = "strength ~ cement + slag + ash + water + superplastic + age_group + bs(fine, df = 4)"
 
 
