@@ -53,7 +53,7 @@ def run(name: str, reps: int, max_rows: int) -> pd.DataFrame:
         }
         for variant in VARIANTS:
             t0 = time.perf_counter()
-            fit = qa.qagg(_formula(name), train, models=models, quantiles=TAUS, conformal=variant,
+            fit = qa.qagg(_formula(name), train, models=models, taus=TAUS, conformal=variant,
                           cv=5, seed=rep, test=test)
             agg = fit.test_scores.loc["aggregate"]
             row = {"dataset": name, "rep": rep, "variant": variant or "none", "n_test": int(test_mask.sum()),

@@ -20,13 +20,15 @@ from . import errors
 from ._version import __version__
 
 _SUBMODULES = (
-    "aggregate", "conformal", "crossfit", "datasets", "distributed", "formula", "learners", "monotone",
-    "pipeline", "plots", "quantreg", "report", "results", "scoring",
+    "aggregate", "basis", "conformal", "crossfit", "datasets", "diagnostics", "distributed", "files",
+    "formula", "learners", "levels", "monotone", "options", "pipeline", "plots", "predictor", "quantreg",
+    "report", "results", "scoring",
 )
 _FUNCTIONS = {
     "rq": ("quantreg", "rq"),
     "qagg": ("pipeline", "qagg"),
     "load": ("results", "load"),
+    "Predictor": ("predictor", "Predictor"),
     "QaggResults": ("results", "QaggResults"),
     "RQResults": ("quantreg", "RQResults"),
 }

@@ -10,7 +10,7 @@ Examples
 .. code-block:: sh
 
     qaggstats demo --out demo/
-    qaggstats fit data.csv -f "y ~ ." --quantiles 0.1,0.5,0.9 --report out.html --save fit.qagg
+    qaggstats fit data.csv -f "y ~ ." --taus 0.1,0.5,0.9 --report out.html --save fit.qagg
     qaggstats predict fit.qagg new.csv -o predictions.csv --interval 0.8
     qaggstats datasets
     qaggstats datasets engel
@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ._version import __version__
 from .errors import DataError, QaggError
 
 __all__ = ["main", "build_parser", "LEARNER_CHOICES"]
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="qaggstats",
                      description="Aggregated, non-crossing, calibrated quantile regression.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=False, parser_class=_Parser,
                                 metavar="{demo,fit,predict,datasets}")
 
     demo = sub.add_parser("demo", parents=[common],
@@ -106,13 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help='R-style formula, e.g. "y ~ x1 + bs(x2, df=5)" or "y ~ ."')
     fit.add_argument("--models", default=",".join(LEARNER_CHOICES),
                      help=f"comma-separated learners from {', '.join(LEARNER_CHOICES)} (default: all)")
-    fit.add_argument("--quantiles", type=_floats, default=None,
+    fit.add_argument("--taus", type=_floats, default=None,
                      help="comma-separated levels in (0, 1) (default: 0.05,0.1,0.25,0.5,0.75,0.9,0.95)")
-    # Choices are checked by the pipeline (check_options), not here: importing it would load
-    # cvxpy and scikit-learn just to print --help.
-    fit.add_argument("--weights", default="quantile",
+    # Choices are checked by qaggstats.options (check_option), not by argparse, so every
+    # interface gives the same message.
+    fit.add_argument("--family", default="quantile",
                      help="weight family: quantile, global, mean, median, grouped, local, fine, qra, "
-                          "fqra (default: %(default)s)")
+                          "fqra, auto (default: %(default)s)")
     fit.add_argument("--conformal", default=None,
                      help="conformal calibration: cqr, cqr-asymmetric or cv+ (default: none)")
     fit.add_argument("--postprocess", default="sort",
@@ -132,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("-o", "--output", required=True, help="output CSV")
     pred.add_argument("--interval", type=_fraction, default=None,
                       help="add lower/upper of this central interval, e.g. 0.9")
+    pred.add_argument("--id", default=None, dest="id_column",
+                      help="column of the data to write first, identifying each row "
+                           "(default: 'row', the row's position in the data file, from 0)")
+    pred.add_argument("--keep", default=None,
+                      help="comma-separated input columns to copy into the output, or 'all'")
 
     data = sub.add_parser("datasets", parents=[common], help="list the embedded data sets, or describe one")
     data.add_argument("name", nargs="?", default=None, help="a data set to describe in full")
@@ -153,6 +160,12 @@ def _read_table(path: str) -> pd.DataFrame:
         raise DataError(f"cannot read {path}: {err}") from err
     if df.empty:
         raise DataError(f"{path} has no data rows")
+    if df.shape[1] == 1:
+        header = str(df.columns[0])
+        for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+            if sep in header:
+                raise DataError(f"{path} was read as one column named {header[:60]!r}: it looks {name}-separated; "
+                                "qaggstats reads comma-separated CSV (re-save it with commas, or as Parquet)")
     return df
 
 
@@ -250,7 +263,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except OSError as err:
         raise DataError(f"cannot create output directory {out}: {err.strerror}") from err
     train, test = _holdout(df, 0.2, 0)
-    fit = qagg(formula, train, models=_demo_models(args.fast, 0), weights="quantile",
+    fit = qagg(formula, train, models=_demo_models(args.fast, 0), family="quantile",
                conformal="cqr", cv=5, seed=0, test=test, data_name=args.dataset,
                progress=_progress(args))
     written = [fit.report(out / "report.html")]
@@ -268,13 +281,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from .pipeline import DEFAULT_QUANTILES, check_options, check_quantiles, qagg
+    from .levels import validate_levels
+    from .options import check_option
+    from .pipeline import DEFAULT_TAUS, qagg
 
     # Everything that can be checked without fitting is checked first, so a typo does not
     # cost a full cross-fit.
-    quantiles = args.quantiles if args.quantiles is not None else DEFAULT_QUANTILES
-    check_quantiles(quantiles)
-    check_options(weights=args.weights, postprocess=args.postprocess, conformal=args.conformal)
+    taus = args.taus if args.taus is not None else DEFAULT_TAUS
+    validate_levels(taus, sort=True)
+    check_option("family", args.family)
+    check_option("postprocess", args.postprocess)
+    check_option("conformal", args.conformal)
     models = _models(args.models, args.seed)
     if args.report:
         _check_output(args.report, REPORT_SUFFIXES, "report")
@@ -282,8 +299,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         _check_output(args.save, what="saved fit")
     df = _read_table(args.data)
     train, test = _holdout(df, args.test_size, args.seed)
-    fit = qagg(args.formula, train, models=models, quantiles=quantiles,
-               weights=args.weights, conformal=args.conformal, postprocess=args.postprocess,
+    fit = qagg(args.formula, train, models=models, taus=taus,
+               family=args.family, conformal=args.conformal, postprocess=args.postprocess,
                cv=args.cv, seed=args.seed, n_jobs=args.n_jobs, test=test,
                data_name=Path(args.data).name, progress=_progress(args))
     print(fit.summary())
@@ -295,15 +312,32 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from .files import atomic_write
     from .results import load
 
     out = _check_output(args.output, (".csv",), "predictions")
     fit = load(args.fit)
-    pred = fit.predict(_read_table(args.data), interval=args.interval)
-    try:
-        pred.to_csv(out, index=False)
-    except OSError as err:
-        raise DataError(f"cannot write predictions {out}: {err.strerror}") from err
+    data = _read_table(args.data)
+    pred = fit.predict(data, interval=args.interval)
+    first = pd.DataFrame(index=data.index)
+    if args.id_column is None:
+        first["row"] = np.arange(len(data))
+    elif args.id_column not in data.columns:
+        raise DataError(f"--id column {args.id_column!r} is not in {args.data}")
+    else:
+        first[args.id_column] = data[args.id_column]
+    if args.keep:
+        keep = list(data.columns) if args.keep == "all" else [c.strip() for c in args.keep.split(",") if c.strip()]
+        missing = [c for c in keep if c not in data.columns]
+        if missing:
+            raise DataError(f"--keep column(s) {missing} are not in {args.data}")
+        first = first.join(data[[c for c in keep if c not in first.columns]])
+    clash = [c for c in first.columns if c in pred.columns]
+    if clash:
+        raise DataError(f"input column(s) {clash} have the names of prediction columns; rename them or drop them from --keep")
+    table = pd.concat([first, pred], axis=1)
+    # atomic: an interrupted write never leaves a partial file where the old one was
+    atomic_write(out, table.to_csv(index=False).encode("utf-8"))
     missing = int(pred.isna().any(axis=1).sum())
     print(f"wrote {len(pred)} rows to {out}" + (f" ({missing} with missing predictors)" if missing else ""))
     return 0
@@ -362,6 +396,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         warnings.showwarning = _show_warning
     try:
         args = build_parser().parse_args(argv)
+        if args.version:
+            print(f"qaggstats {__version__}")
+            return 0
+        if args.command is None:
+            raise _ArgumentError("choose a command: demo, fit, predict or datasets (see qaggstats --help)")
         return _COMMANDS[args.command](args)
     except (_ArgumentError, QaggError) as err:
         if debug:

@@ -148,13 +148,13 @@ def _scatter_distinct(client: Any, calls: Sequence[tuple]) -> dict[int, Any]:
     return dict(zip(objects, futures))
 
 
-def _predict_partition(part: Any, results: Any, quantiles: Optional[Sequence[float]],
+def _predict_partition(part: Any, results: Any, taus: Optional[Sequence[float]],
                        interval: Optional[float], calibrated: bool) -> Any:
     """In-memory prediction of one pandas partition."""
-    return results.predict(part, quantiles=quantiles, interval=interval, calibrated=calibrated)
+    return results.predict(part, taus=taus, interval=interval, calibrated=calibrated)
 
 
-def predict_dask(results: Any, ddf: Any, quantiles: Optional[Sequence[float]] = None,
+def predict_dask(results: Any, ddf: Any, taus: Optional[Sequence[float]] = None,
                  interval: Optional[float] = None, calibrated: bool = True) -> Any:
     """Lazy, chunked :meth:`QaggResults.predict` of a Dask DataFrame.
 
@@ -166,10 +166,10 @@ def predict_dask(results: Any, ddf: Any, quantiles: Optional[Sequence[float]] = 
     Parameters
     ----------
     results : QaggResults
-        A fitted aggregate (anything with ``predict(frame, quantiles, interval, calibrated)``).
+        A fitted aggregate (anything with ``predict(frame, taus, interval, calibrated)``).
     ddf : dask.dataframe.DataFrame
         New data with every column the formulas use; rows with missing predictors get NaN.
-    quantiles, interval, calibrated
+    taus, interval, calibrated
         As in :meth:`QaggResults.predict`.
 
     Returns
@@ -189,7 +189,7 @@ def predict_dask(results: Any, ddf: Any, quantiles: Optional[Sequence[float]] = 
     >>> import qaggstats as qa
     >>> df = qa.datasets.load("engel")
     >>> fit = qa.qagg("foodexp ~ income", df, models={"lin": qa.learners.LinearQR()},
-    ...               quantiles=[0.05, 0.5, 0.95], cv=3)
+    ...               taus=[0.05, 0.5, 0.95], cv=3)
     >>> out = predict_dask(fit, dd.from_pandas(df, npartitions=4), interval=0.9)
     >>> out.npartitions, list(out.columns)
     (4, ['q0.05', 'q0.5', 'q0.95', 'lower', 'upper'])
@@ -200,8 +200,8 @@ def predict_dask(results: Any, ddf: Any, quantiles: Optional[Sequence[float]] = 
         raise DataError(f"predict_dask needs a dask DataFrame, got {type(ddf).__name__}")
     # Predicting the empty meta frame gives the exact output columns and dtypes, and raises
     # a missing column or an unfitted level now rather than inside a worker later.
-    meta = _predict_partition(ddf._meta, results, quantiles, interval, calibrated)
+    meta = _predict_partition(ddf._meta, results, taus, interval, calibrated)
     shipped = dask.delayed(results, name=f"qagg-results-{uuid.uuid4().hex}", pure=False,
                            traverse=False)
-    return ddf.map_partitions(_predict_partition, shipped, quantiles, interval, calibrated,
+    return ddf.map_partitions(_predict_partition, shipped, taus, interval, calibrated,
                               meta=meta)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DataError
-from .scoring import crossing_rate, validate_levels, wis
+from .scoring import crossing_rate, crossing_tolerance, validate_levels, wis
 
 __all__ = [
     "METHODS",
@@ -306,7 +306,8 @@ def monotone_effect(
     -------
     dict
         ``wis_before``, ``wis_after`` (floats), ``rows_crossing_before``,
-        ``rows_crossing_after`` (numbers of rows with some ``q_k > q_{k+1}``).
+        ``rows_crossing_after`` (numbers of rows with some ``q_k > q_{k+1}`` beyond
+        :func:`qaggstats.scoring.crossing_tolerance` of ``y``).
 
     Examples
     --------
@@ -317,9 +318,10 @@ def monotone_effect(
     before = _as_q(q_before)
     after = _as_q(q_after)
     n = before.shape[0]
+    tol = crossing_tolerance(y)
     return {
         "wis_before": wis(y, before, taus),
         "wis_after": wis(y, after, taus),
-        "rows_crossing_before": int(round(crossing_rate(before) * n)),
-        "rows_crossing_after": int(round(crossing_rate(after) * n)),
+        "rows_crossing_before": int(round(crossing_rate(before, tol) * n)),
+        "rows_crossing_after": int(round(crossing_rate(after, tol) * n)),
     }

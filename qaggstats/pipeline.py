@@ -7,7 +7,7 @@ Examples
 --------
 >>> import qaggstats as qa
 >>> df = qa.datasets.load("engel")
->>> fit = qa.qagg("foodexp ~ income", data=df, quantiles=[0.1, 0.5, 0.9],
+>>> fit = qa.qagg("foodexp ~ income", data=df, taus=[0.1, 0.5, 0.9],
 ...               models={"linear": qa.learners.LinearQR(), "knn": qa.learners.KNN(k=20)},
 ...               cv=3, seed=0)
 >>> fit.predict(df.head(2)).shape[0]
@@ -25,19 +25,19 @@ import pandas as pd
 from . import conformal as conformal_mod
 from . import learners as learners_mod
 from .aggregate import fit_weights
-from .crossfit import CrossFit, crossfit
-from .errors import CalibrationError, DataError
-from .formula import design_newdata, model_frames
-from .monotone import postprocess as monotone_postprocess
 from .basis import apply_basis, local_formula_with_response, standardized_basis
+from .crossfit import CrossFit, crossfit
+from .errors import CalibrationError, DataError, SolverError
+from .formula import design_newdata, model_frames
+from .levels import validate_levels
+from .options import Conformal, Constraint, Family, NAPolicy, OnError, Postprocess, check_option
+from .predictor import Predictor, needed_models, sort_base
 from .progress import ProgressFn, as_progress
+from .results import QaggResults
 
-__all__ = ["qagg", "fit_base", "fit_aggregate", "BaseFit", "DEFAULT_QUANTILES", "default_models", "check_quantiles"]
+__all__ = ["qagg", "fit_base", "fit_aggregate", "BaseFit", "DEFAULT_TAUS", "default_models"]
 
-DEFAULT_QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
-WEIGHT_FAMILIES = ("mean", "median", "global", "quantile", "grouped", "local", "fine", "qra", "fqra")
-CONFORMAL_METHODS = (None, "cqr", "cqr-asymmetric", "cv+")
-POSTPROCESS_METHODS = ("none", "sort", "isotonic", "rearrange", "minmax")
+DEFAULT_TAUS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 
 
 def default_models(seed: int = 0) -> dict[str, Any]:
@@ -55,38 +55,6 @@ def default_models(seed: int = 0) -> dict[str, Any]:
         "knn": learners_mod.KNN(),
         "locscale": learners_mod.LocationScale(),
     }
-
-
-def check_quantiles(quantiles: Sequence[float] | float) -> tuple[np.ndarray, list[str]]:
-    """Validate quantile levels; return them sorted, with notes on what was changed.
-
-    Raises
-    ------
-    DataError
-        A level outside (0, 1), a duplicated level, or a non-numeric level.
-
-    Examples
-    --------
-    >>> taus, notes = check_quantiles([0.9, 0.1, 0.5])
-    >>> taus.tolist(), notes
-    ([0.1, 0.5, 0.9], ['quantile levels were not increasing; sorted to 0.1, 0.5, 0.9'])
-    """
-    try:
-        taus = np.atleast_1d(np.asarray(quantiles, dtype=float))
-    except (TypeError, ValueError) as err:
-        raise DataError(f"quantile levels must be numbers in (0, 1), got {quantiles!r}") from err
-    if taus.ndim != 1 or taus.size == 0:
-        raise DataError("give at least one quantile level in (0, 1)")
-    bad = [t for t in taus if not (0.0 < t < 1.0)]
-    if bad:
-        raise DataError(f"quantile level {bad[0]:g} is outside (0, 1); levels must lie strictly between 0 and 1")
-    uniq, counts = np.unique(taus, return_counts=True)
-    if (counts > 1).any():
-        raise DataError(f"quantile level {uniq[counts > 1][0]:g} is given more than once")
-    notes = []
-    if (np.diff(taus) < 0).any():
-        notes.append("quantile levels were not increasing; sorted to " + ", ".join(f"{t:g}" for t in uniq))
-    return uniq, notes
 
 
 @dataclass(frozen=True)
@@ -139,15 +107,6 @@ def _learner_formula(learner: Any, default: str) -> str:
     return own if own else default
 
 
-def sort_base(Q: np.ndarray) -> np.ndarray:
-    """Sort each base model's quantiles across levels, shape kept: (n, p, r).
-
-    With sorted inputs the non-crossing constraints of the weight fit are always feasible
-    (equal weights across levels satisfy them).
-    """
-    return np.sort(Q, axis=-1)
-
-
 @dataclass
 class BaseFit:
     """Everything that does not depend on the weight fit: frames, split, cross-fitted models.
@@ -180,18 +139,18 @@ def qagg(
     formula: str,
     data: pd.DataFrame,
     models: Mapping[str, Any] | Sequence[Any] | None = None,
-    quantiles: Sequence[float] = DEFAULT_QUANTILES,
-    weights: str = "quantile",
+    taus: Sequence[float] = DEFAULT_TAUS,
+    family: Family = "quantile",
     *,
-    constraint: str = "simplex",
+    constraint: Constraint = "simplex",
     noncrossing: bool = True,
-    postprocess: str = "sort",
-    conformal: Optional[str] = None,
+    postprocess: Postprocess = "sort",
+    conformal: Conformal = None,
     cal_size: float = 0.25,
     cv: int = 5,
     seed: int = 0,
     n_jobs: int = 1,
-    na: str = "drop",
+    na: NAPolicy = "drop",
     groups: Any = None,
     local_formula: Optional[str] = None,
     smooth: float = 0.0,
@@ -201,7 +160,7 @@ def qagg(
     weight_rows: Optional[int] = 200_000,
     solver: str = "auto",
     test: Optional[pd.DataFrame] = None,
-    on_error: str = "raise",
+    on_error: OnError = "raise",
     backend: Any = "local",
     data_name: Optional[str] = None,
     progress: Optional[ProgressFn] = None,
@@ -219,11 +178,12 @@ def qagg(
     models : mapping name -> learner, sequence of learners, or None
         Base learners following the protocol ``fit(X, y, taus)`` / ``predict(X)``; None uses
         :func:`default_models`.
-    quantiles : sequence of float
-        Levels in (0, 1); unsorted levels are sorted (with a note), duplicates are an error.
-    weights : str
+    taus : sequence of float
+        Quantile levels in (0, 1); unsorted levels are sorted (with a note), duplicates are an
+        error.
+    family : str
         Weight family: "mean", "median", "global", "quantile", "grouped", "local", "fine",
-        "qra" or "fqra" (see :func:`qaggstats.aggregate.fit_weights`).
+        "qra", "fqra" or "auto" (see :func:`qaggstats.aggregate.fit_weights`).
     constraint : {"simplex", "nonneg", "free"}
     noncrossing : bool
         Impose q̂_k ≤ q̂_k+1 at the training points in the weight fit.
@@ -242,10 +202,10 @@ def qagg(
     cv, seed, n_jobs : int
         Folds, seed (fold assignment, calibration split, random learners) and parallel jobs.
     groups : sequence of int or int, optional
-        Level groups for ``weights="grouped"``.
+        Level groups for ``family="grouped"``.
     local_formula : str, optional
         Right-hand side (``"~ x1 + x2"``) whose standardised design is the basis φ(x) of
-        ``weights="local"``; default: the standardised design of ``formula``.
+        ``family="local"``; default: the standardised design of ``formula``.
     smooth : float
         Penalty λ·Σ|α_k+1 − α_k| across adjacent levels.
     obs_weights : str or array, optional
@@ -283,45 +243,42 @@ def qagg(
     >>> import qaggstats as qa
     >>> df = qa.datasets.load("engel")
     >>> fit = qa.qagg("foodexp ~ income", df, models={"lin": qa.learners.LinearQR()},
-    ...               quantiles=[0.25, 0.5, 0.75], cv=3)
+    ...               taus=[0.25, 0.5, 0.75], cv=3)
     >>> fit.weights["weight"].round(6).tolist()
     [1.0, 1.0, 1.0]
     """
-    check_options(weights=weights, postprocess=postprocess)
-    base = fit_base(formula, data, models=models, quantiles=quantiles, conformal=conformal,
+    check_option("family", family)
+    check_option("postprocess", postprocess)
+    base = fit_base(formula, data, models=models, taus=taus, conformal=conformal,
                     cal_size=cal_size, cv=cv, seed=seed, n_jobs=n_jobs, na=na, test=test,
                     on_error=on_error, backend=backend, data_name=data_name, progress=progress)
-    return fit_aggregate(base, weights=weights, constraint=constraint, noncrossing=noncrossing,
+    return fit_aggregate(base, family=family, constraint=constraint, noncrossing=noncrossing,
                          postprocess=postprocess, groups=groups, local_formula=local_formula,
                          smooth=smooth, obs_weights=obs_weights, min_gap=min_gap,
                          noncrossing_at=noncrossing_at, weight_rows=weight_rows, solver=solver,
                          progress=progress)
 
 
-def check_options(weights: str = "quantile", postprocess: str = "sort", conformal: Optional[str] = None) -> None:
-    """Raise a DataError naming an unknown weight family, post-processing or conformal method."""
-    if weights not in WEIGHT_FAMILIES:
-        raise DataError(f"unknown weight family {weights!r}; choose one of {', '.join(WEIGHT_FAMILIES)}")
-    if postprocess not in POSTPROCESS_METHODS:
-        raise DataError(f"unknown postprocess {postprocess!r}; choose one of {', '.join(POSTPROCESS_METHODS)}")
-    if conformal not in CONFORMAL_METHODS:
-        raise DataError(f"unknown conformal method {conformal!r}; choose None, 'cqr', 'cqr-asymmetric' or 'cv+'")
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise DataError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    return int(seed)
 
 
-def fit_base(formula: str, data: pd.DataFrame, *, models=None, quantiles=DEFAULT_QUANTILES,
-             conformal: Optional[str] = None, cal_size: float = 0.25, cv: int = 5, seed: int = 0,
-             n_jobs: int = 1, na: str = "drop", test: Optional[pd.DataFrame] = None,
-             on_error: str = "raise", backend: Any = "local", data_name: Optional[str] = None,
+def fit_base(formula: str, data: pd.DataFrame, *, models=None, taus: Sequence[float] = DEFAULT_TAUS,
+             conformal: Conformal = None, cal_size: float = 0.25, cv: int = 5, seed: int = 0,
+             n_jobs: int = 1, na: NAPolicy = "drop", test: Optional[pd.DataFrame] = None,
+             on_error: OnError = "raise", backend: Any = "local", data_name: Optional[str] = None,
              progress: Optional[ProgressFn] = None) -> BaseFit:
     """Model frames, the calibration split and the cross-fitted base learners (see :func:`qagg`)."""
-    taus, notes = check_quantiles(quantiles)
-    check_options(conformal=conformal)
+    taus, notes = validate_levels(taus, sort=True)
+    check_option("conformal", conformal)
+    check_option("on_error", on_error)
+    seed = _check_seed(seed)
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     if not isinstance(cv, (int, np.integer)) or isinstance(cv, bool) or cv < 2:
         raise DataError(f"cv must be an integer of at least 2 folds, got {cv!r}")
-    if on_error not in ("raise", "drop"):
-        raise DataError(f"on_error must be 'raise' or 'drop', got {on_error!r}")
     if test is not None and not isinstance(test, pd.DataFrame):
         raise DataError(f"test must be a pandas DataFrame, got {type(test).__name__}")
 
@@ -345,35 +302,37 @@ def fit_base(formula: str, data: pd.DataFrame, *, models=None, quantiles=DEFAULT
     )
 
 
-def fit_aggregate(base: BaseFit, *, weights: str = "quantile", constraint: str = "simplex",
-                  noncrossing: bool = True, postprocess: str = "sort", groups: Any = None,
+def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Constraint = "simplex",
+                  noncrossing: bool = True, postprocess: Postprocess = "sort", groups: Any = None,
                   local_formula: Optional[str] = None, smooth: float = 0.0, obs_weights: Any = None,
                   min_gap: float = 0.0, noncrossing_at: Optional[pd.DataFrame] = None,
                   weight_rows: Optional[int] = 200_000, solver: str = "auto",
-                  progress: Optional[ProgressFn] = None):
+                  progress: Optional[ProgressFn] = None) -> QaggResults:
     """Weights, monotone post-processing and calibration on a :class:`BaseFit` (see :func:`qagg`)."""
-    from .results import QaggResults  # results imports this module's helpers
-
-    check_options(weights=weights, postprocess=postprocess)
+    check_option("family", family)
+    check_option("postprocess", postprocess)
     report = as_progress(progress)
     taus, split, y = base.taus, base.split, base.frames.y
     timings = dict(base.timings)
 
     basis_spec = basis_state = basis = basis_all = None
-    if weights == "local":
+    if family == "local":
         basis_frames = model_frames({"basis": local_formula_with_response(local_formula, base.formula)},
                                     base.data_used, na="raise")
         basis_spec = basis_frames.specs["basis"]
         basis, basis_state = standardized_basis(basis_frames.X["basis"][split.train])
         basis_all = apply_basis(basis_frames.X["basis"], basis_state)
-    extra = None
+    extra, notes = None, []
     if noncrossing_at is not None:
-        extra = _extra_points(base, noncrossing_at, basis_spec, basis_state)
+        extra, skipped = _extra_points(base, noncrossing_at, basis_spec, basis_state)
+        if skipped:
+            notes.append(f"noncrossing_at: {skipped:,} of {len(noncrossing_at):,} rows have missing predictors "
+                         "and carry no non-crossing constraint")
 
     report("weight fit", 0, 1)
     t0 = time.perf_counter()
-    fit_kwargs = dict(family=weights, constraint=constraint, noncrossing=noncrossing, smooth=smooth,
-                      solver=solver)
+    fit_kwargs: dict[str, Any] = dict(family=family, constraint=constraint, noncrossing=noncrossing,
+                                      smooth=smooth, solver=solver)
     if groups is not None:
         fit_kwargs["groups"] = groups
     if basis is not None:
@@ -390,33 +349,45 @@ def fit_aggregate(base: BaseFit, *, weights: str = "quantile", constraint: str =
             if key in fit_kwargs:
                 fit_kwargs[key] = fit_kwargs[key][rows]
     Q_fit, y_fit = (base.Q, y[split.train]) if rows is None else (base.Q[rows], y[split.train][rows])
-    wfit = fit_weights(Q_fit, y_fit, taus, **fit_kwargs)
+    try:
+        wfit = fit_weights(Q_fit, y_fit, taus, **fit_kwargs)
+    except SolverError as err:
+        if min_gap:  # the likeliest cause: no weights can keep adjacent levels min_gap apart
+            raise SolverError(f"the weight fit failed with min_gap={min_gap:g}: adjacent aggregated quantiles "
+                              f"cannot all be kept {min_gap:g} apart; lower min_gap (solver said: {err})") from err
+        raise
     timings["weight fit"] = time.perf_counter() - t0
     report("weight fit", 1, 1)
 
-    q_oof_raw = combine(wfit, base.Q, basis)
-    q_oof = monotone_postprocess(q_oof_raw, taus, postprocess)
+    cf = base.crossfit
+    used = needed_models(wfit, list(cf.models))
+    predictor = Predictor(taus=taus, models=tuple(cf.models),
+                          specs={m: base.frames.specs[m] for m in used},
+                          learners={m: cf.fitted[m] for m in used}, weights=wfit,
+                          postprocess=postprocess, basis_spec=basis_spec, basis_state=basis_state)
+    q_oof_raw = predictor.combine(base.Q, basis)
+    q_oof = predictor.finish(q_oof_raw)
 
-    calibration = None
     t0 = time.perf_counter()
     if base.conformal in ("cqr", "cqr-asymmetric"):
-        Q_cal = sort_base(base.crossfit.predict({m: base.frames.X[m][split.cal] for m in base.crossfit.models}))
+        Q_cal = predictor.base_quantiles({m: base.frames.X[m][split.cal] for m in used}, where=" on calibration rows")
         b_cal = basis_all[split.cal] if basis_all is not None else None
-        q_cal = monotone_postprocess(combine(wfit, Q_cal, b_cal), taus, postprocess)
+        q_cal = predictor.finish(predictor.combine(Q_cal, b_cal))
         method = "asymmetric" if base.conformal == "cqr-asymmetric" else "symmetric"
-        calibration = conformal_mod.fit_cqr(q_cal, y[split.cal], taus, method=method)
+        predictor = predictor.with_calibration(conformal_mod.fit_cqr(q_cal, y[split.cal], taus, method=method))
     elif base.conformal == "cv+":
-        calibration = conformal_mod.fit_cvplus(q_oof, y[split.train], base.crossfit.folds, taus)
+        predictor = predictor.with_calibration(
+            conformal_mod.fit_cvplus(q_oof, y[split.train], cf.folds, taus),
+            fold_learners={m: list(cf.fold_models[m]) for m in used})
     timings["calibration"] = time.perf_counter() - t0
 
-    return QaggResults.from_pipeline(
-        base=base, weight_fit=wfit, q_oof_raw=q_oof_raw, q_oof=q_oof, basis_spec=basis_spec,
-        basis_state=basis_state, calibration=calibration, timings=timings,
-        settings=dict(family=weights, constraint=constraint, noncrossing=noncrossing,
+    return QaggResults(
+        base=base, predictor=predictor, q_oof_raw=q_oof_raw, q_oof=q_oof, timings=timings, refit=fit_aggregate,
+        settings=dict(family=family, constraint=constraint, noncrossing=noncrossing,
                       postprocess=postprocess, groups=groups, local_formula=local_formula,
                       smooth=smooth, obs_weights=obs_weights, min_gap=min_gap,
                       noncrossing_at=noncrossing_at, weight_rows=weight_rows, solver=solver),
-        weight_fit_rows=None if rows is None else int(rows.size),
+        weight_fit_rows=None if rows is None else int(rows.size), notes=notes,
     )
 
 
@@ -450,40 +421,63 @@ def weight_subsample(y: np.ndarray, max_rows: Optional[int], seed: int) -> Optio
 
 
 def _observation_weights(obs_weights: Any, base: BaseFit) -> np.ndarray:
-    """Observation weights of the training rows, from a column name or a per-row array."""
+    """Observation weights of the training rows, from a column name, a Series or a per-row array.
+
+    A Series is aligned by label with the data's index (never by position); a plain array must
+    have one value per row of the data, in its order.
+    """
     n_input = base.frames.na.n_input
+    used = base.data_used
     if isinstance(obs_weights, str):
-        if obs_weights not in base.data_used.columns:
+        if obs_weights not in used.columns:
             raise DataError(f"obs_weights column {obs_weights!r} is not in the data")
-        w = pd.to_numeric(base.data_used[obs_weights], errors="coerce").to_numpy(dtype=float)
+        what = f"obs_weights column {obs_weights!r}"
+        w = pd.to_numeric(used[obs_weights], errors="coerce").to_numpy(dtype=float)
+    elif isinstance(obs_weights, pd.Series):
+        what = "obs_weights (a Series aligned by index label)"
+        if not obs_weights.index.is_unique or not used.index.is_unique:
+            if len(obs_weights) != n_input:
+                raise DataError(f"{what}: labels are not unique, so it must have one value per row of data "
+                                f"({n_input}), got {len(obs_weights)}")
+            w = pd.to_numeric(obs_weights, errors="coerce").to_numpy(dtype=float)[base.frames.positions]
+        else:
+            missing = used.index.difference(obs_weights.index)
+            if len(missing):
+                raise DataError(f"{what} has no value for {len(missing)} row label(s) of the data, e.g. "
+                                f"{list(missing[:3])}; index it like the data")
+            w = pd.to_numeric(obs_weights.reindex(used.index), errors="coerce").to_numpy(dtype=float)
     else:
+        what = "obs_weights"
         w_all = np.asarray(obs_weights, dtype=float).ravel()
         if w_all.size != n_input:
             raise DataError(f"obs_weights has {w_all.size} values for {n_input} rows of data")
         w = w_all[base.frames.positions]
     w = w[base.split.train]
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise DataError("obs_weights must be finite and non-negative on every row used")
+    bad = int((~np.isfinite(w)).sum())
+    if bad:
+        raise DataError(f"{what} has {bad} missing or non-finite value(s) on the training rows")
+    if (w < 0).any():
+        raise DataError(f"{what} has {int((w < 0).sum())} negative value(s); weights must be non-negative")
     if not (w > 0).any():
-        raise DataError("obs_weights are all zero on the training rows")
+        raise DataError(f"{what} is zero on every training row")
     return w
 
 
-def _extra_points(base: BaseFit, points: pd.DataFrame, basis_spec, basis_state) -> dict:
-    """Sorted base predictions (and basis) at extra points for the non-crossing constraints."""
+def _extra_points(base: BaseFit, points: pd.DataFrame, basis_spec, basis_state) -> tuple[dict, int]:
+    """Sorted base predictions (and basis) at extra points for the non-crossing constraints.
+
+    Returns the arrays and the number of points left out for missing predictors.
+    """
+    if not isinstance(points, pd.DataFrame):
+        raise DataError(f"noncrossing_at must be a pandas DataFrame, got {type(points).__name__}")
     specs = {m: base.frames.specs[m] for m in base.crossfit.models}
     if basis_spec is not None:
         specs["__basis__"] = basis_spec
-    X, _ = design_newdata(specs, points)
+    X, ok = design_newdata(specs, points)
     extra = {"Q": sort_base(base.crossfit.predict({m: X[m] for m in base.crossfit.models}))}
     if basis_spec is not None:
         extra["basis"] = apply_basis(X["__basis__"], basis_state)
-    return extra
-
-
-def combine(wfit, Q: np.ndarray, basis: Optional[np.ndarray]) -> np.ndarray:
-    """Aggregate base predictions (m, p, r) with fitted weights (and the local basis)."""
-    return wfit.combine(Q) if basis is None else wfit.combine(Q, basis=basis)
+    return extra, int((~ok).sum())
 
 
 def used_rows(data: pd.DataFrame, frames) -> pd.DataFrame:

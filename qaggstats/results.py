@@ -1,14 +1,16 @@
-"""The fitted aggregate: summary, prediction, scores, diagnostics, plots, reports, save/load.
+"""The fitted aggregate: read-only results, prediction, scores, plots, reports, save/load.
 
-:class:`QaggResults` is built by :func:`qaggstats.qagg`; its attributes are listed in
-``docs/ARCHITECTURE.md`` and are the only thing plots and reports read.
+:class:`QaggResults` is built by :func:`qaggstats.qagg`. Prediction is delegated to its
+:class:`~qaggstats.predictor.Predictor` (``fit.predictor``); scores, the monotone table, the
+coverage table and the diagnostics are computed on first use and cached. The attributes are
+listed in ``docs/ARCHITECTURE.md`` and are the only thing plots and reports read.
 
 Examples
 --------
 >>> import qaggstats as qa
 >>> df = qa.datasets.load("engel")
 >>> fit = qa.qagg("foodexp ~ income", df, models={"lin": qa.learners.LinearQR()},
-...               quantiles=[0.1, 0.5, 0.9], cv=3)
+...               taus=[0.1, 0.5, 0.9], cv=3)
 >>> list(fit.predict(df.head(1)).columns)
 ['q0.1', 'q0.5', 'q0.9']
 """
@@ -16,49 +18,51 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import io
 import os
-import pickle
 import platform
-import tempfile
 import textwrap
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import scoring
 from ._version import __version__
+from .diagnostics import Diagnostic, diagnose
 from .distributed import is_dask_dataframe, predict_dask
-from .errors import DataError, SaveError
-from .formula import design_newdata
+from .errors import DataError
+from .files import load_state, save_state
+from .levels import quantile_column
 from .monotone import monotone_effect
+from .options import REWEIGHT_SETTINGS
 from .monotone import postprocess as monotone_postprocess
-from .basis import apply_basis
-from .pipeline import combine, sort_base
-from .quantreg import quantile_column
+from .formula import design_newdata
+from .predictor import Predictor, sort_base
 from .summary import SummaryMixin
 
-__all__ = ["QaggResults", "Diagnostic", "load", "quantile_column"]
-
-_FILE_MAGIC = "qaggstats-fit"
+__all__ = ["QaggResults", "QaggSummary", "Diagnostic", "fmt_sig", "load"]
 
 
-@dataclass(frozen=True)
-class Diagnostic:
-    """A theoretical claim, its source, what was observed on this fit, and whether it held."""
+def fmt_sig(value: float, digits: int = 4) -> str:
+    """A number with ``digits`` significant digits and thousands separators, never in e-notation
+    for ordinary magnitudes.
 
-    claim: str
-    source: str
-    observed: str
-    held: Optional[bool]
-
-    @property
-    def verdict(self) -> str:
-        return {True: "held", False: "failed", None: "n/a"}[self.held]
+    Examples
+    --------
+    >>> fmt_sig(28810.4), fmt_sig(2.55219), fmt_sig(0.000123456), fmt_sig(float("nan"))
+    ('28,810', '2.552', '0.0001235', 'nan')
+    """
+    if not np.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    magnitude = int(np.floor(np.log10(abs(value))))
+    if magnitude < -6 or magnitude > 15:
+        return f"{value:.{digits - 1}e}"
+    decimals = max(0, digits - 1 - magnitude)
+    return f"{round(value, decimals):,.{decimals}f}"
 
 
 def _versions() -> dict[str, str]:
@@ -93,15 +97,22 @@ class QaggSummary:
         r = self.results
         calib = "none"
         if r.conformal in ("cqr", "cqr-asymmetric"):
-            calib = f"{r.conformal} (n_cal = {r.n_cal})"
+            calib = f"{r.conformal} (n_cal = {r.n_cal:,})"
         elif r.conformal == "cv+":
             calib = f"cv+ ({r.cv} folds)"
+        rows = f"{r.na.n_input:,} given, {r.na.n_used:,} used"
+        if r.na.n_dropped:
+            rows += f" ({r.na.n_dropped:,} dropped for missing values)"
         header = [
-            ("Data", r.data_name), ("Response", r.response),
-            ("Rows used", f"{r.na.n_used} of {r.na.n_input} (dropped {r.na.n_dropped})"),
-            ("Training / calibration", f"{r.n_train} / {r.n_cal}"),
+            ("Data", r.data_name), ("Response", r.response), ("Rows", rows),
+            ("Training / calibration", f"{r.n_train:,} / {r.n_cal:,}"),
+        ]
+        if r.n_test is not None:
+            header.append(("Test rows", f"{r.n_test:,} held out (scored, not fitted)"))
+        header += [
             ("Levels", ", ".join(f"{t:g}" for t in r.taus)),
-            ("Weight family", r.family), ("Constraint", r.constraint + (", non-crossing" if r.noncrossing else "")),
+            ("Weight family", r.family if r.family == r.family_requested else f"{r.family} (chosen by auto)"),
+            ("Constraint", r.constraint + (", non-crossing" if r.noncrossing else "")),
             ("Post-processing", r.postprocess), ("Conformal", calib),
             ("Folds / seed", f"{r.cv} / {r.seed}"),
             ("Solver", f"{r.weight_fit.solver} ({r.weight_fit.status}, {r.weight_fit.seconds:.2f} s)"),
@@ -118,7 +129,8 @@ class QaggSummary:
             weights = r.weights.pivot_table(index="model", columns="tau", values="weight", sort=False)
         else:
             weights = r.weights
-        score_cols = [c for c in r.oof_scores.columns if c in ("wis", "dispersion", "overprediction", "underprediction", "crossing_rate") or c.startswith("coverage_")]
+        keep = ("wis", "dispersion", "overprediction", "underprediction", "crossing_rate")
+        score_cols = [c for c in r.oof_scores.columns if c in keep or c.startswith("coverage_")]
         short = {"wis": "WIS", "dispersion": "disp", "overprediction": "over",
                  "underprediction": "under", "crossing_rate": "crossing"}
 
@@ -128,8 +140,10 @@ class QaggSummary:
 
         blocks: list[tuple[str, Any]] = [
             ("header", header), ("Base models", models), ("Weights", weights),
-            ("Out-of-fold scores", scores(r.oof_scores)),
         ]
+        if r.selection is not None:
+            blocks.append(("Weight family selection (held-out out-of-fold WIS)", r.selection))
+        blocks.append(("Out-of-fold scores", scores(r.oof_scores)))
         if r.test_scores is not None:
             blocks.append(("Test scores", scores(r.test_scores)))
         blocks.append(("Monotone post-processing (out-of-fold)", r.monotone))
@@ -155,7 +169,7 @@ class QaggSummary:
                                            subsequent_indent="      ")
             elif isinstance(body, pd.DataFrame):
                 with pd.option_context("display.width", width, "display.max_columns", 50,
-                                       "display.float_format", lambda v: f"{v:.4g}"):
+                                       "display.float_format", fmt_sig):
                     lines.append(body.to_string(index=not isinstance(body.index, pd.RangeIndex)))
             else:
                 for line in body:
@@ -170,7 +184,7 @@ class QaggSummary:
                 rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in body)
                 parts.append(f"<table>{rows}</table>")
             elif isinstance(body, pd.DataFrame):
-                parts.append(f"<h5>{html.escape(title)}</h5>" + body.to_html(float_format=lambda v: f"{v:.4g}", escape=True))
+                parts.append(f"<h5>{html.escape(title)}</h5>" + body.to_html(float_format=fmt_sig, escape=True))
             else:
                 items = "".join(f"<li>{html.escape(line)}</li>" for line in body)
                 parts.append(f"<h5>{html.escape(title)}</h5><ul>{items}</ul>")
@@ -180,149 +194,231 @@ class QaggSummary:
     def __str__(self) -> str:
         return self.as_text()
 
+    def __repr__(self) -> str:
+        return self.as_text()
+
     def _repr_html_(self) -> str:
         return self.as_html()
+
+
+def _cached(compute: Callable[["QaggResults"], Any]) -> property:
+    """A read-only property computed on first use and kept (saved fits keep the value)."""
+    name = compute.__name__
+
+    def get(self: "QaggResults") -> Any:
+        if name not in self._cache:
+            self._cache[name] = compute(self)
+        return self._cache[name]
+
+    get.__doc__ = compute.__doc__
+    return property(get)
 
 
 class QaggResults(SummaryMixin):
     """A fitted quantile aggregate. Build it with :func:`qaggstats.qagg`.
 
-    See ``docs/ARCHITECTURE.md`` for the attributes. The main methods are
-    :meth:`summary`, :meth:`predict`, :meth:`scores`, :meth:`plot`, :meth:`report` and
-    :meth:`save`.
+    Every attribute is read-only; see ``docs/ARCHITECTURE.md`` for the list. The main methods
+    are :meth:`summary`, :meth:`predict`, :meth:`scores`, :meth:`reweight`, :meth:`plot`,
+    :meth:`report` and :meth:`save`. Scores, diagnostics and the coverage table are computed
+    on first use.
     """
 
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def from_pipeline(cls, *, base, weight_fit, q_oof_raw, q_oof, basis_spec, basis_state,
-                      calibration, timings, settings, weight_fit_rows=None) -> "QaggResults":
-        """Assemble results from the pipeline's stages (see :func:`qaggstats.pipeline.fit_aggregate`)."""
-        self = cls.__new__(cls)
+    def __init__(self, *, base, predictor: Predictor, q_oof_raw: np.ndarray, q_oof: np.ndarray,
+                 timings: dict, settings: dict, refit: Callable[..., "QaggResults"],
+                 weight_fit_rows: Optional[int] = None, notes: Sequence[str] = ()) -> None:
         cf = base.crossfit
-        self._base = base
-        self.formula = base.formula
-        self.models = list(cf.models)
-        self.formulas = {m: base.frames.specs[m].expanded for m in self.models}  # "y ~ ." spelt out
-        self.data_name = base.data_name or "data"
-        self.response = base.frames.specs[self.models[0]].response
-        self.taus = np.asarray(base.taus, dtype=float)
-        self.na = base.frames.na
-        self.notes = list(base.notes) + list(base.frames.notes)
-        for name, why in cf.dropped.items():
-            self.notes.append(f"learner {name!r} was dropped: {why}")
+        models = list(cf.models)
+        notes = list(base.notes) + list(base.frames.notes) + list(notes)
+        notes += [f"learner {name!r} was dropped: {why}" for name, why in cf.dropped.items()]
+        for name in models:
+            aliased = list(getattr(cf.fitted[name], "aliased_", None) or ()) if not isinstance(
+                getattr(cf.fitted[name], "aliased_", None), np.ndarray) else list(cf.fitted[name].aliased_)
+            if aliased:
+                columns = base.frames.specs[name].column_names
+                named = [columns[int(a)] if isinstance(a, (int, np.integer)) else str(a) for a in aliased]
+                notes.append(f"model {name!r}: aliased (collinear) design column(s) dropped from the fit: "
+                             f"{', '.join(named)}")
+        unused = [m for m in models if m not in predictor.learners]
+        if unused:
+            notes.append(f"model(s) {', '.join(unused)} have zero weight at every level and are not needed to predict")
         if weight_fit_rows is not None:
-            self.notes.append(f"weights fitted on a response-stratified subsample of {weight_fit_rows:,} "
-                              f"of the {base.split.train.size:,} training rows (weight_rows)")
-        self.learners = {m: _describe_learner(base.learners[m]) for m in self.models}
-        self.n_train = int(base.split.train.size)
-        self.n_cal = int(base.split.cal.size)
-        self.conformal, self.cal_size, self.cv, self.seed, self.n_jobs = (
-            base.conformal, base.cal_size, base.cv, base.seed, base.n_jobs)
-        self._settings = dict(settings)
-        self.family = settings["family"]
-        self.constraint = settings["constraint"]
-        self.noncrossing = settings["noncrossing"]
-        self.postprocess = settings["postprocess"]
-        self.solver = weight_fit.solver
-        self.versions = _versions()
-        self.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        self.timings = dict(timings)
-        self.weight_fit = weight_fit
-        self.weights = weight_fit.to_frame(self.models, self.taus)
-        self.frame = base.data_used.iloc[base.split.train]
-        self.y = base.frames.y[base.split.train]
-        self.Q = base.Q
-        self.q_oof_raw = q_oof_raw
-        self.q_oof = q_oof
-        self.calibration = calibration
-        self._specs = {m: base.frames.specs[m] for m in self.models}
-        self._basis_spec = basis_spec
-        self._basis_state = basis_state
-        self._crossfit = cf
-        self.oof_scores = self._score_oof()
-        self.monotone = self._monotone_table()
-        self.test_scores = None
-        test_cov = None
-        if base.test is not None:
-            self.test_scores, test_cov = self._score_frame(base.test)
-        self.coverage = self._coverage_table(test_cov)
-        self.diagnostics = self._diagnostics()
-        return self
+            notes.append(f"weights fitted on a response-stratified subsample of {weight_fit_rows:,} "
+                         f"of the {base.split.train.size:,} training rows (weight_rows)")
+        wfit = predictor.weights
+        self._state: dict[str, Any] = dict(
+            formula=base.formula, models=models,
+            formulas={m: base.frames.specs[m].expanded for m in models},  # "y ~ ." spelt out
+            data_name=base.data_name or f"data frame ({base.frames.na.n_input:,} rows)",
+            response=base.frames.specs[models[0]].response, taus=np.asarray(base.taus, dtype=float),
+            na=base.frames.na, notes=notes,
+            learners={m: _describe_learner(base.learners[m]) for m in models},
+            learner_types={m: type(base.learners[m]).__name__ for m in models},
+            n_train=int(base.split.train.size), n_cal=int(base.split.cal.size),
+            n_test=None if base.test is None else int(len(base.test)),
+            conformal=base.conformal, cal_size=base.cal_size, cv=base.cv, seed=base.seed, n_jobs=base.n_jobs,
+            settings=dict(settings), family=wfit.family, family_requested=settings["family"],
+            constraint=settings["constraint"], noncrossing=settings["noncrossing"],
+            postprocess=settings["postprocess"], solver=wfit.solver, versions=_versions(),
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            timings=dict(timings), weight_fit=wfit, weights=wfit.to_frame(models, base.taus),
+            selection=getattr(wfit, "selection", None),
+            calibration=predictor.calibration,
+            frame=base.data_used.iloc[base.split.train], y=base.frames.y[base.split.train],
+            Q=base.Q, q_oof_raw=q_oof_raw, q_oof=q_oof,
+        )
+        self.predictor = predictor
+        self._cache: dict[str, Any] = {}
+        self._base = base  # in memory only: reweight() and scoring the base models on test data
+        self._test = base.test
+        self._refit = refit  # pipeline.fit_aggregate, passed in so results never import the pipeline
 
-    def reweight(self, weights: str, **changes: Any) -> "QaggResults":
+    def __getattr__(self, name: str) -> Any:
+        state = self.__dict__.get("_state")
+        if state is not None and name in state:
+            return state[name]
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_") or name == "predictor":
+            object.__setattr__(self, name, value)
+            return
+        raise AttributeError(f"fit results are read-only; {name!r} cannot be set (refit or use reweight())")
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._state))
+
+    # ------------------------------------------------------------------ re-aggregation
+    def reweight(self, family: str, **changes: Any) -> "QaggResults":
         """Refit only the aggregation (and calibration) with another weight family or setting.
 
         The cross-fitted base learners are reused, so comparing families costs one weight fit
         each. ``changes`` may set constraint, noncrossing, postprocess, groups, local_formula,
-        smooth and solver; the others keep this fit's values.
+        smooth, obs_weights, min_gap, noncrossing_at, weight_rows and solver; the others keep
+        this fit's values. Saved fits do not keep the cross-fitted models: refit to reweight.
 
         Examples
         --------
         >>> import qaggstats as qa
         >>> df = qa.datasets.load("engel")
-        >>> fit = qa.qagg("foodexp ~ income", df, cv=3, quantiles=[0.1, 0.5, 0.9],
+        >>> fit = qa.qagg("foodexp ~ income", df, cv=3, taus=[0.1, 0.5, 0.9],
         ...               models={"lin": qa.learners.LinearQR(), "knn": qa.learners.KNN(k=20)})
         >>> fit.reweight("global").family
         'global'
         """
-        from .pipeline import fit_aggregate
-
-        settings = {**self._settings, **changes, "family": weights}
-        unknown = set(settings) - {"family", "constraint", "noncrossing", "postprocess", "groups",
-                                   "local_formula", "smooth", "obs_weights", "min_gap",
-                                   "noncrossing_at", "weight_rows", "solver"}
+        if self._base is None:
+            raise DataError("this fit was loaded from a file, which keeps only what prediction needs; "
+                            "refit with qa.qagg to try another weight family")
+        unknown = set(changes) - set(REWEIGHT_SETTINGS)
         if unknown:
             raise DataError(f"reweight() cannot change {', '.join(sorted(unknown))}; refit with qa.qagg")
-        if weights != "grouped":
-            settings["groups"] = None if "groups" not in changes else changes["groups"]
-        family = settings.pop("family")
-        return fit_aggregate(self._base, weights=family, **settings)
+        settings = {**self.settings, **changes}
+        settings.pop("family", None)
+        if family != "grouped" and "groups" not in changes:
+            settings["groups"] = None
+        return self._refit(self._base, family=family, **settings)
 
-    # ------------------------------------------------------------------ scores
+    # ------------------------------------------------------------------ scores (computed on first use)
     def _baselines(self, Q: np.ndarray) -> dict[str, np.ndarray]:
         preds = {m: Q[:, j, :] for j, m in enumerate(self.models)}
         preds["mean"] = Q.mean(axis=1)
         preds["median"] = np.median(Q, axis=1)
         return preds
 
-    def _score_oof(self) -> pd.DataFrame:
+    @_cached
+    def oof_scores(self) -> pd.DataFrame:
+        """Out-of-fold scores of each base model, the mean/median ensembles and the aggregate."""
         preds = self._baselines(self.Q)
         preds["aggregate (raw)"] = self.q_oof_raw
         preds["aggregate"] = self.q_oof
         return scoring.score_table(self.y, preds, self.taus)
 
-    def _monotone_table(self) -> pd.DataFrame:
+    @_cached
+    def monotone(self) -> pd.DataFrame:
+        """WIS and crossing rows before/after each monotone post-processing step (out-of-fold)."""
         rows = []
         for step in ("sort", "isotonic", "rearrange", "minmax"):
             after = monotone_postprocess(self.q_oof_raw, self.taus, step)
-            eff = monotone_effect(self.y, self.q_oof_raw, after, self.taus)
-            rows.append({"step": step, **eff})
+            rows.append({"step": step, **monotone_effect(self.y, self.q_oof_raw, after, self.taus)})
         return pd.DataFrame(rows)
 
-    def _predict_arrays(self, newdata: pd.DataFrame, calibrated: bool = True):
-        """Base (m_ok, p, r), raw aggregated and final (m_ok, r) predictions, row mask (m,)."""
-        if not isinstance(newdata, pd.DataFrame):
-            raise DataError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
-        specs = dict(self._specs)
-        if self._basis_spec is not None:
-            specs["__basis__"] = self._basis_spec
-        X, ok = design_newdata(specs, newdata)
-        Xm = {m: X[m] for m in self.models}
-        basis = apply_basis(X["__basis__"], self._basis_state) if self._basis_spec is not None else None
-        Q = sort_base(self._crossfit.predict(Xm))
-        raw = combine(self.weight_fit, Q, basis)
-        q = monotone_postprocess(raw, self.taus, self.postprocess)
-        if calibrated and self.calibration is not None:
-            if self.conformal == "cv+":
-                folds = sort_base(self._crossfit.predict_folds(Xm))
-                q = self.calibration.apply(np.stack([
-                    monotone_postprocess(combine(self.weight_fit, Qk, basis), self.taus, self.postprocess)
-                    for Qk in folds]))
-            else:
-                q = self.calibration.apply(q)
-        return Q, raw, q, ok
+    @_cached
+    def _test_tables(self) -> Optional[tuple[pd.DataFrame, pd.DataFrame]]:
+        return None if self._test is None else self._score_frame(self._test)
 
-    def predict(self, newdata: pd.DataFrame, quantiles: Optional[Sequence[float]] = None,
+    @property
+    def test_scores(self) -> Optional[pd.DataFrame]:
+        """Scores on the held-out ``test=`` data (None without it)."""
+        tables = self._test_tables
+        return None if tables is None else tables[0]
+
+    @_cached
+    def coverage(self) -> pd.DataFrame:
+        """Coverage of each central interval, out-of-fold and on the test data, with 95 % bands."""
+        parts = [self._coverage_rows(self.y, self.q_oof, "out-of-fold (uncalibrated)")]
+        if self._test_tables is not None:
+            parts.append(self._test_tables[1])
+        return pd.concat(parts, ignore_index=True)
+
+    @_cached
+    def diagnostics(self) -> list[Diagnostic]:
+        """Each theoretical claim, its source, what this fit showed and whether it held."""
+        return diagnose(y=self.y, taus=self.taus, family=self.family, postprocess=self.postprocess,
+                        models=self.models, oof_scores=self.oof_scores, monotone=self.monotone,
+                        q_oof_raw=self.q_oof_raw, conformal=self.conformal, calibration=self.calibration,
+                        coverage=self.coverage, n_cal=self.n_cal)
+
+    def _score_frame(self, data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if not isinstance(data, pd.DataFrame):
+            raise DataError(f"data to score must be a pandas DataFrame, got {type(data).__name__}")
+        if self.response not in data.columns:
+            raise DataError(f"data to score has no response column {self.response!r}")
+        y_all = pd.to_numeric(data[self.response], errors="coerce").to_numpy(dtype=float)
+        preds: dict[str, np.ndarray] = {}
+        if self._base is not None:  # every base model and the ensembles (in memory; saved fits keep only used models)
+            specs = {m: self._base.frames.specs[m] for m in self.models}
+            X, ok = design_newdata(specs, data)
+            parts = self.predictor.predict_parts(data[ok])
+            baselines = self._baselines(sort_base(self._base.crossfit.predict(X)))
+        else:
+            parts = self.predictor.predict_parts(data)
+            ok, baselines = parts.ok, {}
+        y_ok = y_all[ok]
+        keep = np.isfinite(y_ok)
+        if not keep.any():
+            raise DataError(f"no row of the data to score has both predictors and a finite {self.response!r}")
+        y = y_ok[keep]
+        preds.update({name: q[keep] for name, q in baselines.items()})
+        preds["aggregate (raw)"] = parts.raw[keep]
+        preds["aggregate"] = parts.final[keep]
+        table = scoring.score_table(y, preds, self.taus)
+        table.attrs["n"] = int(keep.sum())
+        table.attrs["n_dropped"] = int(len(data) - keep.sum())
+        return table, self._coverage_rows(y, parts.final[keep], "test")
+
+    def scores(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Scores of every base model, the mean/median ensembles and the aggregate on ``data``.
+
+        Rows with missing predictors or response are left out; their count is in
+        ``table.attrs["n_dropped"]``. A fit loaded from a file scores the aggregate only.
+        """
+        return self._score_frame(data)[0]
+
+    def _coverage_rows(self, y: np.ndarray, q: np.ndarray, which: str) -> pd.DataFrame:
+        rows = []
+        n = y.size
+        for i, j in scoring.central_pairs(self.taus):
+            alpha = 2 * self.taus[i]
+            observed = float(np.mean((y >= q[:, i]) & (y <= q[:, j])))
+            if self.calibration is not None and which == "test" and self.conformal != "cv+":
+                lo, hi = self.calibration.binomial_band(alpha, n)
+            else:
+                lo, hi = map(float, scoring.binomial_band(1 - alpha, n))
+            rows.append({"set": which, "nominal": 1 - alpha, "observed": observed,
+                         "band_low": lo, "band_high": hi, "inside": bool(lo <= observed <= hi), "n": n})
+        return pd.DataFrame(rows)
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, newdata: pd.DataFrame, taus: Optional[Sequence[float]] = None,
                 interval: Optional[float] = None, calibrated: bool = True) -> pd.DataFrame:
         """Predicted quantiles (and an interval) for new data, as a tidy DataFrame.
 
@@ -332,7 +428,7 @@ class QaggResults(SummaryMixin):
             Must hold every column the formulas use; categories must be ones seen in training.
             Rows with missing predictors get NaN predictions. A dask DataFrame gives a lazy
             dask DataFrame back, predicted partition by partition.
-        quantiles : sequence of float, optional
+        taus : sequence of float, optional
             A subset of the fitted levels (default: all).
         interval : float, optional
             Central coverage (e.g. 0.9) of an interval to add as ``lower`` / ``upper``; its
@@ -349,29 +445,28 @@ class QaggResults(SummaryMixin):
         >>> import qaggstats as qa
         >>> df = qa.datasets.load("engel")
         >>> fit = qa.qagg("foodexp ~ income", df, models={"lin": qa.learners.LinearQR()},
-        ...               quantiles=[0.05, 0.5, 0.95], cv=3)
+        ...               taus=[0.05, 0.5, 0.95], cv=3)
         >>> list(fit.predict(df.head(3), interval=0.9).columns)
         ['q0.05', 'q0.5', 'q0.95', 'lower', 'upper']
         """
         if is_dask_dataframe(newdata):  # lazy, chunked: predict() then runs on each pandas partition
-            return predict_dask(self, newdata, quantiles=quantiles, interval=interval,
-                                calibrated=calibrated)
-        cols = self._level_positions(quantiles)
+            return predict_dask(self, newdata, taus=taus, interval=interval, calibrated=calibrated)
+        cols = self._level_positions(taus)
         pair = self._interval_pair(interval) if interval is not None else None
-        *_, q, ok = self._predict_arrays(newdata, calibrated=calibrated)
+        parts = self.predictor.predict_parts(newdata, calibrated=calibrated)
         full = np.full((len(newdata), self.taus.size), np.nan)
-        full[ok] = q
+        full[parts.ok] = parts.final
         out = pd.DataFrame(full[:, cols], index=newdata.index,
                            columns=[quantile_column(t) for t in self.taus[cols]])
         if pair is not None:
             out["lower"], out["upper"] = full[:, pair[0]], full[:, pair[1]]
         return out
 
-    def _level_positions(self, quantiles) -> np.ndarray:
-        if quantiles is None:
+    def _level_positions(self, taus) -> np.ndarray:
+        if taus is None:
             return np.arange(self.taus.size)
         pos = []
-        for t in np.atleast_1d(np.asarray(quantiles, dtype=float)):
+        for t in np.atleast_1d(np.asarray(taus, dtype=float)):
             hit = np.flatnonzero(np.isclose(self.taus, t, rtol=0, atol=1e-9))
             if hit.size == 0:
                 raise DataError(f"quantile level {t:g} was not fitted; fitted levels: "
@@ -391,109 +486,19 @@ class QaggResults(SummaryMixin):
                             f"available intervals: {', '.join(have) or 'none'}")
         return int(ilo[0]), int(ihi[0])
 
-    def _score_frame(self, data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        if self.response not in data.columns:
-            raise DataError(f"data to score has no response column {self.response!r}")
-        y_all = pd.to_numeric(data[self.response], errors="coerce").to_numpy(dtype=float)
-        Q, raw, q, ok = self._predict_arrays(data)
-        keep = np.isfinite(y_all[ok])
-        if not keep.any():
-            raise DataError(f"no row of the data to score has both predictors and a finite {self.response!r}")
-        y = y_all[ok][keep]
-        preds = self._baselines(Q[keep])
-        preds["aggregate (raw)"] = raw[keep]
-        preds["aggregate"] = q[keep]
-        table = scoring.score_table(y, preds, self.taus)
-        table.attrs["n"] = int(keep.sum())
-        table.attrs["n_dropped"] = int(len(data) - keep.sum())
-        return table, self._coverage_rows(y, q[keep], "test")
-
-    def scores(self, data: pd.DataFrame) -> pd.DataFrame:
-        """Scores of every base model, the mean/median ensembles and the aggregate on ``data``.
-
-        Rows with missing predictors or response are left out; their count is in
-        ``table.attrs["n_dropped"]``.
-        """
-        return self._score_frame(data)[0]
-
-    # ------------------------------------------------------------------ coverage and theory
-    def _coverage_rows(self, y: np.ndarray, q: np.ndarray, which: str) -> pd.DataFrame:
-        rows = []
-        n = y.size
-        for i, j in scoring.central_pairs(self.taus):
-            alpha = 2 * self.taus[i]
-            observed = float(np.mean((y >= q[:, i]) & (y <= q[:, j])))
-            if self.calibration is not None and which == "test" and self.conformal != "cv+":
-                lo, hi = self.calibration.binomial_band(alpha, n)
-            else:
-                lo, hi = map(float, scoring.binomial_band(1 - alpha, n))
-            rows.append({"set": which, "nominal": 1 - alpha, "observed": observed,
-                         "band_low": lo, "band_high": hi, "inside": bool(lo <= observed <= hi), "n": n})
-        return pd.DataFrame(rows)
-
-    def _coverage_table(self, test_cov: Optional[pd.DataFrame]) -> pd.DataFrame:
-        parts = [self._coverage_rows(self.y, self.q_oof, "out-of-fold (uncalibrated)")]
-        if test_cov is not None:
-            parts.append(test_cov)
-        return pd.concat(parts, ignore_index=True)
-
-    def _diagnostics(self) -> list[Diagnostic]:
-        out = []
-        mono = self.monotone.set_index("step")
-        for step, name in (("sort", "Sorting"), ("isotonic", "Isotonic projection")):
-            b, a = mono.loc[step, "wis_before"], mono.loc[step, "wis_after"]
-            out.append(Diagnostic(
-                f"{name} across levels cannot raise WIS", "Fakoor et al. (2023), sorting and isotonic post-processing",
-                f"out-of-fold WIS {b:.4g} → {a:.4g}", bool(a <= b + 1e-9 * max(1.0, abs(b)))))
-        b, a = mono.loc["minmax", "wis_before"], mono.loc["minmax", "wis_after"]
-        out.append(Diagnostic(
-            "The min–max sweep, unlike sorting, can raise WIS", "Fakoor et al. (2023), min–max sweep",
-            f"out-of-fold WIS {b:.4g} → {a:.4g} ({'raised' if a > b else 'not raised'} here)", None))
-        rb = int(mono.loc[self.postprocess if self.postprocess != "none" else "sort", "rows_crossing_before"])
-        ra = int(mono.loc[self.postprocess if self.postprocess != "none" else "sort", "rows_crossing_after"])
-        out.append(Diagnostic(
-            f"Post-processing ({self.postprocess}) leaves no crossed quantiles",
-            "monotone rearrangement (Chernozhukov et al. 2010)",
-            f"rows with crossings {rb} → {ra} of {self.y.size}",
-            None if self.postprocess == "none" else ra == 0))
-        scores = self.oof_scores
-        best = scores.loc[self.models, "wis"].idxmin()
-        agg_raw = scoring.wis(self.y, self.q_oof_raw, self.taus)
-        contains_each = self.family not in ("mean", "median", "fqra")
-        out.append(Diagnostic(
-            f"The fitted '{self.family}' aggregate is no worse in-sample than the best single model",
-            "each base model is a feasible point of the weight LP" if contains_each else "not guaranteed for this family",
-            f"out-of-fold WIS {agg_raw:.4g} vs {scores.loc[best, 'wis']:.4g} ({best})",
-            bool(agg_raw <= scores.loc[best, "wis"] * (1 + 1e-6) + 1e-12) if contains_each else None))
-        if self.calibration is not None:
-            test = self.coverage[self.coverage["set"] == "test"]
-            for _, row in (test.iterrows() if len(test) else []):
-                alpha = 1 - row["nominal"]
-                if self.conformal == "cv+":
-                    bound = max(0.0, self.calibration.coverage_bound(alpha))
-                    claim = (f"CV+ guarantees coverage of the {row['nominal']:.0%} interval of at least {bound:.3f}"
-                             + (" (vacuous at this n and K)" if bound == 0 else ""))
-                    source = "Barber et al. (2021), CV+; Fakoor et al. (2023)"
-                    # consistent with the guarantee: not below what n Bernoulli(bound) draws could give
-                    held = bool(row["observed"] >= scoring.binomial_band(bound, int(row["n"]))[0]) if bound > 0 else True
-                else:
-                    lo, hi = self.calibration.coverage_band(alpha)
-                    claim = f"split CQR guarantees coverage in [{lo:.3f}, {hi:.3f}] for n_cal = {self.n_cal}"
-                    source = "Romano, Patterson & Candès (2019)"
-                    held = bool(row["inside"])
-                out.append(Diagnostic(
-                    claim, source,
-                    f"observed {row['observed']:.3f} on {row['n']} test points; 95% band "
-                    f"[{row['band_low']:.3f}, {row['band_high']:.3f}]", held))
-            if not len(test):
-                out.append(Diagnostic("Conformal coverage guarantee", "Romano et al. (2019)",
-                                      "no test data given (pass test=...)", None))
-        return out
-
     # ------------------------------------------------------------------ summary, plots, reports
     def summary(self) -> QaggSummary:
         """A printable summary (text in the console, HTML in a notebook)."""
         return QaggSummary(self)
+
+    def __repr__(self) -> str:
+        return (f"<QaggResults: {self.response} on {self.n_train:,} rows, {len(self.models)} models, "
+                f"family {self.family!r}, levels {', '.join(f'{t:g}' for t in self.taus)}>")
+
+    def _need_training(self, what: str) -> None:
+        if self._state.get("y") is None:
+            raise DataError(f"{what} needs the training rows, which this saved fit does not keep; "
+                            "save with keep_data=True, or refit")
 
     def plot(self, kind: str = "fan", **kwargs):
         """Draw one diagnostic figure and return it (a matplotlib Figure).
@@ -507,8 +512,7 @@ class QaggResults(SummaryMixin):
         from . import plots
 
         kinds = {
-            "fan": lambda: plots.fan_chart(self._column(kwargs.pop("x", None)), self.q_oof, self.taus,
-                                           y=self.y, **kwargs),
+            "fan": lambda: self._plot_fan(plots, **kwargs),
             "weights": lambda: plots.weights_heatmap(self.weights, **kwargs),
             "calibration": lambda: plots.reliability_diagram(self.y, self.q_oof, self.taus, **kwargs),
             "pit": lambda: plots.pit_histogram(self.y, self.q_oof, self.taus, **kwargs),
@@ -520,6 +524,8 @@ class QaggResults(SummaryMixin):
         }
         if kind not in kinds:
             raise DataError(f"unknown plot kind {kind!r}; choose one of {', '.join(sorted(kinds))}")
+        if kind not in ("weights", "wis", "crossing"):
+            self._need_training(f"plot({kind!r})")
         return kinds[kind]()
 
     def _column(self, x):
@@ -530,18 +536,20 @@ class QaggResults(SummaryMixin):
             return self.frame[x].to_numpy()
         return x
 
+    def _plot_fan(self, plots, x=None, **kwargs):
+        return plots.fan_chart(self._column(x), self.q_oof, self.taus, y=self.y, **kwargs)
+
     def _plot_coverage(self, plots, interval=None, x=None, **kwargs):
         i, j = scoring.central_pairs(self.taus)[0] if interval is None else self._interval_pair(interval)
-        x = self._column(x)
-        x = self.q_oof[:, np.argmin(np.abs(self.taus - 0.5))] if x is None else x
-        return plots.conditional_coverage(x, self.y, self.q_oof[:, i], self.q_oof[:, j],
+        xs = self._column(x)
+        xs = self.q_oof[:, np.argmin(np.abs(self.taus - 0.5))] if xs is None else xs
+        return plots.conditional_coverage(xs, self.y, self.q_oof[:, i], self.q_oof[:, j],
                                           nominal=self.taus[j] - self.taus[i], **kwargs)
 
     def _plot_coef(self, plots, model=None, se="nid", **kwargs):
-        from .learners import LinearQR
         from .quantreg import rq
 
-        linear = [m for m in self.models if isinstance(self._base.learners[m], LinearQR)]
+        linear = [m for m in self.models if self.learner_types[m] == "LinearQR"]
         if not linear:
             raise DataError("plot('coef') needs a LinearQR base model; this fit has none")
         model = linear[0] if model is None else model
@@ -553,46 +561,57 @@ class QaggResults(SummaryMixin):
     def _plot_local(self, plots, x=None, **kwargs):
         if self.family != "local":
             raise DataError(f"plot('local_weights') needs weights='local'; this fit uses {self.family!r}")
-        basis = apply_basis(self._basis_spec.design(self.frame), self._basis_state)
-        alpha = self.weight_fit.weights_at(basis)
-        x = self._column(x if x is not None else self._basis_spec.columns[0])
+        spec = self.predictor.basis_spec
+        alpha = self.weight_fit.weights_at(self.predictor.basis_rows(spec.design(self.frame)))
+        x = self._column(x if x is not None else spec.columns[0])
         return plots.local_weights(x, alpha, self.taus, models=self.models, **kwargs)
 
     def report(self, path: str | os.PathLike, template_dir: str | os.PathLike | None = None) -> Path:
         """Write a self-contained HTML or PDF report (by the path's suffix); returns the path."""
         from .report import write_report
 
+        self._need_training("report()")
         return write_report(self, path, template_dir=template_dir)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save the fit (atomically) so :func:`qaggstats.load` gives identical predictions."""
-        path = Path(path)
-        payload = pickle.dumps({"magic": _FILE_MAGIC, "version": __version__, "results": self},
-                               protocol=pickle.HIGHEST_PROTOCOL)
-        _atomic_write(path, payload)
-        return path
+    def saved_state(self, keep_data: bool = False) -> dict[str, Any]:
+        """What :meth:`save` stores: the predictor, the settings and every computed table.
 
+        ``keep_data=False`` leaves out the training rows and out-of-fold arrays (``frame``,
+        ``y``, ``Q``, ``q_oof``, ``q_oof_raw``), so the file holds only what prediction and the
+        summary need; plots and reports of a loaded fit then ask for a refit.
+        """
+        tables = {name: getattr(self, name) for name in ("oof_scores", "monotone", "coverage", "diagnostics")}
+        tables["_test_tables"] = self._test_tables
+        state = dict(self._state)
+        if not keep_data:
+            for key in ("frame", "y", "Q", "q_oof", "q_oof_raw"):
+                state[key] = None
+        return {"state": state, "cache": tables, "predictor": self.predictor}
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise SaveError(f"cannot write {path}: directory {directory} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    except OSError as err:
-        raise SaveError(f"cannot write {path}: {err.strerror}") from err
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        # mkstemp creates the file 0600; give the saved fit the permissions open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise SaveError(f"cannot write {path}: {err.strerror}") from err
+    @classmethod
+    def from_saved_state(cls, saved: dict[str, Any]) -> "QaggResults":
+        """Rebuild results from :meth:`saved_state` (no cross-fitted models: reweight needs a refit)."""
+        self = cls.__new__(cls)
+        object.__setattr__(self, "_state", dict(saved["state"]))
+        object.__setattr__(self, "_cache", dict(saved["cache"]))
+        object.__setattr__(self, "predictor", saved["predictor"])
+        object.__setattr__(self, "_base", None)
+        object.__setattr__(self, "_test", None)
+        object.__setattr__(self, "_refit", None)
+        return self
+
+    def save(self, path: str | os.PathLike, keep_data: bool = False) -> Path:
+        """Save the fit (atomically) so :func:`qaggstats.load` gives identical predictions.
+
+        Parameters
+        ----------
+        path : str or PathLike
+        keep_data : bool
+            Also keep the training rows and out-of-fold arrays (for plots and reports after
+            loading). Off by default: a saved fit holds only what prediction needs.
+        """
+        return save_state(self.saved_state(keep_data=keep_data), path)
 
 
 def load(path: str | os.PathLike) -> QaggResults:
@@ -601,21 +620,17 @@ def load(path: str | os.PathLike) -> QaggResults:
     Raises
     ------
     SaveError
-        The file is missing, is not a qaggstats fit, or was written by an incompatible version.
+        The file is missing, is not a qaggstats saved fit, or was written by an incompatible
+        version.
+
+    Examples
+    --------
+    >>> import qaggstats as qa, tempfile, pathlib
+    >>> df = qa.datasets.load("engel")
+    >>> fit = qa.qagg("foodexp ~ income", df, models={"lin": qa.learners.LinearQR()},
+    ...               taus=[0.1, 0.5, 0.9], cv=3)
+    >>> path = fit.save(pathlib.Path(tempfile.mkdtemp()) / "engel.qagg")
+    >>> qa.load(path).predict(df.head(2)).equals(fit.predict(df.head(2)))
+    True
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise SaveError(f"cannot read saved fit {path}: {err.strerror}") from err
-    try:
-        payload = pickle.load(io.BytesIO(raw))
-    except Exception as err:  # any unpickling failure means a corrupt or foreign file
-        raise SaveError(f"{path} is not a qaggstats saved fit (could not be read: {type(err).__name__})") from err
-    if not isinstance(payload, dict) or payload.get("magic") != _FILE_MAGIC:
-        raise SaveError(f"{path} is not a qaggstats saved fit")
-    saved = str(payload.get("version"))
-    if saved.split(".")[:2] != __version__.split(".")[:2]:
-        raise SaveError(f"{path} was saved by qaggstats {saved}; this is {__version__}. "
-                        f"Refit, or install qaggstats=={saved} to load it")
-    return payload["results"]
+    return QaggResults.from_saved_state(load_state(path))

@@ -27,9 +27,11 @@ import pandas as pd
 from scipy.stats import binom
 
 from .errors import DataError
+from .levels import validate_levels
 
 __all__ = [
     "validate_levels",
+    "crossing_tolerance",
     "pinball_loss",
     "wis",
     "wis_decomposition",
@@ -46,57 +48,6 @@ __all__ = [
 # Two levels form a central pair when they sum to one within this tolerance; levels typed as
 # decimals (0.05 + 0.95) are off by ~1e-16, not by 1e-9.
 _PAIR_TOL = 1e-9
-
-
-def validate_levels(taus: object) -> np.ndarray:
-    """Check quantile levels and return them as a float array.
-
-    Parameters
-    ----------
-    taus : array_like, shape (r,)
-        Levels; must be finite, strictly inside (0, 1), unique and strictly increasing.
-
-    Returns
-    -------
-    numpy.ndarray, shape (r,)
-
-    Raises
-    ------
-    DataError
-        Naming the levels outside (0, 1), the duplicated levels, or the first out-of-order pair.
-
-    Examples
-    --------
-    >>> validate_levels([0.1, 0.5, 0.9])
-    array([0.1, 0.5, 0.9])
-    >>> validate_levels([0.1, 1.2])
-    Traceback (most recent call last):
-    ...
-    qaggstats.errors.DataError: quantile level 1.2 (position 1) is outside (0, 1)
-    """
-    arr = np.asarray(taus, dtype=float)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1 or arr.size == 0:
-        raise DataError(f"quantile levels must be a non-empty 1-D array, got shape {arr.shape}")
-    bad = np.flatnonzero(~((arr > 0) & (arr < 1)))
-    if bad.size:
-        listed = ", ".join(f"{arr[i]:g} (position {i})" for i in bad)
-        noun = "level" if bad.size == 1 else "levels"
-        verb = "is" if bad.size == 1 else "are"
-        raise DataError(f"quantile {noun} {listed} {verb} outside (0, 1)")
-    values, counts = np.unique(arr, return_counts=True)
-    if np.any(counts > 1):
-        dup = ", ".join(f"{v:g}" for v in values[counts > 1])
-        raise DataError(f"quantile levels are duplicated: {dup}")
-    down = np.flatnonzero(np.diff(arr) <= 0)
-    if down.size:
-        i = down[0]
-        raise DataError(
-            f"quantile levels must be strictly increasing; {arr[i]:g} (position {i}) is "
-            f"followed by {arr[i + 1]:g}"
-        )
-    return arr
 
 
 def _check(y: object, q: object, taus: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -393,6 +344,26 @@ def _check_q(q: object) -> np.ndarray:
     return q_a
 
 
+CROSSING_RTOL = 1e-9
+
+
+def crossing_tolerance(y: object) -> float:
+    """Crossings smaller than this are floating-point noise, not crossed quantiles.
+
+    ``CROSSING_RTOL`` (1e-9) times the response's scale (its largest absolute value): LP
+    solutions and sums of weighted predictions are exact only to about that relative precision,
+    so a gap of -2e-13 between two quantiles of a response in the hundreds is not a crossing.
+
+    Examples
+    --------
+    >>> float(crossing_tolerance([100.0, -250.0]))  # doctest: +ELLIPSIS
+    2.5...e-07
+    """
+    y_a = np.asarray(y, dtype=float)
+    finite = y_a[np.isfinite(y_a)]
+    return CROSSING_RTOL * (float(np.abs(finite).max()) if finite.size else 1.0)
+
+
 def crossing_rate(q: object, tol: float = 0.0) -> float:
     """Share of rows in which some adjacent pair crosses, ``q_k > q_{k+1} + tol``.
 
@@ -497,7 +468,7 @@ def score_table(y: object, predictions: Mapping[str, object], taus: object) -> p
         Indexed by name (index name ``model``), columns ``wis``, ``dispersion``,
         ``overprediction``, ``underprediction``, ``pinball_<tau:g>`` per level,
         ``coverage_<pct>`` and ``width_<pct>`` per central interval (outermost first, pct like
-        ``90``), ``crossing_rate``. The decomposition columns are NaN when some level has no
+        ``90``), ``crossing_rate`` (crossings beyond :func:`crossing_tolerance` of ``y``). The decomposition columns are NaN when some level has no
         symmetric partner.
 
     Examples
@@ -529,7 +500,7 @@ def score_table(y: object, predictions: Mapping[str, object], taus: object) -> p
         for nominal, cov in interval_coverage(y_a, q_a, taus_a).items():
             row[f"coverage_{_pct(nominal)}"] = cov
             row[f"width_{_pct(nominal)}"] = widths[nominal]
-        row["crossing_rate"] = crossing_rate(q_a)
+        row["crossing_rate"] = crossing_rate(q_a, tol=crossing_tolerance(y_a))
         rows[name] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model"

@@ -61,7 +61,7 @@ def fitted(work: Path) -> subprocess.CompletedProcess:
     """``qaggstats fit`` with split CQR, an HTML report and a saved fit."""
     return run(
         "fit", "engel.csv", "-f", "foodexp ~ income", "--models", "linear,knn",
-        "--quantiles", ",".join(map(str, LEVELS)), "--conformal", "cqr", "--cv", "3",
+        "--taus", ",".join(map(str, LEVELS)), "--conformal", "cqr", "--cv", "3",
         "--test-size", "0.2", "--report", "out.html", "--save", "fit.qagg", "--quiet", cwd=work)
 
 
@@ -87,7 +87,9 @@ def test_saved_fit_predicts_like_the_fit_in_process(fitted, work):
     new = pd.read_parquet(work / "new.parquet")
     assert f"wrote {len(new)} rows to pred.csv (1 with missing predictors)" in proc.stdout
     pred = pd.read_csv(work / "pred.csv")
-    assert list(pred.columns) == QCOLS + ["lower", "upper"]
+    assert list(pred.columns) == ["row"] + QCOLS + ["lower", "upper"]
+    assert pred["row"].tolist() == list(range(len(new)))
+    pred = pred.drop(columns="row")
     assert len(pred) == len(new)
     assert pred.iloc[3].isna().all() and pred.drop(index=3).notna().all().all()
     expected = load(work / "fit.qagg").predict(new, interval=0.9)
@@ -116,14 +118,14 @@ def test_predict_rejects_a_file_that_is_not_a_fit(work):
 BAD_FIT_SUBPROCESS = [
     pytest.param(["-f", "foodexp ~ wealth"], ["wealth"], id="unknown-column"),
     pytest.param(["-f", "foodexp ~ (income"], ["(income"], id="formula-syntax"),
-    pytest.param(["-f", "foodexp ~ income", "--quantiles", "0.1,1.5"], ["1.5"], id="quantile-outside"),
+    pytest.param(["-f", "foodexp ~ income", "--taus", "0.1,1.5"], ["1.5"], id="quantile-outside"),
     pytest.param(["-f", "foodexp ~ income", "--models", "linear,svm"], ["svm", "forest"], id="unknown-learner"),
 ]
 BAD_FIT_IN_PROCESS = [
-    pytest.param(["-f", "foodexp ~ income", "--quantiles", "0.1,abc"], ["--quantiles", "abc"], id="quantile-text"),
-    pytest.param(["-f", "foodexp ~ income", "--quantiles", "0.5,0.5"], ["0.5", "more than once"], id="quantile-dup"),
+    pytest.param(["-f", "foodexp ~ income", "--taus", "0.1,abc"], ["--taus", "abc"], id="quantile-text"),
+    pytest.param(["-f", "foodexp ~ income", "--taus", "0.5,0.5"], ["0.5", "duplicated"], id="quantile-dup"),
     pytest.param(["-f", "foodexp ~ income", "--models", ","], ["--models is empty"], id="no-learner"),
-    pytest.param(["-f", "foodexp ~ income", "--weights", "magic"], ["magic", "quantile"], id="unknown-family"),
+    pytest.param(["-f", "foodexp ~ income", "--family", "magic"], ["magic", "quantile"], id="unknown-family"),
     pytest.param(["-f", "foodexp ~ income", "--conformal", "jackknife"], ["jackknife", "cqr"], id="unknown-conformal"),
     pytest.param(["-f", "foodexp ~ income", "--postprocess", "shuffle"], ["shuffle", "isotonic"], id="unknown-postprocess"),
     pytest.param(["-f", "foodexp ~ income", "--report", "out.docx"], ["out.docx", ".html"], id="report-suffix"),
@@ -160,7 +162,7 @@ def test_unreadable_data_file_exits_2(work):
     assert_one_line_error(run("fit", "broken.parquet", "-f", "y ~ x", cwd=work), 2, "broken.parquet")
 
 
-@pytest.mark.parametrize("argv, needle", [([], "required"), (["fit", "data.csv"], "--formula"),
+@pytest.mark.parametrize("argv, needle", [([], "choose a command"), (["fit", "data.csv"], "--formula"),
                                           (["bogus"], "bogus"), (["predict", "f.qagg", "n.csv"], "--output")])
 def test_usage_errors_exit_2_with_one_line(capsys, argv, needle):
     status = cli.main(argv)
@@ -227,7 +229,7 @@ def _run_on_tty(args: list[str], cwd: Path) -> tuple[int, str]:
 
 def test_progress_bar_only_on_a_terminal_and_not_with_quiet(work, fitted):
     args = ["fit", "engel.csv", "-f", "foodexp ~ income", "--models", "linear", "--cv", "2",
-            "--quantiles", "0.25,0.5,0.75"]
+            "--taus", "0.25,0.5,0.75"]
     status, shown = _run_on_tty(args, work)
     assert status == 0, shown
     assert "cross-fitting" in shown and "#" * 30 in shown

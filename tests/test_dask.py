@@ -94,7 +94,7 @@ def test_backend_dask_without_a_running_client_is_a_clear_error():
 
 
 # cv+ so that every partition also goes through the K fold models and the calibration
-QAGG_OPTIONS = dict(models={"lin": qa.learners.LinearQR(), "knn": KNN(k=10)}, quantiles=[0.05, 0.5, 0.95],
+QAGG_OPTIONS = dict(models={"lin": qa.learners.LinearQR(), "knn": KNN(k=10)}, taus=[0.05, 0.5, 0.95],
                     conformal="cv+", cv=3, seed=0)
 
 
@@ -137,8 +137,8 @@ def test_dask_dataframe_in_dask_dataframe_out_equal_to_in_memory(fitted):
     pd.testing.assert_frame_equal(second, fit.predict(ddf.partitions[1].compute(), interval=0.9), check_exact=True)
     missing = got.index.isin([1003, 1020, 1045])
     assert got[missing].isna().all().all() and got[~missing].notna().all().all()
-    subset = predict_dask(fit, ddf, quantiles=[0.5]).compute(scheduler="sync")
-    pd.testing.assert_frame_equal(subset, fit.predict(new, quantiles=[0.5]), check_exact=True)
+    subset = predict_dask(fit, ddf, taus=[0.5]).compute(scheduler="sync")
+    pd.testing.assert_frame_equal(subset, fit.predict(new, taus=[0.5]), check_exact=True)
 
 
 def test_fitted_results_enter_the_graph_once(fitted):

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import qaggstats as qa
-from qaggstats import _lp, aggregate, results
+from qaggstats import _lp, aggregate, files
 from qaggstats.errors import (CalibrationError, DataError, FitError, FormulaError, LearnerTypeError,
                               QaggError, SaveError, SolverError)
 from qaggstats.learners import KNN, LinearQR, LocationScale
@@ -31,7 +31,7 @@ def cheap_models() -> dict:
 
 def fit_quick(formula: str, data: pd.DataFrame, **kw):
     """qa.qagg with cheap learners, two folds and three levels unless overridden."""
-    args = dict(models=cheap_models(), quantiles=TAUS, cv=2, seed=0)
+    args = dict(models=cheap_models(), taus=TAUS, cv=2, seed=0)
     args.update(kw)
     return qa.qagg(formula, data, **args)
 
@@ -103,7 +103,7 @@ def test_missing_values_are_counted_and_dropped(df):
     assert sorted(res.na.dropped_index) == [1, 2, 5]
     assert res.n_train == 37
     text = str(res.summary())
-    assert "37 of 40 (dropped 3)" in text and "x: 2, y: 1" in text
+    assert "40 given, 37 used (3 dropped for missing values)" in text and "x: 2, y: 1" in text
 
 
 def test_missing_values_raise_with_na_raise(df):
@@ -149,17 +149,17 @@ def test_fewer_rows_than_folds(df):
 @pytest.mark.parametrize("levels, bad", [([0.0, 0.5], "0"), ([0.5, 1.0], "1"), ([-0.1, 0.5], "-0.1"),
                                          ([0.5, 1.2], "1.2")])
 def test_levels_outside_unit_interval(df, levels, bad):
-    with pytest.raises(DataError, match=f"quantile level {bad} is outside \\(0, 1\\)"):
-        fit_quick("y ~ x", df, quantiles=levels)
+    with pytest.raises(DataError, match=f"quantile level {bad} \\(position \\d\\) is outside \\(0, 1\\)"):
+        fit_quick("y ~ x", df, taus=levels)
 
 
 def test_duplicated_levels(df):
-    with pytest.raises(DataError, match="quantile level 0.5 is given more than once"):
-        fit_quick("y ~ x", df, quantiles=[0.1, 0.5, 0.5])
+    with pytest.raises(DataError, match="quantile levels are duplicated: 0.5"):
+        fit_quick("y ~ x", df, taus=[0.1, 0.5, 0.5])
 
 
 def test_unsorted_levels_are_sorted_with_a_note(df, fit):
-    res = fit_quick("y ~ x + C(g)", df, quantiles=[0.9, 0.1, 0.5])
+    res = fit_quick("y ~ x + C(g)", df, taus=[0.9, 0.1, 0.5])
     assert res.taus.tolist() == TAUS
     note = "quantile levels were not increasing; sorted to 0.1, 0.5, 0.9"
     assert note in res.notes and note in str(res.summary())
@@ -171,7 +171,7 @@ def test_unsorted_levels_are_sorted_with_a_note(df, fit):
 def test_calibration_set_too_small_for_the_coverage(df):
     with pytest.raises(CalibrationError, match=r"needs at least 49 calibration points for the 98% interval "
                                                r"\(levels 0.01, 0.99\); got n_cal = 4"):
-        fit_quick("y ~ x", df, quantiles=[0.01, 0.5, 0.99], conformal="cqr", cal_size=0.1)
+        fit_quick("y ~ x", df, taus=[0.01, 0.5, 0.99], conformal="cqr", cal_size=0.1)
 
 
 # ----------------------------------------------------------------------------- learners
@@ -345,7 +345,7 @@ def test_save_load_round_trip_is_identical(fit, df, tmp_path):
 
 
 def test_save_load_round_trip_with_conformal(df, tmp_path):
-    res = fit_quick("y ~ x", df, conformal="cv+", quantiles=[0.25, 0.5, 0.75])
+    res = fit_quick("y ~ x", df, conformal="cv+", taus=[0.25, 0.5, 0.75])
     back = qa.load(res.save(tmp_path / "cvplus.qagg"))
     assert np.array_equal(back.predict(df).to_numpy(), res.predict(df).to_numpy())
 
@@ -372,7 +372,7 @@ def test_load_truncated_file(fit, tmp_path):
 
 def test_load_other_version_and_missing_file(tmp_path):
     path = tmp_path / "old.qagg"
-    path.write_bytes(pickle.dumps({"magic": results._FILE_MAGIC, "version": "0.0.1", "results": None}))
+    path.write_bytes(pickle.dumps({"magic": files._KIND, "version": "0.0.1", "saved": None}))
     with pytest.raises(SaveError, match=r"saved by qaggstats 0\.0\.1; this is .*qaggstats==0\.0\.1"):
         qa.load(path)
     with pytest.raises(SaveError, match=f"cannot read saved fit {tmp_path / 'nope.qagg'}"):
@@ -497,7 +497,7 @@ def test_fuzz_qagg_gives_a_result_or_a_qagg_error(data, cv, quantiles, formula):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = qa.qagg(formula, data, models={"lin": LinearQR(), "knn": KNN(k=3), "ls": LocationScale()},
-                          quantiles=quantiles, cv=cv, seed=0)
+                          taus=quantiles, cv=cv, seed=0)
     except QaggError as err:
         assert str(err)  # a message, naming the culprit
         event(f"qagg raised {type(err).__name__}")  # --hypothesis-show-statistics shows the mix

@@ -76,7 +76,7 @@ models = {
     "knn": qa.learners.KNN(k=15),
     "locscale": qa.learners.LocationScale(),
 }
-fit = qa.qagg(formula, train, models=models, quantiles=taus, weights="quantile",
+fit = qa.qagg(formula, train, models=models, taus=taus, family="quantile",
               cv=5, seed=0, test=test, data_name="concrete")
 fit.summary()
 

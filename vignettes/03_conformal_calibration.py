@@ -176,7 +176,7 @@ concrete = qa.datasets.load("concrete")
 is_test = np.random.default_rng(3).random(len(concrete)) < 0.3
 train, test = concrete[~is_test], concrete[is_test]
 levels = [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95]
-fit = qa.qagg(qa.datasets.suggested_formula("concrete"), train, quantiles=levels,
+fit = qa.qagg(qa.datasets.suggested_formula("concrete"), train, taus=levels,
               models={"linear": qa.learners.LinearQR(),
                       "forest": qa.learners.QuantileForest(n_estimators=60, random_state=0)},
               conformal="cqr", cal_size=0.25, cv=5, seed=0, test=test, data_name="concrete")

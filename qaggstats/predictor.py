@@ -1,0 +1,197 @@
+"""The fitted predictor: exactly what prediction needs, and the one prediction chain.
+
+A :class:`Predictor` holds the formula specs and refit base learners the weights use, the
+weights, the local-weight basis, the monotone post-processing and the conformal calibration.
+Its :meth:`Predictor.predict_parts` is the only place where the chain
+
+    designs → base quantiles (sorted per model) → weighted combination → post-processing → calibration
+
+is written; the pipeline (calibration rows, non-crossing points), the results (``predict``,
+``scores``) and Dask prediction all call it.
+
+Examples
+--------
+>>> import qaggstats as qa
+>>> df = qa.datasets.load("engel")
+>>> fit = qa.qagg("foodexp ~ income", df, models={"lin": qa.learners.LinearQR()},
+...               taus=[0.1, 0.5, 0.9], cv=3)
+>>> parts = fit.predictor.predict_parts(df.head(4))
+>>> parts.base.shape, parts.final.shape, bool(parts.ok.all())
+((4, 1, 3), (4, 3), True)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import pandas as pd
+
+from .basis import apply_basis
+from .crossfit import check_predictions
+from .errors import DataError, FitError, QaggError
+from .formula import FormulaSpec, design_newdata
+from .monotone import postprocess as monotone_postprocess
+
+__all__ = ["Predictor", "PredictionParts", "sort_base", "needed_models"]
+
+_BASIS = "__basis__"
+
+
+def sort_base(Q: np.ndarray) -> np.ndarray:
+    """Sort each base model's quantiles across levels, shape kept: (n, p, r).
+
+    With sorted inputs the non-crossing constraints of the weight fit are always feasible
+    (equal weights across levels satisfy them).
+
+    Examples
+    --------
+    >>> sort_base(np.array([[[2.0, 1.0, 3.0]]])).tolist()
+    [[[1.0, 2.0, 3.0]]]
+    """
+    return np.sort(Q, axis=-1)
+
+
+def needed_models(weights: Any, models: list[str]) -> list[str]:
+    """The models whose predictions the fitted weights use (non-zero weight somewhere).
+
+    A model with weight exactly zero at every level (and, for local weights, every basis
+    coefficient zero) never enters a prediction, so it need not be kept or evaluated: its
+    columns are filled with zeros. "mean" and "median" use every model.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> w = SimpleNamespace(family="quantile", alpha=np.array([[1.0, 0.5], [0.0, 0.5], [0.0, 0.0]]))
+    >>> needed_models(w, ["a", "b", "c"])
+    ['a', 'b']
+    """
+    alpha = np.asarray(weights.alpha, dtype=float)
+    if weights.family in ("mean", "median") or not np.isfinite(alpha).all():
+        return list(models)
+    used = np.abs(alpha.reshape(alpha.shape[0], -1)).max(axis=1) > 0
+    return [m for m, keep in zip(models, used) if keep]
+
+
+@dataclass(frozen=True)
+class PredictionParts:
+    """The stages of one prediction for the rows with complete predictors.
+
+    Attributes
+    ----------
+    base : (m_ok, p, r) sorted base quantiles (zeros for models the weights do not use)
+    raw : (m_ok, r) weighted combination before post-processing
+    final : (m_ok, r) after post-processing and (when asked) calibration
+    ok : (m,) bool, rows of the input with complete predictors
+    """
+
+    base: np.ndarray
+    raw: np.ndarray
+    final: np.ndarray
+    ok: np.ndarray
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """Everything prediction needs, and nothing else (no training data, no unused models).
+
+    Attributes
+    ----------
+    taus : (r,) array
+        Fitted levels.
+    models : tuple of str
+        All base models in weight order (p), including any the weights do not use.
+    specs : dict model -> FormulaSpec
+        Formula state (levels, knots, centring) of each model kept in ``learners``.
+    learners : dict model -> fitted learner
+        The learners refit on all training rows, only those the weights use.
+    weights : aggregate.Weights
+        The fitted aggregation.
+    postprocess : str
+        Monotone post-processing method.
+    basis_spec : FormulaSpec or None
+        Formula of the local-weight basis (``family="local"``).
+    basis_state : tuple of arrays or None
+        Standardisation learnt on the training rows for the basis.
+    calibration : SplitCQR, CVPlusCQR or None
+        Conformal calibration.
+    fold_learners : dict model -> list of learners, or None
+        The K fold models, kept only for CV+ (its intervals need them at predict time).
+    """
+
+    taus: np.ndarray
+    models: tuple[str, ...]
+    specs: Mapping[str, FormulaSpec]
+    learners: Mapping[str, Any]
+    weights: Any
+    postprocess: str
+    basis_spec: Optional[FormulaSpec] = None
+    basis_state: Optional[tuple] = None
+    calibration: Any = None
+    fold_learners: Optional[Mapping[str, list]] = field(default=None)
+
+    # ------------------------------------------------------------------ the chain, on arrays
+    def base_quantiles(self, designs: Mapping[str, np.ndarray], learners: Optional[Mapping[str, Any]] = None,
+                       where: str = " on new data") -> np.ndarray:
+        """Sorted base quantiles (m, p, r) from each kept learner's design; zeros for unused models."""
+        learners = self.learners if learners is None else learners
+        m = next(iter(designs.values())).shape[0] if designs else 0
+        Q = np.zeros((m, len(self.models), self.taus.size))
+        if m == 0:
+            return Q
+        for j, name in enumerate(self.models):
+            if name not in learners:
+                continue
+            try:
+                pred = learners[name].predict(designs[name])
+            except QaggError:
+                raise
+            except Exception as err:
+                raise FitError(f"learner {name!r} failed to predict{where}: {type(err).__name__}: {err}") from err
+            Q[:, j, :] = check_predictions(pred, m, self.taus.size, name, where)
+        return sort_base(Q)
+
+    def combine(self, Q: np.ndarray, basis: Optional[np.ndarray] = None) -> np.ndarray:
+        """Weighted combination (m, r) of sorted base quantiles (m, p, r), before post-processing."""
+        return self.weights.combine(Q) if basis is None else self.weights.combine(Q, basis=basis)
+
+    def finish(self, raw: np.ndarray) -> np.ndarray:
+        """Monotone post-processing of combined quantiles (m, r)."""
+        return monotone_postprocess(raw, self.taus, self.postprocess)
+
+    def basis_rows(self, X_basis: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """The local-weight basis φ(x) of design rows, or None for other families."""
+        return None if self.basis_spec is None else apply_basis(X_basis, self.basis_state)
+
+    # ------------------------------------------------------------------ from data frames
+    def designs(self, newdata: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Design matrices of the kept models (and the basis) for new rows, and the complete-row mask."""
+        if not isinstance(newdata, pd.DataFrame):
+            raise DataError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+        specs = dict(self.specs)
+        if self.basis_spec is not None:
+            specs[_BASIS] = self.basis_spec
+        return design_newdata(specs, newdata)
+
+    def predict_parts(self, newdata: pd.DataFrame, calibrated: bool = True) -> PredictionParts:
+        """Run the whole chain on new data (rows with missing predictors are left out, see ``ok``)."""
+        X, ok = self.designs(newdata)
+        basis = self.basis_rows(X.get(_BASIS))
+        Q = self.base_quantiles(X)
+        raw = self.combine(Q, basis)
+        final = self.finish(raw)
+        if calibrated and self.calibration is not None:
+            if self.fold_learners is not None:  # CV+: each fold model's aggregate enters the interval
+                K = len(next(iter(self.fold_learners.values())))
+                per_fold = [self.finish(self.combine(self.base_quantiles(
+                    X, {m: models[k] for m, models in self.fold_learners.items()},
+                    f" (fold model {k + 1} of {K}) on new data"), basis)) for k in range(K)]
+                final = self.calibration.apply(np.stack(per_fold))
+            else:
+                final = self.calibration.apply(final)
+        return PredictionParts(base=Q, raw=raw, final=final, ok=ok)
+
+    def with_calibration(self, calibration: Any, fold_learners: Optional[Mapping[str, list]] = None) -> "Predictor":
+        """A copy with a conformal calibration (and, for CV+, the fold models) attached."""
+        return Predictor(self.taus, self.models, self.specs, self.learners, self.weights, self.postprocess,
+                         self.basis_spec, self.basis_state, calibration, fold_learners)
