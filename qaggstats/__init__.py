@@ -20,8 +20,8 @@ from . import errors
 from ._version import __version__
 
 _SUBMODULES = (
-    "aggregate", "conformal", "crossfit", "datasets", "distributed", "formula", "learners", "monotone",
-    "pipeline", "plots", "quantreg", "report", "results", "scoring",
+    "aggregate", "conformal", "crossfit", "datasets", "distributed", "estimator", "formula", "learners",
+    "monotone", "pipeline", "plots", "quantreg", "report", "results", "scoring",
 )
 _FUNCTIONS = {
     "rq": ("quantreg", "rq"),
@@ -29,6 +29,7 @@ _FUNCTIONS = {
     "load": ("results", "load"),
     "QaggResults": ("results", "QaggResults"),
     "RQResults": ("quantreg", "RQResults"),
+    "QuantileAggregator": ("estimator", "QuantileAggregator"),
 }
 
 __all__ = ["__version__", "errors", *_SUBMODULES, *_FUNCTIONS]
