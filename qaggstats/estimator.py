@@ -45,15 +45,26 @@ SKLEARN_EXPECTED_FAILED_CHECKS: dict[str, str] = {
         "predict returns one column per quantile level, shape (n, levels), while the check "
         "requires predictions shaped like y (n,)"
     ),
-    "check_supervised_y_2d": (
-        "the check compares predictions to y's shape (n,); predict returns (n, levels)"
-    ),
     "check_sample_weight_equivalence_on_dense_data": (
         "weights are not equivalent to repeated rows: repeating a row changes the cross-fitting "
-        "folds (the out-of-fold base predictions the weights are fitted on), and sample_weight "
-        "weights only the aggregation step's pinball loss, not the base learners' fits"
+        "folds and sample_weight weights only the aggregation step, not the base learners; "
+        "the check also sets cv to a list of splits, and cv is a number of folds"
     ),
 }
+
+
+def _checked(validate: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a scikit-learn validator, re-raising its ValueError as a DataError (same message).
+
+    DataError is a ValueError, so scikit-learn's conventions still hold for callers that catch
+    ValueError; qaggstats callers catch QaggError as everywhere else in the package.
+    """
+    try:
+        return validate(*args, **kwargs)
+    except DataError:
+        raise
+    except ValueError as err:
+        raise DataError(str(err)) from err
 
 
 def _feature_columns(d: int) -> list[str]:
@@ -128,11 +139,16 @@ class QuantileAggregator(RegressorMixin, BaseEstimator):
     scikit-learn's estimator checks pass except those in
     ``qaggstats.estimator.SKLEARN_EXPECTED_FAILED_CHECKS``:
 
-    - ``check_regressors_train`` and ``check_supervised_y_2d``: they require predictions of
-      shape ``(n,)``; a quantile regressor returns ``(n, levels)``.
+    - ``check_regressors_train`` (three variants): it requires predictions of shape ``(n,)``;
+      a quantile regressor returns ``(n, levels)``.
     - ``check_sample_weight_equivalence_on_dense_data``: weighting a row by 2 is not the same as
       repeating it, because repeated rows change the cross-fitting folds and the weights reach
-      only the aggregation step.
+      only the aggregation step (the check also passes ``cv`` as a list of splits; here ``cv``
+      is a number of folds).
+
+    The checks run on small data (8 to 30 rows), so they use fast learners with few neighbours
+    (as in ``tests/test_estimator.py``); the default learners need more rows than that (the
+    default ``KNN(k=30)`` needs 30 training rows in every fold).
 
     Examples
     --------
@@ -197,7 +213,8 @@ class QuantileAggregator(RegressorMixin, BaseEstimator):
         for name in ("cv", "seed", "n_jobs"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
-                raise DataError(f"{name} must be an integer, got {value!r}")
+                shown = repr(value) if value is None or np.isscalar(value) else f"a {type(value).__name__}"
+                raise DataError(f"{name} must be an integer, got {shown}")
         if self.cv < 2:
             raise DataError(f"cv must be at least 2 folds, got {self.cv}")
         if n_samples < self.cv:
@@ -222,7 +239,7 @@ class QuantileAggregator(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        X, y = _checked(validate_data, self, X, y, y_numeric=True, dtype=np.float64)
         self._check_params(X.shape[0])
         kwargs: dict[str, Any] = dict(
             constraint=self.constraint, noncrossing=bool(self.noncrossing),
@@ -235,7 +252,8 @@ class QuantileAggregator(RegressorMixin, BaseEstimator):
         if self.models is not None:
             kwargs["models"] = copy.deepcopy(dict(self.models))
         if sample_weight is not None:
-            kwargs["obs_weights"] = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+            kwargs["obs_weights"] = _checked(_check_sample_weight, sample_weight, X,
+                                             ensure_non_negative=True)
         columns = _feature_columns(X.shape[1])
         data = pd.DataFrame(X, columns=columns)
         data[_RESPONSE] = y
@@ -256,7 +274,7 @@ class QuantileAggregator(RegressorMixin, BaseEstimator):
         ndarray of shape (m, len(quantiles_))
         """
         check_is_fitted(self, "fit_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = _checked(validate_data, self, X, reset=False, dtype=np.float64)
         frame = pd.DataFrame(X, columns=_feature_columns(X.shape[1]))
         return self.fit_.predict(frame).to_numpy(dtype=float)
 
