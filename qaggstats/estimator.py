@@ -11,7 +11,8 @@ Examples
 >>> import qaggstats as qa
 >>> rng = np.random.default_rng(0)
 >>> X = rng.normal(size=(80, 2)); y = X[:, 0] + rng.normal(size=80)
->>> est = qa.QuantileAggregator(quantiles=[0.1, 0.5, 0.9], models={"linear": qa.learners.LinearQR()}, cv=3)
+>>> est = qa.QuantileAggregator(quantiles=[0.1, 0.5, 0.9], cv=3,
+...                             models={"linear": qa.learners.LinearQR()})
 >>> est.fit(X, y).predict(X[:2]).shape
 (2, 3)
 """
@@ -71,16 +72,22 @@ def _feature_columns(d: int) -> list[str]:
     return [f"x{j}" for j in range(d)]
 
 
-def _call_qagg(formula: str, data: pd.DataFrame, family: str, **kwargs: Any):
-    """``qagg`` with the weight family passed under the name qagg takes (``family`` or ``weights``).
+def _family_keyword() -> str:
+    """The name of qagg's weight-family parameter: ``family``, or ``weights`` before the rename.
 
-    ``qagg``'s family parameter is being renamed from ``weights`` to ``family``; this is the one
-    call site, written to work with either signature.
+    qagg's family parameter is being renamed from ``weights`` to ``family``; until that lands
+    everywhere, the estimator's one qagg call asks the signature which name to use.
     """
+    from .pipeline import qagg
+
+    return "family" if "family" in inspect.signature(qagg).parameters else "weights"
+
+
+def _call_qagg(formula: str, data: pd.DataFrame, family: str, **kwargs: Any):
+    """``qagg(formula, data, <family keyword>=family, **kwargs)``."""
     from .pipeline import qagg  # the pipeline loads cvxpy: import it on first fit, not on import
 
-    name = "family" if "family" in inspect.signature(qagg).parameters else "weights"
-    return qagg(formula, data, **{name: family}, **kwargs)
+    return qagg(formula, data, **{_family_keyword(): family}, **kwargs)
 
 
 class QuantileAggregator(RegressorMixin, BaseEstimator):
@@ -213,7 +220,8 @@ class QuantileAggregator(RegressorMixin, BaseEstimator):
         for name in ("cv", "seed", "n_jobs"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
-                shown = repr(value) if value is None or np.isscalar(value) else f"a {type(value).__name__}"
+                scalar = value is None or np.isscalar(value)
+                shown = repr(value) if scalar else f"a {type(value).__name__}"
                 raise DataError(f"{name} must be an integer, got {shown}")
         if self.cv < 2:
             raise DataError(f"cv must be at least 2 folds, got {self.cv}")
