@@ -84,6 +84,15 @@ def test_predict_equals_direct_qagg_call():
     assert est.n_features_in_ == 2 and not hasattr(est, "feature_names_in_")
 
 
+def test_defaults_use_qaggs_default_learners():
+    # The default learners include KNN(k=30): 64 rows in 2 folds leave 32 training rows.
+    X, y = simulated(n=64)
+    est = QuantileAggregator(cv=2).fit(X, y)
+    assert est.models is None and sorted(est.fit_.models) == ["boost", "forest", "knn", "linear",
+                                                              "locscale"]
+    assert est.predict(X[:2]).shape == (2, 7)
+
+
 def test_quantiles_are_sorted_and_give_predict_columns():
     X, y = simulated()
     est = fast(quantiles=[0.9, 0.1, 0.5]).fit(X, y)
