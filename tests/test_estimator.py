@@ -131,6 +131,15 @@ def test_sample_weight_is_qaggs_obs_weights():
     assert not np.allclose(unweighted.fit_.weights["weight"], est.fit_.weights["weight"])
 
 
+@pytest.mark.parametrize("family", ["mean", "median", "global", "quantile", "grouped", "local",
+                                    "fine", "qra", "fqra"])
+def test_every_weight_family_fits_and_predicts_ordered_quantiles(family):
+    X, y = simulated()
+    est = fast(family=family, groups=[0, 0, 1] if family == "grouped" else None).fit(X, y)
+    q = est.predict(X[:10])
+    assert q.shape == (10, 3) and np.isfinite(q).all() and (np.diff(q, axis=1) >= 0).all()
+
+
 def test_conformal_passes_through():
     X, y = simulated(n=120)
     est = fast(conformal="cqr").fit(X, y)
@@ -240,7 +249,6 @@ def test_grid_search_over_family_picks_the_best_mean_score():
     means = dict(zip([p["family"] for p in search.cv_results_["params"]],
                      search.cv_results_["mean_test_score"]))
     assert search.best_params_["family"] == max(means, key=means.get)
-    assert search.best_estimator_.fit_.weights is not None
     assert search.best_estimator_.family == search.best_params_["family"]
 
 
