@@ -253,9 +253,10 @@ def test_grid_search_over_family_picks_the_best_mean_score():
 
 
 def test_intervals_cover_at_their_nominal_rate_on_fresh_data():
-    # Claim: the 10%-90% interval of linear QR aggregated over a correct linear model covers
-    # about 80% of fresh outcomes. Tolerance 0.05: 3.5 binomial s.e. at n_test = 2000 (0.009)
-    # plus the estimation error of 0.1/0.9 quantile lines fitted on 600 rows.
+    # Claim: the 10%-90% interval of linear QR (a correct model here) covers about 80% of fresh
+    # outcomes. The realised coverage varies with the training sample: s.d. about 0.02 (the
+    # binomial 0.009 at n_test = 2000 plus the error of quantile lines fitted on 600 rows;
+    # 8 seeds gave 0.774-0.822), so the tolerance 0.05 is 2.5 s.d.
     X, y = simulated(n=600, d=1, seed=3)
     est = QuantileAggregator(quantiles=TAUS, models={"linear": LinearQR()}, cv=3).fit(X, y)
     Xt, yt = simulated(n=2000, d=1, seed=4)
