@@ -20,9 +20,9 @@ from . import errors
 from ._version import __version__
 
 _SUBMODULES = (
-    "aggregate", "basis", "conformal", "crossfit", "datasets", "diagnostics", "distributed", "files",
-    "formula", "learners", "levels", "monotone", "options", "pipeline", "plots", "predictor", "quantreg",
-    "report", "results", "scoring",
+    "aggregate", "basis", "conformal", "crossfit", "datasets", "diagnostics", "distributed", "estimator",
+    "files", "formula", "learners", "levels", "monotone", "options", "pipeline", "plots", "predictor",
+    "quantreg", "report", "results", "scoring",
 )
 _FUNCTIONS = {
     "rq": ("quantreg", "rq"),
@@ -31,6 +31,7 @@ _FUNCTIONS = {
     "Predictor": ("predictor", "Predictor"),
     "QaggResults": ("results", "QaggResults"),
     "RQResults": ("quantreg", "RQResults"),
+    "QuantileAggregator": ("estimator", "QuantileAggregator"),
 }
 
 __all__ = ["__version__", "errors", *_SUBMODULES, *_FUNCTIONS]
