@@ -242,3 +242,40 @@ def artifacts() -> Path:
     path = ROOT / "artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+# ----------------------------------------------------------------------------- self-containment
+# The suite must read nothing outside the repository: a user's clone has no ../shared beside it.
+# An audit hook records every file opened in the repository's parent folder but outside the
+# repository itself; the session fails if any test did so.
+_OUTSIDE_READS: list[str] = []
+
+
+def _outside_repository(path: object) -> str | None:
+    import os
+
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        return None
+    full = os.path.abspath(os.fsdecode(path))
+    parent, root = str(ROOT.parent) + os.sep, str(ROOT) + os.sep
+    return full if full.startswith(parent) and not full.startswith(root) and full != str(ROOT) else None
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "open" and args:
+        hit = _outside_repository(args[0])
+        if hit is not None:
+            _OUTSIDE_READS.append(hit)
+
+
+if str(ROOT.parent) != ROOT.anchor:  # a repository at the file-system root has no "beside"
+    import sys as _sys
+
+    _sys.addaudithook(_audit)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OUTSIDE_READS:
+        shown = ", ".join(sorted(set(_OUTSIDE_READS))[:5])
+        print(f"\nERROR: tests opened {len(set(_OUTSIDE_READS))} file(s) outside the repository: {shown}")
+        session.exitstatus = 1

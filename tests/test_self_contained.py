@@ -1,0 +1,17 @@
+"""The suite reads nothing outside the repository (see the audit hook in conftest.py)."""
+from __future__ import annotations
+
+import conftest
+
+
+def test_reads_beside_the_repository_are_caught():
+    outside = conftest.ROOT.parent / "shared" / "reference" / "engel.csv"
+    inside = conftest.ROOT / "tests" / "data" / "quantreg" / "engel.csv"
+    assert conftest._outside_repository(outside) == str(outside)
+    assert conftest._outside_repository(inside) is None
+    assert conftest._outside_repository("/usr/lib/python3/x.py") is None
+    assert conftest._outside_repository(3) is None  # os.open on a file descriptor
+
+
+def test_no_test_so_far_read_outside():
+    assert conftest._OUTSIDE_READS == []
