@@ -118,6 +118,8 @@ FOREIGN_TYPES: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn._loss.loss.PinballLoss",
     "sklearn._loss._loss.CyPinballLoss",
+    "sklearn._loss.loss.HalfSquaredError",
+    "sklearn._loss._loss.CyHalfSquaredError",
     "sklearn._loss.link.IdentityLink",
     "sklearn._loss.link.Interval",
     "numpy.random._generator.Generator",
@@ -142,7 +144,7 @@ _LOADERS: dict[str, str] = {
     "JsonNode": "json", "DictNode": "builtins.dict", "ListNode": "builtins.list",
     "TupleNode": "builtins.tuple", "TypeNode": "keytype", "NdArrayNode": "numpy",
     "ObjectNode": "foreign", "TreeNode": "sklearn.tree._tree.Tree",
-    "LossNode": "sklearn._loss._loss.CyPinballLoss",
+    "LossNode": "loss",
     "QuantileForestNode": "quantile_forest._quantile_forest_fast.QuantileForest",
     "RandomGeneratorNode": "numpy.random._generator.Generator",
     "RandomStateNode": "numpy.random.mtrand.RandomState", "CachedNode": "cached",
@@ -235,13 +237,13 @@ def _dumps(obj: Any, *, kind: str, version: str, trusted: dict[str, type | None]
 
     if not isinstance(kind, str) or not kind:
         raise SaveError(f"kind must be a non-empty string, got {kind!r}")
-    data = _Encoder(trusted).encode(obj, "obj")
+    data = _Encoder(trusted).encode(obj, kind)
     try:
         archive = sio.dumps(data, compression=zipfile.ZIP_DEFLATED)
     except Exception as err:  # skops refuses a type it cannot store: say which
         raise SaveError(f"cannot save: {type(err).__name__}: {err}") from err
     # the same audit as on load, so a file we write is a file we can read
-    _audit_schema(_read_schema(archive, "the file being written"), "the file being written")
+    _audit_schema(_read_schema(archive, "the file being written"), None)
     header = json.dumps({"format": FORMAT, "kind": kind, "version": str(version),
                          "skops_protocol": PROTOCOL}).encode()
     return MAGIC + header + b"\n" + archive
@@ -285,7 +287,7 @@ def _loads(raw: bytes, *, kind: str, version: str, trusted: dict[str, type | Non
     except Exception as err:  # corrupt arrays, zip members or states: never a partial object
         raise SaveError(f"{source} is corrupt: {type(err).__name__}: {err}") from err
     try:
-        return _Decoder(trusted, source).decode(data, "obj")
+        return _Decoder(trusted, source).decode(data, kind)
     except SaveError:
         raise
     except Exception as err:  # a malformed model part: refuse the file, never half an object
@@ -296,15 +298,18 @@ def _read_schema(archive: bytes, source: str) -> dict:
     try:
         with zipfile.ZipFile(io.BytesIO(archive)) as zf:
             schema = json.loads(zf.read("schema.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError) as err:
+    except Exception as err:  # zipfile, zlib and json raise many types on damaged input
         raise SaveError(f"{source} is corrupt or truncated: {type(err).__name__}: {err}") from err
     if not isinstance(schema, dict):
         raise SaveError(f"{source} is corrupt: its schema is not an object")
     return schema
 
 
-def _audit_schema(schema: dict, source: str) -> None:
-    """Refuse any node whose loader or type is not on the lists (nothing is built yet)."""
+def _audit_schema(schema: dict, source: str | None) -> None:
+    """Refuse any node whose loader or type is not on the lists (nothing is built yet).
+
+    ``source`` None: the archive is being written, and the message says what cannot be saved.
+    """
     stack: list[Any] = [schema]
     while stack:
         node = stack.pop()
@@ -321,7 +326,11 @@ def _audit_schema(schema: dict, source: str) -> None:
                 None: False, "json": True, "cached": True,
                 "keytype": name in _KEY_TYPES, "numpy": name in _NUMPY_TYPES,
                 "foreign": name in FOREIGN_TYPES,
+                "loss": name in FOREIGN_TYPES and name.startswith("sklearn._loss._loss.Cy"),
             }.get(rule, name == rule)
+            if not ok and source is None:
+                raise SaveError(f"cannot save: a model holds an object of type {name!r}, which is "
+                                "not on the trusted list of saved fits (see qaggstats.persist)")
             if not ok:
                 raise SaveError(f"{source} names the untrusted type {name!r} (loader {loader!r}); "
                                 "qaggstats refuses to load it. The file was not written by qaggstats "
