@@ -21,7 +21,8 @@ What a file holds
      ``Int``/``Float``/``boolean``, categorical, string and object columns of plain values);
    - a ``FormulaSpec`` becomes its formula plus the training values of its columns (its
      pickle state); the patsy design is rebuilt from them on load, after the formula passed a
-     safety check (no attribute access but ``np.<ufunc>``, no names starting with ``_``);
+     safety check (no attribute access but ``np.<ufunc>`` and ``np.clip``/``where``/``round``,
+     no names starting with ``_``);
    - qaggstats' own classes (learners, ``Weights``, ``SplitCQR``/``CVPlusCQR``, ``NAReport``,
      and classes callers add with ``classes=``) become their type name plus their attributes;
    - ``sklearn.neighbors.NearestNeighbors`` becomes its parameters and training matrix and is
@@ -615,14 +616,15 @@ class _Decoder:
         data = [self.column(c, f"{where}[{i}]") for i, c in enumerate(rec["data"])]
         if len(data) != len(columns) or any(len(c) != len(index) for c in data):
             raise self.corrupt(where, "column and index lengths disagree")
-        frame = pd.DataFrame({i: pd.Series(c, index=index, copy=False) for i, c in enumerate(data)},
-                             index=index)
+        frame = pd.DataFrame({i: pd.Series(c, index=index, dtype=c.dtype, copy=False)
+                              for i, c in enumerate(data)}, index=index)
         frame.columns = columns
         return frame
 
     def m_Series(self, rec: dict, where: str) -> pd.Series:
         index = self.m_index(rec["index"], f"{where}.index")
-        return pd.Series(self.column(rec["values"], where), index=index, name=self.decode(rec["name"], where))
+        values = self.column(rec["values"], where)
+        return pd.Series(values, index=index, dtype=values.dtype, name=self.decode(rec["name"], where))
 
     def m_Categorical(self, rec: dict, where: str) -> pd.Categorical:
         return self.column(rec["values"], where)
@@ -638,8 +640,9 @@ class _Decoder:
                                  names=[self.decode(n, where) for n in rec["names"]],
                                  verify_integrity=True)
         if kind == "Index":
-            return pd.Index(self.column(rec["values"], where), name=self.decode(rec["name"], where),
-                            copy=False)
+            values = self.column(rec["values"], where)
+            # the stored dtype, not pandas' inference (an object index of strings stays object)
+            return pd.Index(values, dtype=values.dtype, name=self.decode(rec["name"], where), copy=False)
         raise self.corrupt(where, f"unknown index kind {kind!r}")
 
     m_RangeIndex = m_MultiIndex = m_Index = m_index
@@ -688,13 +691,17 @@ def _resolve(name: str) -> type:
     return getattr(importlib.import_module(module), attr)
 
 
+# numpy functions, besides ufuncs, a stored formula may call: pure element-wise maths
+_NP_FUNCTIONS = {"clip", "where", "round", "around"}
+
+
 def _check_formula(formula: Any, columns: list, where: str, source: str) -> None:
     """Refuse a formula that could reach Python internals when patsy evaluates it.
 
     The formula module already refuses unknown function and column names; what it lets
     through are attribute chains such as ``np.load.__globals__``. A stored formula may only
-    use attributes of ``np``/``numpy`` that are ufuncs (``np.log``) and no name starting with
-    an underscore.
+    use attributes of ``np``/``numpy`` that are ufuncs (``np.log``) or in ``_NP_FUNCTIONS``,
+    and no name starting with an underscore.
     """
     from .formula import _codes, _split, expand_dot
 
@@ -718,7 +725,7 @@ def _check_formula(formula: Any, columns: list, where: str, source: str) -> None
             if isinstance(node, ast.Attribute):
                 ok = (isinstance(node.value, ast.Name) and node.value.id in ("np", "numpy")
                       and not node.attr.startswith("_")
-                      and isinstance(getattr(np, node.attr, None), np.ufunc))
+                      and (isinstance(getattr(np, node.attr, None), np.ufunc) or node.attr in _NP_FUNCTIONS))
                 if not ok:
                     raise bad(f"uses the attribute {ast.unparse(node)!r} in term {code!r}")
             elif isinstance(node, ast.Name) and node.id.startswith("_"):

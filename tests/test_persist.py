@@ -136,7 +136,7 @@ def test_formula_spec_stores_data_not_patsy(tmp_path):
     df = pd.DataFrame({"y": np.arange(40.0) ** 1.5, "x": np.linspace(0, 1, 40),
                        "g": pd.Categorical(list("abcd") * 10, categories=list("dcba")),
                        "h": ["u", "v"] * 20})
-    spec = FormulaSpec.from_data("y ~ bs(x, df=4) + C(g) + h + np.log1p(x)", df)
+    spec = FormulaSpec.from_data("np.sqrt(y) ~ bs(x, df=4) + C(g) + h + np.log1p(x) + np.clip(x, 0.2, 0.8)", df)
     path = persist.save(spec, tmp_path / "spec.qagg", kind="test", version=VERSION)
     with zipfile.ZipFile(io.BytesIO(path.read_bytes()[path.read_bytes().index(b"PK"):])) as zf:
         schema = zf.read("schema.json").decode()
@@ -145,6 +145,7 @@ def test_formula_spec_stores_data_not_patsy(tmp_path):
     new = df.iloc[[3, 17, 30]]
     assert np.array_equal(back.design(new), spec.design(new))
     assert back.categories == spec.categories and back.ranges == spec.ranges
+    assert np.array_equal(back.response_of(new), spec.response_of(new))
 
 
 def test_pandas_dtypes_and_indexes_round_trip(tmp_path):
@@ -154,6 +155,7 @@ def test_pandas_dtypes_and_indexes_round_trip(tmp_path):
         "F": pd.array([0.5, None, 1.0], dtype="Float64"),
         "c": pd.Categorical(["x", "y", "x"], categories=["y", "x"], ordered=True),
         "s": pd.Series(["p", None, "r"], dtype="str"), "o": pd.Series(["p", 1, None], dtype=object),
+        "os": pd.Series(["p", "q", "r"], dtype=object),
         "t": pd.to_datetime(["2024-01-01", "2024-02-01", None]),
     }, index=pd.Index(["r1", "r2", "r3"], name="row"))
     pd.testing.assert_frame_equal(roundtrip(df, tmp_path), df, check_exact=True)
@@ -161,6 +163,8 @@ def test_pandas_dtypes_and_indexes_round_trip(tmp_path):
                          index=pd.MultiIndex.from_tuples([("u", 0), ("v", 1)], names=["k", "n"]))
     pd.testing.assert_frame_equal(roundtrip(multi, tmp_path), multi, check_exact=True)
     s = pd.Series([1.0, 2.0], index=pd.RangeIndex(5, 9, 2), name="w")
+    pd.testing.assert_series_equal(roundtrip(s, tmp_path), s, check_exact=True)
+    s = pd.Series(["a", "b"], index=pd.Index(["u", "v"], dtype=object), dtype=object)
     pd.testing.assert_series_equal(roundtrip(s, tmp_path), s, check_exact=True)
     odd = {1: "one", (2, 3): [np.float32(1.5)], "__qagg__": {"nested": np.arange(3)}}
     back = roundtrip(odd, tmp_path)
@@ -225,6 +229,10 @@ def header(**over):
 
 def test_a_pickle_with_reduce_runs_nothing(tmp_path):
     canary = tmp_path / "canary"
+    # the payload is live: plain unpickling creates the file (what qa.load used to do)
+    live = tmp_path / "live"
+    pickle.loads(pickle.dumps(Canary(live)))
+    assert live.exists()
     evil = pickle.dumps({"magic": "qaggstats-fit", "version": VERSION, "results": Canary(canary)})
     (tmp_path / "evil.qagg").write_bytes(evil)
     assert_refused(tmp_path / "evil.qagg", canary, "not a qaggstats saved fit", "pickle")
@@ -288,6 +296,16 @@ def test_a_schema_naming_an_untrusted_type_runs_nothing(make, named, tmp_path):
     (tmp_path / "evil.qagg").write_bytes(header() + _archive_with(make(canary)))
     message = assert_refused(tmp_path / "evil.qagg", canary, "untrusted type", named)
     assert "do not use it" in message
+
+
+def test_the_crafted_schema_is_live_when_trusted_blindly(tmp_path):
+    # skops itself, told to trust os.system, runs the command: the file above is a real attack
+    import skops.io as sio
+
+    canary = tmp_path / "canary"
+    archive = _archive_with(_node("ConstructorFromReduceNode", "os", "system", content=_touch_args(canary)))
+    sio.loads(archive, trusted=["os.system"])
+    assert canary.exists()
 
 
 def test_our_own_records_refuse_untrusted_types_and_formulas(tmp_path):
