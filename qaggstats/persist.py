@@ -668,7 +668,13 @@ class _Decoder:
         if kind == "string":
             if rec["storage"] not in ("python", "pyarrow") or rec["na_value"] not in ("nan", "NA"):
                 raise self.corrupt(where, "unknown string storage")
-            dtype = pd.StringDtype(rec["storage"], na_value=np.nan if rec["na_value"] == "nan" else pd.NA)
+            storage = rec["storage"]
+            if storage == "pyarrow":
+                try:
+                    import pyarrow  # noqa: F401  (optional: same values in python storage)
+                except ImportError:
+                    storage = "python"
+            dtype = pd.StringDtype(storage, na_value=np.nan if rec["na_value"] == "nan" else pd.NA)
             values = np.array(rec["values"], dtype=object)
             values[np.asarray(rec["mask"], dtype=bool)] = None
             return pd.array(values, dtype=dtype)
