@@ -444,3 +444,19 @@ def test_saved_file_gets_the_permissions_open_would_give(tmp_path):
 def test_missing_directory_is_a_save_error(tmp_path):
     with pytest.raises(SaveError, match="does not exist"):
         persist.save([1], tmp_path / "nope" / "p.qagg", kind="test", version=VERSION)
+
+
+def test_local_weights_basis_round_trips(concrete, tmp_path):
+    from qaggstats.basis import apply_basis
+
+    fit = qa.qagg("strength ~ .", concrete.iloc[:300], models={"lin": L.LinearQR(), "knn": L.KNN(k=10)},
+                  quantiles=TAUS, weights="local", local_formula="~ cement", cv=3)
+    back = roundtrip({"basis_spec": fit._basis_spec, "basis_state": fit._basis_state,
+                      "weights": fit.weight_fit}, tmp_path)
+    assert type(back["basis_state"]) is tuple
+    new = concrete.iloc[300:360]
+    basis = apply_basis(back["basis_spec"].design(new), back["basis_state"])
+    assert np.array_equal(basis, apply_basis(fit._basis_spec.design(new), fit._basis_state))
+    Q = np.sort(fit.Q[:60], axis=2)
+    assert np.array_equal(back["weights"].combine(Q, basis),
+                          fit.weight_fit.combine(Q, basis))
