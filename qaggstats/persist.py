@@ -84,7 +84,6 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-from pandas.core.arrays.masked import BaseMaskedArray
 
 from .errors import SaveError
 
@@ -154,6 +153,9 @@ _KEY_TYPES = {"builtins.str", "builtins.int", "builtins.float", "builtins.bool"}
 _NUMPY_TYPES = {f"numpy.{t.__name__}" for t in set(np.sctypeDict.values())
                 if t is not np.object_} | {"numpy.ndarray"}
 _MARK = "__qagg__"
+# pandas' nullable dtypes, stored as values plus a missing-value mask
+_MASKED_DTYPES = {"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+                  "Float32", "Float64", "boolean"}
 
 
 # --------------------------------------------------------------------------- public API
@@ -494,14 +496,14 @@ class _Encoder:
             arr = np.asarray(values)
             if arr.dtype != object:
                 return {"kind": "numpy", "values": arr}
-            return {"kind": "object", "dtype": "object", "values": self.plain_items(arr, where)}
-        if isinstance(values, BaseMaskedArray):
-            return {"kind": "masked", "dtype": str(dtype), "values": np.asarray(values._data),
-                    "mask": np.asarray(values._mask)}
+            return {"kind": "object", "values": self.plain_items(arr, where)}
+        if str(dtype) in _MASKED_DTYPES:
+            return {"kind": "masked", "dtype": str(dtype), "mask": np.asarray(values.isna()),
+                    "values": values.to_numpy(dtype=dtype.numpy_dtype, na_value=dtype.numpy_dtype.type(0))}
         if isinstance(dtype, pd.StringDtype):
             arr = np.asarray(values, dtype=object)
             missing = pd.isna(arr)
-            return {"kind": "string", "dtype": str(dtype), "storage": dtype.storage,
+            return {"kind": "string", "storage": dtype.storage,
                     "na_value": "nan" if dtype.na_value is np.nan else "NA",
                     "values": ["" if m else str(v) for v, m in zip(arr.tolist(), missing)],
                     "mask": missing}
@@ -513,8 +515,8 @@ class _Encoder:
         for v in arr.tolist():
             if v is None or type(v) in (bool, int, float, str):
                 out.append(v)
-            elif isinstance(v, float):  # pd.NA-free NaN subclasses are plain floats
-                out.append(float(v))
+            elif isinstance(v, np.generic) and v.dtype.kind in "biuf":
+                out.append(v.item())  # numpy numbers in an object column become Python numbers
             else:
                 raise SaveError(f"cannot save {where}: value {v!r} of type {type(v).__name__} "
                                 "in an object column; saved fits store numbers and strings only")
@@ -663,8 +665,11 @@ class _Decoder:
             return pd.Categorical.from_codes(np.asarray(rec["codes"]), categories=categories,
                                              ordered=bool(rec["ordered"]))
         if kind == "masked":
-            dtype = pd.api.types.pandas_dtype(_known_dtype(rec["dtype"], where, self.source))
-            return dtype.construct_array_type()(np.asarray(rec["values"]), np.asarray(rec["mask"], dtype=bool))
+            if rec["dtype"] not in _MASKED_DTYPES:
+                raise self.corrupt(where, f"unknown column dtype {rec['dtype']!r}")
+            out = pd.array(np.asarray(rec["values"]), dtype=rec["dtype"])
+            out[np.asarray(rec["mask"], dtype=bool)] = pd.NA
+            return out
         if kind == "string":
             if rec["storage"] not in ("python", "pyarrow") or rec["na_value"] not in ("nan", "NA"):
                 raise self.corrupt(where, "unknown string storage")
@@ -679,14 +684,6 @@ class _Decoder:
             values[np.asarray(rec["mask"], dtype=bool)] = None
             return pd.array(values, dtype=dtype)
         raise self.corrupt(where, f"unknown column kind {kind!r}")
-
-
-def _known_dtype(name: str, where: str, source: str) -> str:
-    known = {"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
-             "Float32", "Float64", "boolean"}
-    if name not in known:
-        raise SaveError(f"{source} is corrupt at {where}: unknown column dtype {name!r}")
-    return name
 
 
 def _resolve(name: str) -> type:
