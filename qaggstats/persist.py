@@ -41,20 +41,24 @@ one of the plain-data loaders (dict, list, tuple, JSON value, numpy array, rando
 state, tree state) and its type must be on the trusted list; otherwise :func:`load` raises a
 SaveError naming the untrusted type found in the file (e.g. ``builtins.eval``). skops then
 builds the archive with the same list. Tree-shaped compiled models index arrays without
-bounds checks, so after construction and before the object is returned the child, feature,
-leaf-sample and category-bitset indices of every ``sklearn.tree._tree.Tree``,
-``TreePredictor`` and quantile-forest leaf table are checked to lie in range and to point
-forward (no cycles); a file that fails is refused with a SaveError instead of crashing
-``predict``. Finally qaggstats' marker dicts are turned back into objects, only for type names
-on the list.
+bounds checks, so after construction and before the object is returned the node count, child
+and feature indices of every ``sklearn.tree._tree.Tree`` and ``TreePredictor`` and the
+quantile-forest leaf table are checked to lie in range and children to come after their
+parent (no cycles); categorical boosting splits (never made by ``GradientBoosting``) are
+refused. A file that fails is refused with a SaveError instead of crashing ``predict``.
+Finally qaggstats' marker dicts are turned back into objects, only for type names on the
+list. (Trust stops at running no code: a huge file can still take memory and time to read.)
 
 What to do with a SaveError
 ---------------------------
 - "was saved by qaggstats X; this is Y": refit with this version, or install
   ``qaggstats==X`` to load it.
 - "untrusted type ...": the file was not written by qaggstats (or was altered); do not use it.
-- "cannot save ...: <path> is a function": a learner holds a callable (e.g. the factory of
-  ``SklearnQuantile``); use a built-in learner, or keep the fit in memory.
+- "cannot save fit.learners['sk'].factory: a function or callable 'make' ...": a learner
+  holds a callable (the factory of ``SklearnQuantile``); use a built-in learner, or keep the
+  fit in memory. "... not on the trusted list": the same for an object of another type.
+- "written with skops protocol N": the installed skops writes a newer or older layout; refit,
+  or use the skops version of the machine that saved it.
 - "is not a qaggstats saved fit" / "is corrupt": the file is damaged or something else.
 
 Examples

@@ -8,7 +8,6 @@ import os
 import pickle
 import stat
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
