@@ -153,6 +153,9 @@ _LOADERS: dict[str, str] = {
     "RandomGeneratorNode": "numpy.random._generator.Generator",
     "RandomStateNode": "numpy.random.mtrand.RandomState", "CachedNode": "cached",
 }
+# types skops must build through their own loader, never as a generic attribute-filled object
+_SPECIAL_LOADED = {rule for rule in _LOADERS.values() if "." in rule} | {
+    name for name in FOREIGN_TYPES if name.startswith("sklearn._loss._loss.Cy")}
 _KEY_TYPES = {"builtins.str", "builtins.int", "builtins.float", "builtins.bool"}
 _NUMPY_TYPES = {f"numpy.{t.__name__}" for t in set(np.sctypeDict.values())
                 if t is not np.object_} | {"numpy.ndarray"}
@@ -332,7 +335,7 @@ def _audit_schema(schema: dict, source: str | None) -> None:
             ok = {
                 None: False, "json": True, "cached": True,
                 "keytype": name in _KEY_TYPES, "numpy": name in _NUMPY_TYPES,
-                "foreign": name in FOREIGN_TYPES,
+                "foreign": name in FOREIGN_TYPES and name not in _SPECIAL_LOADED,
                 "loss": name in FOREIGN_TYPES and name.startswith("sklearn._loss._loss.Cy"),
             }.get(rule, name == rule)
             if not ok and source is None:

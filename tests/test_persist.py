@@ -287,6 +287,10 @@ def _touch_args(canary):
                            key_types=_node("ListNode", "builtins", "list", content=[]))}),
      "functools.partial"),
     (lambda c: _node("ObjectNode", "qaggstats.learners.linear", "LinearQR"), "LinearQR"),
+    # trusted types only through their own loaders, never filled attribute by attribute
+    (lambda c: _node("ObjectNode", "sklearn.tree._tree", "Tree"), "sklearn.tree._tree.Tree"),
+    (lambda c: _node("ObjectNode", "numpy.random._generator", "Generator"), "Generator"),
+    (lambda c: _node("TreeNode", "os", "system"), "os.system"),
     (lambda c: _node("NdArrayNode", "builtins", "eval", type="json", content=[],
                      shape=_node("TupleNode", "builtins", "tuple", content=[])), "builtins.eval"),
 ])
