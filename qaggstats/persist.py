@@ -59,7 +59,8 @@ What to do with a SaveError
   fit in memory. "... not on the trusted list": the same for an object of another type.
 - "written with skops protocol N": the installed skops writes a newer or older layout; refit,
   or use the skops version of the machine that saved it.
-- "is not a qaggstats saved fit" / "is corrupt": the file is damaged or something else.
+- "is not a qaggstats saved fit[, or is corrupt]": the file is something else, or damaged
+  (truncated copy, disk error); save the fit again.
 
 Examples
 --------
@@ -274,7 +275,7 @@ def _loads(raw: bytes, *, kind: str, version: str, trusted: dict[str, type | Non
     except (ValueError, UnicodeDecodeError):
         header = None
     if not isinstance(header, dict):
-        raise SaveError(f"{source} is corrupt: its header line is not readable")
+        raise _corrupt(source, "its header line is not readable")
     if header.get("format") != FORMAT:
         raise SaveError(f"{source} uses saved-fit format {header.get('format')!r}; this qaggstats "
                         f"{version} reads format {FORMAT}. Load it with the qaggstats version that "
@@ -295,13 +296,13 @@ def _loads(raw: bytes, *, kind: str, version: str, trusted: dict[str, type | Non
     try:
         data = sio.loads(archive, trusted=list(FOREIGN_TYPES))
     except Exception as err:  # corrupt arrays, zip members or states: never a partial object
-        raise SaveError(f"{source} is corrupt: {type(err).__name__}: {err}") from err
+        raise _corrupt(source, f"{type(err).__name__}: {err}") from err
     try:
         return _Decoder(trusted, source).decode(data, kind)
     except SaveError:
         raise
     except Exception as err:  # a malformed model part: refuse the file, never half an object
-        raise SaveError(f"{source} is corrupt: {type(err).__name__}: {err}") from err
+        raise _corrupt(source, f"{type(err).__name__}: {err}") from err
 
 
 def _read_schema(archive: bytes, source: str) -> dict:
@@ -309,9 +310,9 @@ def _read_schema(archive: bytes, source: str) -> dict:
         with zipfile.ZipFile(io.BytesIO(archive)) as zf:
             schema = json.loads(zf.read("schema.json"))
     except Exception as err:  # zipfile, zlib and json raise many types on damaged input
-        raise SaveError(f"{source} is corrupt or truncated: {type(err).__name__}: {err}") from err
+        raise _corrupt(source, f"truncated or damaged archive ({type(err).__name__}: {err})") from err
     if not isinstance(schema, dict):
-        raise SaveError(f"{source} is corrupt: its schema is not an object")
+        raise _corrupt(source, "its schema is not an object")
     return schema
 
 
@@ -346,8 +347,12 @@ def _audit_schema(schema: dict, source: str | None) -> None:
                                 "qaggstats refuses to load it. The file was not written by qaggstats "
                                 "or was altered: do not use it")
             if loader == "JsonNode" and not isinstance(node.get("content"), str):
-                raise SaveError(f"{source} is corrupt: a JSON value is not text")
+                raise _corrupt(source, "a JSON value is not text")
         stack.extend(v for k, v in node.items() if k not in ("__class__", "__module__", "__loader__"))
+
+
+def _corrupt(source: str, detail: str) -> SaveError:
+    return SaveError(f"{source} is not a qaggstats saved fit, or is corrupt: {detail}")
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
@@ -539,7 +544,7 @@ class _Decoder:
         self.source = source
 
     def corrupt(self, where: str, why: str) -> SaveError:
-        return SaveError(f"{self.source} is corrupt at {where}: {why}")
+        return _corrupt(self.source, f"at {where}: {why}")
 
     def decode(self, obj: Any, where: str) -> Any:
         if isinstance(obj, dict):
