@@ -716,7 +716,7 @@ def _check_formula(formula: Any, columns: list, where: str, source: str) -> None
     The formula module already refuses unknown function and column names; what it lets
     through are attribute chains such as ``np.load.__globals__``. A stored formula may only
     use attributes of ``np``/``numpy`` that are ufuncs (``np.log``) or in ``_NP_FUNCTIONS``,
-    and no name starting with an underscore.
+    and no name starting with an underscore that is not a training column.
     """
     from .formula import _codes, _split, expand_dot
 
@@ -743,7 +743,8 @@ def _check_formula(formula: Any, columns: list, where: str, source: str) -> None
                       and (isinstance(getattr(np, node.attr, None), np.ufunc) or node.attr in _NP_FUNCTIONS))
                 if not ok:
                     raise bad(f"uses the attribute {ast.unparse(node)!r} in term {code!r}")
-            elif isinstance(node, ast.Name) and node.id.startswith("_"):
+            elif isinstance(node, ast.Name) and node.id.startswith("_") and node.id not in columns:
+                # a column of that name is looked up in the data first, never in builtins
                 raise bad(f"uses the name {node.id!r} in term {code!r}")
             elif isinstance(node, (ast.Lambda, ast.NamedExpr, ast.comprehension, ast.Starred,
                                    ast.Await, ast.Yield, ast.YieldFrom)):

@@ -132,10 +132,10 @@ def test_everything_in_one_dict(fit, newdata, tmp_path):
 
 
 def test_formula_spec_stores_data_not_patsy(tmp_path):
-    df = pd.DataFrame({"y": np.arange(40.0) ** 1.5, "x": np.linspace(0, 1, 40),
+    df = pd.DataFrame({"y": np.arange(40.0) ** 1.5, "x": np.linspace(0, 1, 40), "_z": np.arange(40.0) % 7,
                        "g": pd.Categorical(list("abcd") * 10, categories=list("dcba")),
                        "h": ["u", "v"] * 20})
-    spec = FormulaSpec.from_data("np.sqrt(y) ~ bs(x, df=4) + C(g) + h + np.log1p(x) + np.clip(x, 0.2, 0.8)", df)
+    spec = FormulaSpec.from_data("np.sqrt(y) ~ bs(x, df=4) + C(g) + h + np.log1p(x) + np.clip(x, 0.2, 0.8) + _z", df)
     path = persist.save(spec, tmp_path / "spec.qagg", kind="test", version=VERSION)
     with zipfile.ZipFile(io.BytesIO(path.read_bytes()[path.read_bytes().index(b"PK"):])) as zf:
         schema = zf.read("schema.json").decode()
