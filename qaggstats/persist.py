@@ -754,6 +754,10 @@ def _check_formula(formula: Any, columns: list, where: str, source: str) -> None
 # --------------------------------------------------------------------------- compiled models
 def _check_foreign(obj: Any, where: str, source: str) -> None:
     """Bounds of the index arrays that compiled predict code follows without checks."""
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes, np.generic)) or (
+            isinstance(obj, np.ndarray) and obj.dtype != object):
+        return  # plain data: numpy indexing is bounds-checked
+
     def fail(why: str) -> SaveError:
         return SaveError(f"{source} is corrupt at {where}: {why}; qaggstats refuses to load it")
 
@@ -770,10 +774,9 @@ def _check_foreign(obj: Any, where: str, source: str) -> None:
         for i, item in enumerate(np.asarray(obj, dtype=object).ravel()):
             _check_foreign(item, f"{where}[{i}]", source)
         return
-    if obj is None or isinstance(obj, (bool, int, float, str, bytes, np.ndarray, np.generic, dict)):
-        if isinstance(obj, dict):
-            for key, value in obj.items():
-                _check_foreign(value, f"{where}[{key!r}]", source)
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            _check_foreign(value, f"{where}[{key!r}]", source)
         return
     fitted = hasattr(obj, "n_features_in_")
     if isinstance(obj, DecisionTreeRegressor):
