@@ -153,6 +153,7 @@ _LOADERS: dict[str, str] = {
     "QuantileForestNode": "quantile_forest._quantile_forest_fast.QuantileForest",
     "RandomGeneratorNode": "numpy.random._generator.Generator",
     "RandomStateNode": "numpy.random.mtrand.RandomState", "CachedNode": "cached",
+    "BytesNode": "builtins.bytes",
 }
 # types skops must build through their own loader, never as a generic attribute-filled object
 _SPECIAL_LOADED = {rule for rule in _LOADERS.values() if "." in rule} | {
@@ -243,26 +244,52 @@ def _trusted(classes: Iterable[type]) -> dict[str, type | None]:
 
 
 def _dumps(obj: Any, *, kind: str, version: str, trusted: dict[str, type | None]) -> bytes:
-    import skops.io as sio
     from skops.io._protocol import PROTOCOL
 
     if not isinstance(kind, str) or not kind:
         raise SaveError(f"kind must be a non-empty string, got {kind!r}")
     data = _Encoder(trusted).encode(obj, kind)
-    try:
-        archive = sio.dumps(data, compression=zipfile.ZIP_DEFLATED)
-    except Exception as err:  # skops refuses a type it cannot store: say which
-        raise SaveError(f"cannot save: {type(err).__name__}: {err}") from err
-    # the same audit as on load, so a file we write is a file we can read
-    _audit_schema(_read_schema(archive, "the file being written"), None)
+    # the estimator archives inside are compressed already
+    archive = _skops_dumps(data, kind)
     header = json.dumps({"format": FORMAT, "kind": kind, "version": str(version),
                          "skops_protocol": PROTOCOL}).encode()
     return MAGIC + header + b"\n" + archive
 
 
+def _skops_dumps(obj: Any, where: str) -> bytes:
+    """One estimator as its own skops archive.
+
+    One archive per estimator keeps saving linear in the number of trees: skops checks each new
+    array against the archive's member list, which made one archive of all fold models
+    quadratic (30 s for the default concrete fit with CV+ fold models).
+    """
+    import skops.io as sio
+
+    try:
+        archive = sio.dumps(obj, compression=zipfile.ZIP_DEFLATED)
+    except Exception as err:  # skops refuses a type it cannot store: say which
+        raise SaveError(f"cannot save {where}: {type(err).__name__}: {err}") from err
+    # the same audit as on load, so a file we write is a file we can read
+    _audit_schema(_read_schema(archive, "the file being written"), None, where)
+    return archive
+
+
+def _skops_loads(archive: Any, source: str, where: str) -> Any:
+    import skops.io as sio
+
+    if not isinstance(archive, bytes):
+        raise _corrupt(source, f"at {where}: an estimator archive is not bytes")
+    _audit_schema(_read_schema(archive, source), source, where)
+    try:
+        obj = sio.loads(archive, trusted=list(FOREIGN_TYPES))
+    except Exception as err:  # corrupt arrays, zip members or states: never a partial object
+        raise _corrupt(source, f"at {where}: {type(err).__name__}: {err}") from err
+    _check_foreign(obj, where, source)
+    return obj
+
+
 def _loads(raw: bytes, *, kind: str, version: str, trusted: dict[str, type | None],
            source: str) -> Any:
-    import skops.io as sio
     from skops.io._protocol import PROTOCOL
 
     if not raw.startswith(MAGIC):
@@ -290,13 +317,7 @@ def _loads(raw: bytes, *, kind: str, version: str, trusted: dict[str, type | Non
         raise SaveError(f"{source} was written with skops protocol {header.get('skops_protocol')!r}; "
                         f"the installed skops reads protocol {PROTOCOL}. Refit, or install the skops "
                         "version of the machine that saved it")
-    archive = raw[end + 1:]
-    schema = _read_schema(archive, source)
-    _audit_schema(schema, source)
-    try:
-        data = sio.loads(archive, trusted=list(FOREIGN_TYPES))
-    except Exception as err:  # corrupt arrays, zip members or states: never a partial object
-        raise _corrupt(source, f"{type(err).__name__}: {err}") from err
+    data = _skops_loads(raw[end + 1:], source, kind)
     try:
         return _Decoder(trusted, source).decode(data, kind)
     except SaveError:
@@ -316,7 +337,7 @@ def _read_schema(archive: bytes, source: str) -> dict:
     return schema
 
 
-def _audit_schema(schema: dict, source: str | None) -> None:
+def _audit_schema(schema: dict, source: str | None, where: str) -> None:
     """Refuse any node whose loader or type is not on the lists (nothing is built yet).
 
     ``source`` None: the archive is being written, and the message says what cannot be saved.
@@ -340,10 +361,10 @@ def _audit_schema(schema: dict, source: str | None) -> None:
                 "loss": name in FOREIGN_TYPES and name.startswith("sklearn._loss._loss.Cy"),
             }.get(rule, name == rule)
             if not ok and source is None:
-                raise SaveError(f"cannot save: a model holds an object of type {name!r}, which is "
+                raise SaveError(f"cannot save {where}: it holds an object of type {name!r}, which is "
                                 "not on the trusted list of saved fits (see qaggstats.persist)")
             if not ok:
-                raise SaveError(f"{source} names the untrusted type {name!r} (loader {loader!r}); "
+                raise SaveError(f"{source} names the untrusted type {name!r} (loader {loader!r}) at {where}; "
                                 "qaggstats refuses to load it. The file was not written by qaggstats "
                                 "or was altered: do not use it")
             if loader == "JsonNode" and not isinstance(node.get("content"), str):
@@ -445,7 +466,7 @@ class _Encoder:
             return {_MARK: "object", "type": name,
                     "state": self.mapping(dict(vars(obj)), where, attributes=True)}
         if name in FOREIGN_TYPES:
-            return obj  # skops stores it; the schema audit below covers what it holds
+            return {_MARK: "skops", "type": name, "archive": _skops_dumps(obj, where)}
         raise self.fail(where, obj, "this type is not on the trusted list")
 
     def mapping(self, obj: dict, where: str, attributes: bool = False) -> Any:
@@ -567,6 +588,12 @@ class _Decoder:
         if obj is None or isinstance(obj, (bool, int, float, str)):
             return obj
         _check_foreign(obj, where, self.source)  # arrays of objects and estimators
+        return obj
+
+    def m_skops(self, rec: dict, where: str) -> Any:
+        obj = _skops_loads(rec["archive"], self.source, where)
+        if _type_name(type(obj)) != rec["type"] or rec["type"] not in FOREIGN_TYPES:
+            raise self.corrupt(where, f"the estimator is a {_type_name(type(obj))}, not a {rec['type']!r}")
         return obj
 
     def m_scalar(self, rec: dict, where: str) -> Any:

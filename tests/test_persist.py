@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.linear_model import LinearRegression
 from sklearn.svm import SVR
 
 import qaggstats as qa
@@ -327,6 +328,13 @@ def test_our_own_records_refuse_untrusted_types_and_formulas(tmp_path):
         ({"__qagg__": "FormulaSpec", "formula": "y ~ I(np.save('x', x))", "train": train}, "np.save"),
         ({"__qagg__": "NearestNeighbors", "params": {"metric": "minkowski", "metric_params": {"w": 1}},
           "X": np.zeros((2, 1))}, "untrusted parameters"),
+        # estimator archives nested in the file go through the same audit
+        ({"__qagg__": "skops", "type": "sklearn.dummy.DummyRegressor",
+          "archive": _archive_with(_node("ConstructorFromReduceNode", "os", "system", content=_touch_args(canary)))},
+         "untrusted type 'os.system'"),
+        ({"__qagg__": "skops", "type": "sklearn.dummy.DummyRegressor", "archive": b"PK junk"}, "corrupt"),
+        ({"__qagg__": "skops", "type": "sklearn.dummy.DummyRegressor",
+          "archive": sio.dumps(LinearRegression())}, "not a 'sklearn.dummy.DummyRegressor'"),
     ]
     for record, named in cases:
         (tmp_path / "evil.qagg").write_bytes(header() + sio.dumps({"root": record}))
