@@ -27,8 +27,9 @@ What a file holds
      and classes callers add with ``classes=``) become their type name plus their attributes;
    - ``sklearn.neighbors.NearestNeighbors`` becomes its parameters and training matrix and is
      refitted on load (the k-d tree it builds is deterministic, so neighbours are identical);
-   - fitted scikit-learn / quantile-forest estimators used by the learners go to skops as
-     they are, limited to :data:`FOREIGN_TYPES`.
+   - fitted scikit-learn / quantile-forest estimators used by the learners, limited to
+     :data:`FOREIGN_TYPES`, each become a nested skops archive of their own (bytes), checked
+     on load exactly like the outer one.
 
    Functions, lambdas, ``functools.partial`` (e.g. a ``SklearnQuantile`` factory), sets and
    any type not listed raise :class:`~qaggstats.errors.SaveError` at save time, naming the
@@ -36,7 +37,7 @@ What a file holds
 
 How trust works on load
 -----------------------
-Before constructing anything, every node of ``schema.json`` is checked: its loader must be
+Before constructing anything, every node of each ``schema.json`` is checked: its loader must be
 one of the plain-data loaders (dict, list, tuple, JSON value, numpy array, random generator
 state, tree state) and its type must be on the trusted list; otherwise :func:`load` raises a
 SaveError naming the untrusted type found in the file (e.g. ``builtins.eval``). skops then
