@@ -38,8 +38,8 @@ What a file holds
 How trust works on load
 -----------------------
 Before constructing anything, every node of each ``schema.json`` is checked: its loader must be
-one of the plain-data loaders (dict, list, tuple, JSON value, numpy array, random generator
-state, tree state) and its type must be on the trusted list; otherwise :func:`load` raises a
+one of the plain-data loaders (dict, list, tuple, JSON value, bytes, numpy array, random
+generator state, tree state) and its type must be on the trusted list; otherwise :func:`load` raises a
 SaveError naming the untrusted type found in the file (e.g. ``builtins.eval``). skops then
 builds the archive with the same list. Tree-shaped compiled models index arrays without
 bounds checks, so after construction and before the object is returned the node count, child
@@ -250,7 +250,6 @@ def _dumps(obj: Any, *, kind: str, version: str, trusted: dict[str, type | None]
     if not isinstance(kind, str) or not kind:
         raise SaveError(f"kind must be a non-empty string, got {kind!r}")
     data = _Encoder(trusted).encode(obj, kind)
-    # the estimator archives inside are compressed already
     archive = _skops_dumps(data, kind)
     header = json.dumps({"format": FORMAT, "kind": kind, "version": str(version),
                          "skops_protocol": PROTOCOL}).encode()
@@ -258,7 +257,7 @@ def _dumps(obj: Any, *, kind: str, version: str, trusted: dict[str, type | None]
 
 
 def _skops_dumps(obj: Any, where: str) -> bytes:
-    """One estimator as its own skops archive.
+    """``obj`` (the encoded graph, or one estimator) as a skops archive, audited.
 
     One archive per estimator keeps saving linear in the number of trees: skops checks each new
     array against the archive's member list, which made one archive of all fold models
