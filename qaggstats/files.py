@@ -1,4 +1,4 @@
-"""Files: the one atomic-write helper, and saving and loading fits.
+"""Files: the one atomic-write helper.
 
 Every file qaggstats writes (saved fits, reports, predictions from the command line) goes
 through :func:`atomic_write`: the bytes go to a temporary file in the target's directory, which
@@ -21,7 +21,7 @@ from typing import Any, Callable, Union
 
 from .errors import SaveError
 
-__all__ = ["atomic_write", "save_state", "load_state"]
+__all__ = ["atomic_write"]
 
 Payload = Union[bytes, Callable[[Any], None]]
 
@@ -63,48 +63,3 @@ def atomic_write(path: str | os.PathLike, payload: Payload) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-_KIND = "qaggstats-fit"
-
-
-def save_state(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write a saved-fit state (see :meth:`QaggResults.saved_state`) atomically."""
-    import pickle
-
-    from ._version import __version__
-
-    payload = pickle.dumps({"magic": _KIND, "version": __version__, "saved": state},
-                           protocol=pickle.HIGHEST_PROTOCOL)
-    return atomic_write(path, payload)
-
-
-def load_state(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a saved-fit state written by :func:`save_state`.
-
-    Raises
-    ------
-    SaveError
-        The file is missing, is not a qaggstats fit, or was written by an incompatible version.
-    """
-    import io
-    import pickle
-
-    from ._version import __version__
-
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise SaveError(f"cannot read saved fit {path}: {err.strerror}") from err
-    try:
-        payload = pickle.load(io.BytesIO(raw))
-    except Exception as err:  # any unpickling failure means a corrupt or foreign file
-        raise SaveError(f"{path} is not a qaggstats saved fit (could not be read: {type(err).__name__})") from err
-    if not isinstance(payload, dict) or payload.get("magic") != _KIND:
-        raise SaveError(f"{path} is not a qaggstats saved fit")
-    saved = str(payload.get("version"))
-    if saved.split(".")[:2] != __version__.split(".")[:2]:
-        raise SaveError(f"{path} was saved by qaggstats {saved}; this is {__version__}. "
-                        f"Refit, or install qaggstats=={saved} to load it")
-    return payload["saved"]

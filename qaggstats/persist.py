@@ -82,7 +82,6 @@ import ast
 import io
 import json
 import os
-import secrets
 import zipfile
 from pathlib import Path
 from types import BuiltinFunctionType, FunctionType, MethodType
@@ -92,6 +91,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import SaveError
+from .files import atomic_write
 
 __all__ = ["save", "load", "MAGIC", "FORMAT", "QAGG_TYPES", "FOREIGN_TYPES"]
 
@@ -114,6 +114,8 @@ QAGG_TYPES: tuple[str, ...] = (
     "qaggstats.conformal.SplitCQR",
     "qaggstats.conformal.CVPlusCQR",
     "qaggstats.formula.NAReport",
+    "qaggstats.predictor.Predictor",
+    "qaggstats.diagnostics.Diagnostic",
 )
 
 # Third-party types the learners hold, stored by skops. Nothing else from outside qaggstats.
@@ -197,8 +199,8 @@ def save(obj: Any, path: str | os.PathLike, *, kind: str, version: str,
     """
     path = Path(path)
     payload = _dumps(obj, kind=kind, version=version, trusted=_trusted(classes))
-    _atomic_write(path, payload)
-    return path
+    # fsync before the rename: a crash right after save must not leave an empty file
+    return atomic_write(path, lambda fh: _write_bytes(fh, payload))
 
 
 def load(path: str | os.PathLike, *, kind: str, version: str | None = None,
@@ -374,29 +376,6 @@ def _audit_schema(schema: dict, source: str | None, where: str) -> None:
 
 def _corrupt(source: str, detail: str) -> SaveError:
     return SaveError(f"{source} is not a qaggstats saved fit, or is corrupt: {detail}")
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Temporary file in the same directory + ``os.replace``; no half files, no leftovers."""
-    directory = path.parent
-    if not directory.is_dir():
-        raise SaveError(f"cannot write {path}: directory {directory} does not exist")
-    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    try:
-        # os.open with 0o666 honours the umask, as open() would (mkstemp would give 0600)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as err:
-        raise SaveError(f"cannot write {path}: {err.strerror}") from err
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            _write_bytes(fh, payload)
-        os.replace(tmp, path)
-    except BaseException as err:
-        # KeyboardInterrupt and SystemExit too: the temporary file must not stay behind
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise SaveError(f"cannot write {path}: {err.strerror}") from err
-        raise
 
 
 def _write_bytes(fh: Any, payload: bytes) -> None:

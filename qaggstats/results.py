@@ -32,8 +32,8 @@ from . import scoring
 from ._version import __version__
 from .diagnostics import Diagnostic, diagnose
 from .distributed import is_dask_dataframe, predict_dask
-from .errors import DataError
-from .files import load_state, save_state
+from .errors import DataError, SaveError
+from . import persist
 from .levels import quantile_column
 from .monotone import monotone_effect
 from .options import REWEIGHT_SETTINGS
@@ -42,7 +42,9 @@ from .formula import design_newdata
 from .predictor import Predictor, sort_base
 from .summary import SummaryMixin
 
-__all__ = ["QaggResults", "QaggSummary", "Diagnostic", "fmt_sig", "load"]
+__all__ = ["QaggResults", "QaggSummary", "Diagnostic", "fmt_sig", "load", "SAVED_KIND"]
+
+SAVED_KIND = "qaggstats-fit"
 
 
 def fmt_sig(value: float, digits: int = 4) -> str:
@@ -611,7 +613,7 @@ class QaggResults(SummaryMixin):
             Also keep the training rows and out-of-fold arrays (for plots and reports after
             loading). Off by default: a saved fit holds only what prediction needs.
         """
-        return save_state(self.saved_state(keep_data=keep_data), path)
+        return persist.save(self.saved_state(keep_data=keep_data), path, kind=SAVED_KIND, version=__version__)
 
 
 def load(path: str | os.PathLike) -> QaggResults:
@@ -633,4 +635,7 @@ def load(path: str | os.PathLike) -> QaggResults:
     >>> qa.load(path).predict(df.head(2)).equals(fit.predict(df.head(2)))
     True
     """
-    return QaggResults.from_saved_state(load_state(path))
+    saved = persist.load(path, kind=SAVED_KIND)
+    if not isinstance(saved, dict) or set(saved) != {"state", "cache", "predictor"}:
+        raise SaveError(f"{path} is a qaggstats file but not a saved fit")
+    return QaggResults.from_saved_state(saved)

@@ -1,6 +1,8 @@
 """The safe saved-fit format: real fitted objects round-trip bitwise; hostile files run nothing."""
 from __future__ import annotations
 
+import types
+
 import functools
 import io
 import json
@@ -41,7 +43,7 @@ def concrete():
 
 @pytest.fixture(scope="module", params=["cv+", "cqr"])
 def fit(request, concrete):
-    return qa.qagg("strength ~ .", concrete.iloc[:360], models=small_models(), quantiles=TAUS,
+    return qa.qagg("strength ~ .", concrete.iloc[:360], models=small_models(), taus=TAUS,
                    conformal=request.param, cv=3)
 
 
@@ -64,24 +66,24 @@ def same_predictions(a, b, specs, data):
 
 # --------------------------------------------------------------------------- round trips
 def test_learners_and_specs_predict_bitwise(fit, newdata, tmp_path):
-    specs = roundtrip(fit._specs, tmp_path)
-    fitted = roundtrip(fit._crossfit.fitted, tmp_path)
-    assert set(fitted) == set(fit._crossfit.fitted)
-    for name, spec in fit._specs.items():
+    specs = roundtrip(fit._base.frames.specs, tmp_path)
+    fitted = roundtrip(fit._base.crossfit.fitted, tmp_path)
+    assert set(fitted) == set(fit._base.crossfit.fitted)
+    for name, spec in fit._base.frames.specs.items():
         assert type(specs[name]) is FormulaSpec
         assert np.array_equal(specs[name].design(newdata), spec.design(newdata))
         assert specs[name].column_names == spec.column_names
-    same_predictions(fit._crossfit.fitted, fitted, specs, newdata)
+    same_predictions(fit._base.crossfit.fitted, fitted, specs, newdata)
     for name, learner in fitted.items():
-        assert type(learner) is type(fit._crossfit.fitted[name])
+        assert type(learner) is type(fit._base.crossfit.fitted[name])
 
 
 def test_fold_learners_predict_bitwise(fit, newdata, tmp_path):
-    folds = roundtrip(fit._crossfit.fold_models, tmp_path)
-    for name, models in fit._crossfit.fold_models.items():
+    folds = roundtrip(fit._base.crossfit.fold_models, tmp_path)
+    for name, models in fit._base.crossfit.fold_models.items():
         assert len(folds[name]) == len(models)
         for k, model in enumerate(models):
-            X = fit._specs[name].design(newdata)
+            X = fit._base.frames.specs[name].design(newdata)
             assert np.array_equal(folds[name][k].predict(X), model.predict(X)), (name, k)
 
 
@@ -115,8 +117,8 @@ def test_tables_and_dataclasses_round_trip(fit, tmp_path):
 
 def test_everything_in_one_dict(fit, newdata, tmp_path):
     everything = {
-        "taus": fit.taus, "models": tuple(fit.models), "specs": fit._specs,
-        "learners": fit._crossfit.fitted, "fold_learners": fit._crossfit.fold_models,
+        "taus": fit.taus, "models": tuple(fit.models), "specs": fit._base.frames.specs,
+        "learners": fit._base.crossfit.fitted, "fold_learners": fit._base.crossfit.fold_models,
         "weights": fit.weight_fit, "basis_state": None, "postprocess": fit.postprocess,
         "calibration": fit.calibration, "oof_scores": fit.oof_scores, "diagnostics": fit.diagnostics,
         "na": fit.na, "notes": list(fit.notes), "n_train": fit.n_train, "cal_size": fit.cal_size,
@@ -128,7 +130,7 @@ def test_everything_in_one_dict(fit, newdata, tmp_path):
     assert back["models"] == tuple(fit.models)
     assert back["n_train"] == fit.n_train and type(back["n_train"]) is int
     assert back["versions"] == fit.versions and back["na"] == fit.na
-    same_predictions(fit._crossfit.fitted, back["learners"], back["specs"], newdata)
+    same_predictions(fit._base.crossfit.fitted, back["learners"], back["specs"], newdata)
     pd.testing.assert_frame_equal(back["oof_scores"], fit.oof_scores, check_exact=True)
 
 
@@ -192,7 +194,8 @@ def test_learner_factory_is_refused_by_name(factory, shown, tmp_path):
     ({"model": SVR()}, "sklearn.svm._classes.SVR"), ({"s": {1, 2}}, "builtins.set"),
     ({"f": open}, "open"), ({"t": pd.Timestamp("2024-01-01", tz="UTC")}, "Timestamp"),
     (pd.DataFrame({"t": pd.to_datetime(["2024-01-01"]).tz_localize("UTC")}), "datetime64"),
-    (Diagnostic("c", "s", "o", True), "results.Diagnostic"),  # not passed in classes=
+    (pd.DataFrame, "type"),  # a class object, not an instance
+    (types.SimpleNamespace(a=1), "types.SimpleNamespace"),
 ])
 def test_untrusted_types_are_refused_at_save_by_name(obj, named, tmp_path):
     with pytest.raises(SaveError, match=named):
@@ -461,13 +464,13 @@ def test_local_weights_basis_round_trips(concrete, tmp_path):
     from qaggstats.basis import apply_basis
 
     fit = qa.qagg("strength ~ .", concrete.iloc[:300], models={"lin": L.LinearQR(), "knn": L.KNN(k=10)},
-                  quantiles=TAUS, weights="local", local_formula="~ cement", cv=3)
-    back = roundtrip({"basis_spec": fit._basis_spec, "basis_state": fit._basis_state,
+                  taus=TAUS, family="local", local_formula="~ cement", cv=3)
+    back = roundtrip({"basis_spec": fit.predictor.basis_spec, "basis_state": fit.predictor.basis_state,
                       "weights": fit.weight_fit}, tmp_path)
     assert type(back["basis_state"]) is tuple
     new = concrete.iloc[300:360]
     basis = apply_basis(back["basis_spec"].design(new), back["basis_state"])
-    assert np.array_equal(basis, apply_basis(fit._basis_spec.design(new), fit._basis_state))
+    assert np.array_equal(basis, apply_basis(fit.predictor.basis_spec.design(new), fit.predictor.basis_state))
     Q = np.sort(fit.Q[:60], axis=2)
     assert np.array_equal(back["weights"].combine(Q, basis),
                           fit.weight_fit.combine(Q, basis))
