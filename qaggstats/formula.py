@@ -136,7 +136,8 @@ SUPPORTED_FUNCTIONS: dict[str, str] = {
 # R functions users reach for, and what to write instead
 _R_ALTERNATIVES = {
     "s": "cr(x, df = k) (mgcv's s(x, bs = \"cr\", k = k))", "lo": "ns(x, df = k) or cr(x, df = k)",
-    "as.factor": "factor(x)", "as_factor": "factor(x)", "ordered": "C(x, Poly)",
+    "as.factor": "factor(x)", "as_factor": "factor(x)", "as.numeric": "the numeric column itself",
+    "as.integer": "floor(x) or trunc(x)", "ordered": "C(x, Poly)",
     "interaction": "a:b", "cut": "a column cut beforehand with pandas.cut, then factor(x)",
     "scale": "standardize(x)", "exp1": "exp(x)", "sqr": "I(x^2)", "square": "I(x^2)",
     "ln": "log(x)", "ifelse": "I(x > c) (a 0/1 indicator)", "pow": "I(x^k)",
@@ -148,6 +149,7 @@ _NP_FUNCTIONS = {
 }
 _NP_CONSTANTS = {"pi", "e"}
 _SPLINES = {"bs", "ns", "cr", "cc", "te"}
+_CONTRASTS = {"Treatment", "Sum", "Poly", "Helmert", "Diff"}
 _FACTORS = {"factor", "C", "relevel"}
 _OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.Mod, ast.FloorDiv, ast.USub,
               ast.UAdd, ast.Not, ast.Invert, ast.BitAnd, ast.BitOr, ast.And, ast.Or, ast.Gt,
@@ -234,6 +236,10 @@ class _Uses:
 
 
 def _unknown_function(name: str, code: str) -> FormulaError:
+    if name in _CONTRASTS:
+        lower = f"; for polynomials of a number write poly(x, 2) (R's poly)" if name == "Poly" else ""
+        return FormulaError(f"{name!r} in formula term {code!r} is a contrast: write C(g, {name}) "
+                            f"for a factor g{lower}")
     known = sorted(SUPPORTED_FUNCTIONS)
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
     close += [k for k in known if k.lower() == name.lower() and k not in close]
@@ -267,6 +273,9 @@ def _analyse_code(code: str, columns: set[str]) -> _Uses:
     try:
         tree = ast.parse(code.strip(), mode="eval")
     except SyntaxError as err:
+        dotted = re.search(r"(?<![\w.])((?!np\.|numpy\.)[A-Za-z]\w*\.[\w.]+)\s*\(", code)
+        if dotted:  # an R function such as as.factor(g) (``as`` is a Python keyword)
+            raise _unknown_function(dotted.group(1), code) from None
         raise FormulaError(f"cannot parse formula term {code!r}: {err.msg}") from err
     uses = _Uses()
     parents = {id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
@@ -284,6 +293,11 @@ def _analyse_code(code: str, columns: set[str]) -> _Uses:
                 name = func.id
                 if name not in _NAMESPACE and name not in _PATSY:
                     raise _unknown_function(name, code)
+                if name in _CONTRASTS:
+                    holder = parents.get(id(parent)) if isinstance(parent, ast.keyword) else parent
+                    if not (isinstance(holder, ast.Call) and isinstance(holder.func, ast.Name)
+                            and holder.func.id == "C"):
+                        raise _unknown_function(name, code)
                 if name == "Q":
                     if not (len(node.args) == 1 and isinstance(node.args[0], ast.Constant)
                             and isinstance(node.args[0].value, str)):
@@ -303,6 +317,10 @@ def _analyse_code(code: str, columns: set[str]) -> _Uses:
                 raise FormulaError(f"formula term {code!r}: only named functions can be called")
         elif isinstance(node, ast.Attribute):
             if not (isinstance(node.value, ast.Name) and node.value.id in ("np", "numpy")):
+                if isinstance(node.value, ast.Name) and isinstance(parent, ast.Call) \
+                        and parent.func is node and node.value.id not in columns:
+                    # an R name with a dot, such as as.factor(g)
+                    raise _unknown_function(f"{node.value.id}.{node.attr}", code)
                 raise FormulaError(f"formula term {code!r}: attribute access "
                                    f"'.{node.attr}' is not allowed in formulas")
             called = isinstance(parent, ast.Call) and parent.func is node
@@ -410,7 +428,8 @@ def _deparse(node: ast.AST) -> str:
         return _deparse(node.body)
     if isinstance(node, ast.Call):
         if isinstance(node.func, ast.Name) and node.func.id == "Q" and node.args:
-            return "`" + str(node.args[0].value) + "`"
+            name = str(node.args[0].value)
+            return name if re.fullmatch(r"(?!\.\d)[A-Za-z.][\w.]*", name) else f"`{name}`"
         args = [_deparse(a) for a in node.args] + [f"{k.arg} = {_deparse(k.value)}" for k in node.keywords]
         return f"{_deparse(node.func)}({', '.join(args)})"
     if isinstance(node, ast.Name):

@@ -273,7 +273,10 @@ def factor(x: Any, levels: Optional[Sequence[Any]] = None) -> Any:
 
 def relevel(x: Any, ref: Any) -> Any:
     """R's ``relevel(x, ref)``: treatment contrasts against level ``ref``."""
-    levels = getattr(getattr(x, "data", x), "categories", None)
+    data = getattr(x, "data", x)  # unwrap factor(g)
+    levels = data.cat.categories if hasattr(data, "cat") else getattr(data, "categories", None)
+    if levels is None:
+        levels = sorted(set(np.asarray(data).tolist()))
     if levels is not None and ref not in list(levels):
         raise FormulaError(f"relevel(): reference level {ref!r} is not a level "
                            f"(levels: {list(levels)})")
