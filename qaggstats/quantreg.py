@@ -574,6 +574,38 @@ class RQResults(SummaryMixin):
         return (f"<RQResults {self.spec.expanded!r}, tau = [{taus}], n = {self.n}, "
                 f"se = {self.se!r}>\n" + self.params.round(6).to_string())
 
+    def ols(self, level: Optional[float] = None) -> pd.DataFrame:
+        """Least-squares fit of the same design as R's ``plot(summary(rqs))`` draws it.
+
+        Columns ``term``, ``estimate``, ``std_error``, ``lower``, ``upper``; bounds are
+        ``estimate ± z · std_error`` with the normal quantile of ``level`` (default: the fit's),
+        and, as in R, the least-squares fit ignores observation weights.
+        """
+        level = self.level if level is None else level
+        X, y = self._data["X"], self._data["y"]
+        n, d = X.shape
+        beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+        resid = y - X @ beta
+        sigma2 = float(resid @ resid) / (n - d)
+        serr = np.sqrt(np.diag(sigma2 * np.linalg.inv(X.T @ X)))
+        z = norm.ppf(0.5 + level / 2)
+        return pd.DataFrame({"term": self._data["terms"], "estimate": beta, "std_error": serr,
+                             "lower": beta - z * serr, "upper": beta + z * serr})
+
+    def plot(self, level: Optional[float] = None, ols: bool = True, ncols: int = 3):
+        """Coefficients across levels with confidence bands and the least-squares line and band,
+        like R's ``plot(summary(rqs))`` (see :func:`qaggstats.plots.coef_plot`)."""
+        from .plots import coef_plot
+
+        level = self.level if level is None else level
+        ci = self.conf_int(level)
+        rows = []
+        for j, (q, tau) in enumerate(zip(self.params.columns, self.taus)):
+            lo, hi = (ci["lower"], ci["upper"]) if self.taus.size == 1 else (ci[(q, "lower")], ci[(q, "upper")])
+            rows.append(pd.DataFrame({"tau": tau, "term": self.params.index, "estimate": self.params[q].to_numpy(),
+                                      "lower": lo.to_numpy(), "upper": hi.to_numpy()}))
+        return coef_plot(pd.concat(rows, ignore_index=True), ols=self.ols(level) if ols else None, ncols=ncols)
+
     def anova(self, joint: bool = True) -> "AnovaRQ":
         """R's ``anova(fit)`` for fits at several levels: are the slopes equal? See :func:`anova`."""
         return anova(self, joint=joint)

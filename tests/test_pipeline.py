@@ -195,7 +195,7 @@ def test_plot_kinds_return_figures(fit, hetero, small_models):
     for kind in ("fan", "weights", "calibration", "pit", "coverage", "wis", "crossing", "coef"):
         assert isinstance(fit.plot(kind), Figure), kind
     coef = fit.plot("coef")
-    assert [ax.get_title() for ax in coef.axes][:2] == ["Intercept", "C(g)[T.b]"]
+    assert [ax.get_title() for ax in coef.axes][:2] == ["(Intercept)", "x"]
     assert isinstance(fit.plot("coverage", x="x"), Figure)
     local = qa.qagg("y ~ x", hetero.iloc[:200], models=small_models, quantiles=[0.1, 0.5, 0.9],
                     weights="local", cv=3)

@@ -136,3 +136,25 @@ def test_print_layout_like_summary_rq(engel):
     assert repr(fit).startswith("<RQResults 'foodexp ~ income', tau = [0.5], n = 235, se = 'nid'>")
     other = fit.summary(se="iid").as_text()
     assert "Standard errors: iid" in other
+
+
+def test_plot_has_ols_line_and_band_like_r(engel):
+    import statsmodels.api as sm
+
+    fit = qa.rq("foodexp ~ income", engel, tau=[0.1, 0.25, 0.5, 0.75, 0.9], se="nid")
+    ols = sm.OLS(engel.foodexp, sm.add_constant(engel.income)).fit()
+    table = fit.ols(0.9)
+    np.testing.assert_allclose(table.estimate, ols.params, rtol=1e-10)
+    np.testing.assert_allclose(table.std_error, ols.bse, rtol=1e-10)
+    # R draws the least-squares band at estimate ± qnorm(0.95) · se
+    np.testing.assert_allclose(table.upper - table.estimate, 1.6448536269514722 * ols.bse, rtol=1e-10)
+    fig = fit.plot()
+    ax = fig.axes[1]
+    assert ax.get_title() == "income"
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert dashed[0].get_ydata()[0] == pytest.approx(ols.params["income"])
+    dotted = sorted(ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() == ":")
+    assert dotted == pytest.approx(sorted([table.lower[1], table.upper[1]]))
+    assert len(ax.patches) >= 1  # the shaded least-squares band
+    qr_line = ax.get_lines()[0]
+    np.testing.assert_allclose(qr_line.get_ydata(), fit.params.loc["income"].to_numpy())
