@@ -326,10 +326,12 @@ def _analyse_code(code: str, columns: set[str]) -> _Uses:
             called = isinstance(parent, ast.Call) and parent.func is node
             allowed = _NP_FUNCTIONS if called else _NP_CONSTANTS
             if node.attr not in allowed:
+                if hasattr(np, node.attr):
+                    raise FormulaError(f"np.{node.attr} in formula term {code!r} is not allowed in "
+                                       f"formulas (allowed: np.{', np.'.join(sorted(allowed))})")
                 close = difflib.get_close_matches(node.attr, sorted(_NP_FUNCTIONS), n=3)
                 hint = f"; did you mean {', '.join('np.' + c for c in close)}?" if close else ""
-                raise FormulaError(f"unknown or disallowed function np.{node.attr} in formula "
-                                   f"term {code!r}{hint}")
+                raise FormulaError(f"unknown function np.{node.attr} in formula term {code!r}{hint}")
         elif isinstance(node, ast.Name):
             is_np = isinstance(parent, ast.Attribute) and node.id in ("np", "numpy")
             is_func = isinstance(parent, ast.Call) and parent.func is node
