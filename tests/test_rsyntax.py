@@ -127,3 +127,18 @@ def test_numeric_factor_levels_unseen_at_predict(ref):
     fit = qa.rq("y ~ factor(k) + x", ref["data"], se="iid")
     with pytest.raises(DataError, match=r"'k'.*\['7'\].*not seen"):
         fit.predict(pd.DataFrame({"k": [7], "x": [2.0]}))
+
+
+def test_r_idioms_in_qagg_learners_and_local_basis(ref):
+    from qaggstats.learners import LinearQR
+
+    d = ref["data"]
+    models = {"poly": LinearQR("y ~ poly(x, 2) + factor(k) + g"),
+              "ns": LinearQR("y ~ ns(x, df = 3) + z"),
+              "square": LinearQR()}
+    fit = qa.qagg("y ~ x + I(x^2) + g", d, models=models, quantiles=[0.25, 0.5, 0.75], cv=3,
+                  weights="local", local_formula="~ ns(x, df = 2)")
+    # a spline model never blocks prediction outside the training range: R's extrapolation
+    with pytest.warns(ExtrapolationWarning, match="'x'"):
+        pred = fit.predict(ref["newdata"])
+    assert pred.shape[0] == len(ref["newdata"]) and np.isfinite(pred.to_numpy()).all()
