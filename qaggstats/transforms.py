@@ -277,7 +277,11 @@ def relevel(x: Any, ref: Any) -> Any:
     levels = data.cat.categories if hasattr(data, "cat") else getattr(data, "categories", None)
     if levels is None:
         levels = sorted(set(np.asarray(data).tolist()))
-    if levels is not None and ref not in list(levels):
+    if ref not in list(levels):
+        # R's levels are text: relevel(factor(k), "2") names the numeric level 2
+        as_text = {(f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)): v for v in levels}
+        ref = as_text.get(str(ref), ref)
+    if ref not in list(levels):
         raise FormulaError(f"relevel(): reference level {ref!r} is not a level "
                            f"(levels: {list(levels)})")
     return C(x, patsy.Treatment(reference=ref))

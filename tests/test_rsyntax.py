@@ -107,6 +107,8 @@ def test_r_idioms_spelled_several_ways(ref):
     spec = FormulaSpec.from_data("y ~ relevel(g, \"b\") + `x` + log(x, 2) + exp(z) + sqrt(x)", d)
     assert spec.column_names == ["(Intercept)", 'relevel(g, "b")a', 'relevel(g, "b")c', "x",
                                  "log(x, 2)", "exp(z)", "sqrt(x)"]
+    assert FormulaSpec.from_data('y ~ relevel(factor(k), "2")', d).column_names == [
+        "(Intercept)", 'relevel(factor(k), "2")1', 'relevel(factor(k), "2")3']  # as R names them
     with pytest.raises(FormulaError, match=r"reference level 'q'"):
         FormulaSpec.from_data("y ~ relevel(g, 'q')", d)
 
