@@ -606,9 +606,10 @@ class RQResults(SummaryMixin):
                                       "lower": lo.to_numpy(), "upper": hi.to_numpy()}))
         return coef_plot(pd.concat(rows, ignore_index=True), ols=self.ols(level) if ols else None, ncols=ncols)
 
-    def anova(self, joint: bool = True) -> "AnovaRQ":
-        """R's ``anova(fit)`` for fits at several levels: are the slopes equal? See :func:`anova`."""
-        return anova(self, joint=joint)
+    def anova(self, *reduced: "RQResults", joint: bool = True) -> "AnovaRQ":
+        """R's ``anova(fit)``: equal slopes across levels, or ``anova(fit, smaller)`` for nested
+        models at one level. See :func:`anova`."""
+        return anova(self, *reduced, joint=joint)
 
     def predict(self, newdata: pd.DataFrame) -> pd.DataFrame:
         """Fitted quantiles for ``newdata``: one column per level (``q0.1``, ``q0.5``, ...).
@@ -800,10 +801,14 @@ class AnovaRQ:
     __str__ = __repr__
 
 
-def anova(fit: RQResults, joint: bool = True, hs: bool = True) -> AnovaRQ:
-    """Wald test that the slopes are equal across the levels of ``fit``, as R's ``anova.rq``.
+def anova(fit: RQResults, *reduced: RQResults, joint: bool = True, hs: bool = True) -> AnovaRQ:
+    """Wald tests of R's ``anova.rq``: equal slopes across levels, or nested models at one level.
 
-    R's ``anova(rq(y ~ x, tau = c(.25, .5, .75)))``: with ``p`` coefficients at ``m`` levels,
+    With ``reduced`` fits (``anova(full, small)``, R's ``anova(f1, f0)``): each smaller model,
+    fitted on the same rows at the same level, is tested against ``fit`` by the Wald test of
+    the coefficients it leaves out (F with ``q`` and ``n - p`` df, "nid" covariance of ``fit``).
+
+    Otherwise, R's ``anova(rq(y ~ x, tau = c(.25, .5, .75)))``: with ``p`` coefficients at ``m`` levels,
     the slopes (all but the intercept) are tested equal at every level jointly (F with
     ``(p - 1)(m - 1)`` and ``n m - (p - 1)(m - 1)`` df), or one slope at a time with
     ``joint=False``. The covariance across levels is the "nid" sandwich,
@@ -833,6 +838,8 @@ def anova(fit: RQResults, joint: bool = True, hs: bool = True) -> AnovaRQ:
     """
     if not isinstance(fit, RQResults):
         raise DataError(f"anova: expected the RQResults of rq(), got {type(fit).__name__}")
+    if reduced:
+        return _anova_nested(fit, list(reduced), hs)
     taus = fit.taus
     m = taus.size
     if m < 2:
@@ -877,4 +884,38 @@ def anova(fit: RQResults, joint: bool = True, hs: bool = True) -> AnovaRQ:
         what = "Tests of Equality of Distinct Slopes"
     heading = (f"Model: {fit.spec.expanded}\n{what}: tau in {{ "
                + " ".join(f"{t:g}" for t in taus) + " }")
+    return AnovaRQ(table, heading)
+
+
+def _anova_nested(fit: RQResults, reduced: list, hs: bool) -> AnovaRQ:
+    """R's ``anova.rqlist`` Wald test of nested models at one common level."""
+    for other in reduced:
+        if not isinstance(other, RQResults):
+            raise DataError(f"anova: expected RQResults, got {type(other).__name__}")
+    fits = sorted([fit, *reduced], key=lambda f: -f.params.shape[0])  # largest first, as R
+    big = fits[0]
+    if any(f.taus.size != 1 for f in fits) or len({float(f.taus[0]) for f in fits}) != 1:
+        raise DataError("anova: nested models must each be fitted at the same single level tau")
+    if len({f.n for f in fits}) != 1 or any(f.spec.response != big.spec.response for f in fits):
+        raise DataError("anova: nested models must share the response and the rows used")
+    tau = float(big.taus[0])
+    X, y = big._data["Xw"], big._data["yw"]
+    n, p = X.shape
+    f, _ = _nid_density(X, y, tau, hs)
+    cov = _sandwich(X, f, tau)
+    beta = big.params.iloc[:, 0].to_numpy()
+    names = list(big.params.index)
+    rows = []
+    for small in fits[1:]:
+        missing = [t for t in small.params.index if t not in names]
+        if missing:
+            raise DataError(f"anova: models are not nested: {missing} of {small.spec.expanded!r} "
+                            f"are not in {big.spec.expanded!r}")
+        null = np.array([t not in set(small.params.index) for t in names])
+        ndf = int(null.sum())
+        b = beta[null]
+        Tn = float(b @ np.linalg.solve(cov[np.ix_(null, null)], b)) / ndf
+        rows.append({"Df": ndf, "Resid Df": n - p, "F value": Tn, "Pr(>F)": f_dist.sf(Tn, ndf, n - p)})
+    table = pd.DataFrame(rows, index=range(2, len(fits) + 1))
+    heading = "\n".join(f"Model {k}: {g.spec.expanded}" for k, g in enumerate(fits, 1))
     return AnovaRQ(table, heading)

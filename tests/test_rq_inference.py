@@ -158,3 +158,17 @@ def test_plot_has_ols_line_and_band_like_r(engel):
     assert len(ax.patches) >= 1  # the shaded least-squares band
     qr_line = ax.get_lines()[0]
     np.testing.assert_allclose(qr_line.get_ydata(), fit.params.loc["income"].to_numpy())
+
+
+def test_anova_nested_models_matches_r(sim):
+    want = pd.read_csv(DATA / "rsyntax" / "anova_nested.csv")
+    f1 = qa.rq("y ~ x + z + g", sim, tau=0.5)
+    got = f1.anova(qa.rq("y ~ x", sim, tau=0.5), qa.rq("y ~ x + z", sim, tau=0.5))
+    assert got.table["Df"].tolist() == want.ndf.tolist()
+    assert got.table["Resid Df"].tolist() == want.ddf.tolist()
+    np.testing.assert_allclose(got.table["F value"], want.Tn, rtol=1e-6)
+    assert "Model 1: y ~ x + z + g" in repr(got)
+    with pytest.raises(DataError, match="not nested"):
+        qa.rq("y ~ x + z", sim, tau=0.5).anova(qa.rq("y ~ g", sim, tau=0.5))
+    with pytest.raises(DataError, match="same single level"):
+        f1.anova(qa.rq("y ~ x", sim, tau=0.25))

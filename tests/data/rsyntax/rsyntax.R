@@ -86,3 +86,10 @@ write.csv(data.frame(warning = if (is.null(w)) "" else w,
           "nid_warning.csv", row.names = FALSE)
 cat("R", R.version$major, R.version$minor, "quantreg", as.character(packageVersion("quantreg")),
     "splines", as.character(packageVersion("splines")), "\n")
+
+# nested models at one level (anova.rqlist Wald test, "nid" covariance of the larger model)
+f1 <- rq(y ~ x + z + g, data = d, tau = 0.5)
+f0 <- rq(y ~ x, data = d, tau = 0.5)
+fz <- rq(y ~ x + z, data = d, tau = 0.5)
+nt <- anova(f1, fz, f0)$table
+write.csv(data.frame(case = "nested", nt), "anova_nested.csv", row.names = FALSE)
