@@ -1,10 +1,54 @@
 """Formulas, model frames, NA accounting and design reuse on new data.
 
-R-style formulas through patsy: ``C()``, ``bs()``/``cr()`` splines, ``I()``, interactions,
-``np.log(x)`` and R's ``y ~ .`` (every other column; names that are not Python identifiers are
-quoted as ``Q("...")``). A :class:`FormulaSpec` remembers the training design (spline knots,
-centring, category levels) and rebuilds it on new data; it pickles by storing the formula and
-the training values of the columns it uses.
+Formulas are written as in R and evaluated through patsy in a restricted namespace:
+
+- terms: ``a + b``, ``a:b``, ``a*b``, ``(a + b + c)^2`` (all interactions up to order 2),
+  ``- 1`` / ``0 +`` (no intercept), R's ``y ~ .`` (every other column), backquoted names
+  (```odd name```, or ``Q("odd name")``);
+- arithmetic inside ``I()``: ``I(x^2)`` (``^`` is a power, as in R), ``I(x > 2)``;
+- functions: ``log``, ``log2``, ``log10``, ``log1p``, ``exp``, ``expm1``, ``sqrt``, ``abs``,
+  ``sign``, trigonometric ones, ``floor``, ``ceiling``, ``trunc``, ``round``, ``pmin``, ``pmax``,
+  and ``np.<name>`` for the same numpy ufuncs;
+- transforms (state learnt on the training rows, reused on new data; see
+  :mod:`qaggstats.transforms`): ``poly(x, 2)`` (R's orthogonal polynomials; ``raw = TRUE``),
+  ``bs(x, df = 4)`` (R's ``splines::bs``), ``ns(x, df = 3)`` (R's ``splines::ns``),
+  ``cr(x, df = 4)`` / ``cc(x, df = 4)`` (``df`` columns centred like mgcv's
+  ``s(x, bs = "cr")``, so they sit beside the intercept), ``te``, ``center``, ``standardize``, ``scale``;
+- factors: ``factor(g)``, ``C(g)``, ``relevel(g, "b")``, contrasts ``C(g, Sum)``; string,
+  boolean and pandas categorical columns are factors by themselves;
+- ``offset(x)`` (only in :func:`qaggstats.rq`): added to the linear predictor with coefficient 1.
+
+Nothing else runs: each term is checked before evaluation (only the names above, data columns
+and literal numbers or strings; no attribute access beyond ``np.<function>``), so a formula
+cannot import modules or reach interpreter internals. A disallowed term raises
+:class:`~qaggstats.errors.FormulaError` naming it; an unknown function names the nearest
+supported one and its R equivalent.
+
+Design columns come in R's order (intercept, then terms by interaction order, each order in
+formula order) with R's labels (``FormulaSpec.column_names``):
+
+==============================  ====================================
+term                            labels
+==============================  ====================================
+intercept                       ``(Intercept)``
+numeric ``x``, ``log(x)``       ``x``, ``log(x)``
+``I(x^2)``                      ``I(x^2)``
+``poly(x, 2)``                  ``poly(x, 2)1``, ``poly(x, 2)2``
+``bs(x, df = 4)``               ``bs(x, df = 4)1`` … ``bs(x, df = 4)4``
+``ns(z, df = 3)``               ``ns(z, df = 3)1`` … ``ns(z, df = 3)3``
+string column ``g`` (a, b, c)   ``gb``, ``gc``
+``factor(k)`` (k in 1, 2, 3)    ``factor(k)2``, ``factor(k)3``
+``relevel(g, "b")``             ``relevel(g, "b")a``, ``relevel(g, "b")c``
+boolean ``b``, ``I(x > 2)``     ``bTRUE``, ``I(x > 2)TRUE``
+interaction ``x:g``             ``x:gb``, ``x:gc`` (factors in the order written)
+``Q("odd name")``               ```odd name```
+==============================  ====================================
+
+patsy's own names stay available as ``FormulaSpec.patsy_names``.
+
+Splines extrapolate outside the training range as R does (``bs``: end polynomial pieces; ``ns``:
+linear), with an :class:`ExtrapolationWarning` and a line in ``FormulaSpec.notes``;
+``extrapolate="error"`` refuses such rows instead.
 
 Examples
 --------
@@ -13,36 +57,108 @@ Examples
 ...                    "g": ["a", "b", "a", "b"]})
 >>> fr = model_frames({"m": "y ~ ."}, df)
 >>> fr.specs["m"].column_names, fr.na.n_dropped
-(['Intercept', 'g[T.b]', 'x'], 1)
+(['(Intercept)', 'x', 'gb'], 1)
 >>> fr.specs["m"].design(pd.DataFrame({"x": [5.0], "g": ["b"]})).tolist()
-[[1.0, 1.0, 5.0]]
+[[1.0, 5.0, 1.0]]
 """
 from __future__ import annotations
 
 import ast
 import difflib
+import itertools
 import keyword
 import re
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, Optional
 
 import numpy as np
 import pandas as pd
 import patsy
 
+from . import transforms
 from .errors import DataError, FormulaError
 
-__all__ = ["FormulaSpec", "NAReport", "Frames", "model_frames", "design_newdata", "expand_dot"]
+__all__ = ["FormulaSpec", "NAReport", "Frames", "model_frames", "design_newdata", "expand_dot",
+           "used_columns", "ExtrapolationWarning", "SUPPORTED_FUNCTIONS"]
 
-# Functions a formula may call besides patsy's built-ins; R users write log(x) as often as np.log(x).
-_NAMESPACE: dict[str, Any] = {
-    "np": np, "numpy": np, "log": np.log, "log1p": np.log1p, "exp": np.exp, "sqrt": np.sqrt,
+Extrapolate = Literal["warn", "error"]
+
+
+class ExtrapolationWarning(UserWarning):
+    """New data outside the training range of a spline: the basis is extrapolated (as R does)."""
+
+
+def _log(x: Any, base: Optional[float] = None) -> Any:
+    """R's ``log(x, base)``."""
+    return np.log(x) if base is None else np.log(x) / np.log(base)
+
+
+def _round(x: Any, digits: int = 0) -> Any:
+    return np.round(x, digits)
+
+
+def _offset(x: Any) -> Any:
+    # offsets are taken out of the design before patsy sees the formula; this only serves
+    # FormulaSpec.offset_of, which evaluates the argument
+    return x
+
+
+# Every function a formula may call, with what an R user knows it as. Keys are what the formula
+# writes; values are (callable or None for patsy's built-in, R equivalent).
+_MATH: dict[str, Any] = {
+    "log": _log, "log2": np.log2, "log10": np.log10, "log1p": np.log1p, "exp": np.exp,
+    "expm1": np.expm1, "sqrt": np.sqrt, "abs": np.abs, "sign": np.sign, "sin": np.sin,
+    "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
+    "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh, "floor": np.floor, "ceiling": np.ceil,
+    "trunc": np.trunc, "round": _round, "pmin": np.minimum, "pmax": np.maximum,
 }
-_PATSY_BUILTINS = {"C", "I", "Q", "bs", "cr", "cc", "te", "center", "standardize", "scale",
-                   "Treatment", "Sum", "Poly", "Helmert", "Diff"}
-# Calls whose arguments are only valid inside the training range (basis built on its knots).
-_SPLINES = {"bs", "cr", "cc", "te"}
+_NAMESPACE: dict[str, Any] = {
+    **_MATH, "poly": transforms.poly, "bs": transforms.bs, "ns": transforms.ns,
+    "cr": transforms.cr, "cc": transforms.cc, "factor": transforms.factor,
+    "relevel": transforms.relevel, "offset": _offset, "pi": np.pi, "np": np, "numpy": np,
+}
+# patsy built-ins a formula may use (they resolve through patsy's own namespace)
+_PATSY = {"I", "Q", "C", "te", "center", "standardize", "scale", "Treatment", "Sum", "Poly",
+          "Helmert", "Diff"}
+SUPPORTED_FUNCTIONS: dict[str, str] = {
+    **{name: f"R's {name}()" for name in _MATH},
+    "poly": "R's poly() (orthogonal; raw = TRUE for raw powers)",
+    "bs": "R's splines::bs()", "ns": "R's splines::ns()",
+    "cr": "mgcv's s(x, bs = \"cr\", k = df)", "cc": "mgcv's s(x, bs = \"cc\", k = df)",
+    "te": "mgcv's te()", "factor": "R's factor()", "relevel": "R's relevel()",
+    "offset": "R's offset() (rq only)", "I": "R's I()", "Q": "R's `backquoted name`",
+    "C": "R's factor() with contrasts (C(g, Sum) ~ contr.sum)", "center": "R's scale(x, scale = FALSE)",
+    "standardize": "R's scale()", "scale": "R's scale()", "Treatment": "R's contr.treatment",
+    "Sum": "R's contr.sum", "Poly": "R's contr.poly (for ordered factors; poly() for polynomials)",
+    "Helmert": "R's contr.helmert", "Diff": "MASS::contr.sdif",
+}
+# R functions users reach for, and what to write instead
+_R_ALTERNATIVES = {
+    "s": "cr(x, df = k) (mgcv's s(x, bs = \"cr\", k = k))", "lo": "ns(x, df = k) or cr(x, df = k)",
+    "as.factor": "factor(x)", "as_factor": "factor(x)", "as.numeric": "the numeric column itself",
+    "as.integer": "floor(x) or trunc(x)", "ordered": "C(x, Poly)",
+    "interaction": "a:b", "cut": "a column cut beforehand with pandas.cut, then factor(x)",
+    "scale": "standardize(x)", "exp1": "exp(x)", "sqr": "I(x^2)", "square": "I(x^2)",
+    "ln": "log(x)", "ifelse": "I(x > c) (a 0/1 indicator)", "pow": "I(x^k)",
+}
+_NP_FUNCTIONS = {
+    "log", "log2", "log10", "log1p", "exp", "expm1", "sqrt", "abs", "absolute", "sign", "sin",
+    "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "floor", "ceil", "trunc",
+    "round", "minimum", "maximum", "square", "power", "clip", "where", "cbrt", "reciprocal",
+}
+_NP_CONSTANTS = {"pi", "e"}
+_SPLINES = {"bs", "ns", "cr", "cc", "te"}
+_CONTRASTS = {"Treatment", "Sum", "Poly", "Helmert", "Diff"}
+_FACTORS = {"factor", "C", "relevel"}
+_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.Mod, ast.FloorDiv, ast.USub,
+              ast.UAdd, ast.Not, ast.Invert, ast.BitAnd, ast.BitOr, ast.And, ast.Or, ast.Gt,
+              ast.GtE, ast.Lt, ast.LtE, ast.Eq, ast.NotEq)
+_NODES = (ast.Expression, ast.Call, ast.Name, ast.Load, ast.Constant, ast.BinOp, ast.UnaryOp,
+          ast.Compare, ast.BoolOp, ast.keyword, ast.List, ast.Tuple, ast.Attribute) + _OPERATORS
 _DOT = re.compile(r"(?<![\w.\"'])\.(?![\w.\"'])")
+_STRING = re.compile(r"(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')")
+_BACKQUOTE = re.compile(r"`([^`]*)`")
 
 
 def _quote(name: str) -> str:
@@ -50,6 +166,23 @@ def _quote(name: str) -> str:
     if name.isidentifier() and not keyword.iskeyword(name):
         return name
     return "Q(" + repr(name) + ")"
+
+
+def to_patsy(formula: str) -> str:
+    """R formula syntax as patsy reads it: ``^`` → ``**``, ``TRUE``/``FALSE``, backquotes → ``Q()``.
+
+    String literals are left alone.
+
+    Examples
+    --------
+    >>> to_patsy("log(y) ~ (a + `b c`)^2 + I(x^2) + poly(x, 2, raw = TRUE) + relevel(g, 'x^2')")
+    "log(y) ~ (a + Q('b c'))**2 + I(x**2) + poly(x, 2, raw = True) + relevel(g, 'x^2')"
+    """
+    parts = _STRING.split(_BACKQUOTE.sub(lambda m: "Q(" + repr(m.group(1)) + ")", formula))
+    for i in range(0, len(parts), 2):  # even pieces lie outside string literals
+        code = parts[i].replace("^", "**")
+        parts[i] = re.sub(r"\bTRUE\b", "True", re.sub(r"\bFALSE\b", "False", code))
+    return "".join(parts)
 
 
 def expand_dot(formula: str, columns: list[str]) -> str:
@@ -63,7 +196,7 @@ def expand_dot(formula: str, columns: list[str]) -> str:
     lhs, rhs = _split(formula)
     if not _DOT.search(rhs):
         return formula
-    used = _names(lhs, set(columns))[0] if lhs else set()
+    used = _analyse_code(to_patsy(lhs), set(columns)).used if lhs else set()
     others = [c for c in columns if c not in used]
     if not others:
         raise FormulaError(f"formula {formula!r}: '.' expands to no columns (data has only {columns})")
@@ -80,57 +213,151 @@ def _split(formula: str) -> tuple[str, str]:
     return lhs, rhs
 
 
-def _codes(side: str) -> list[str]:
-    """Python expressions of the factors of one formula side (patsy's parser)."""
+def _desc(side: str) -> patsy.ModelDesc:
+    """patsy's parse of one (patsy-syntax) formula side."""
     try:
-        desc = patsy.ModelDesc.from_formula("0 + " + side if side else "0")
+        return patsy.ModelDesc.from_formula(side)
     except patsy.PatsyError as err:
         raise FormulaError(f"cannot parse formula side {side!r}: {err}") from err
-    return [f.code for term in desc.rhs_termlist for f in term.factors]
 
 
-def _names(side: str, columns: set[str]) -> tuple[set[str], set[str]]:
-    """Data columns used by one formula side, and those used inside spline calls.
+@dataclass
+class _Uses:
+    """What one piece of formula code uses: columns, columns inside splines or factor()."""
 
-    Raises FormulaError naming an unknown function or a missing column (with close names).
+    used: set = field(default_factory=set)
+    spline: set = field(default_factory=set)
+    factor: set = field(default_factory=set)
+
+    def update(self, other: "_Uses") -> None:
+        self.used |= other.used
+        self.spline |= other.spline
+        self.factor |= other.factor
+
+
+def _unknown_function(name: str, code: str) -> FormulaError:
+    if name in _CONTRASTS:
+        lower = f"; for polynomials of a number write poly(x, 2) (R's poly)" if name == "Poly" else ""
+        return FormulaError(f"{name!r} in formula term {code!r} is a contrast: write C(g, {name}) "
+                            f"for a factor g{lower}")
+    known = sorted(SUPPORTED_FUNCTIONS)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    close += [k for k in known if k.lower() == name.lower() and k not in close]
+    if name in _R_ALTERNATIVES:
+        hint = f"; write {_R_ALTERNATIVES[name]}"
+    elif close:
+        hint = f"; did you mean {close[0]}() ({SUPPORTED_FUNCTIONS[close[0]]})?"
+    else:
+        hint = ""
+    return FormulaError(f"unknown function {name!r} in formula term {code!r}{hint}; supported: "
+                        f"{', '.join(known)}")
+
+
+def _column_arg(node: ast.AST, columns: set[str]) -> Optional[str]:
+    """The data column a call argument names directly (``x`` or ``Q("x")``), else None."""
+    if isinstance(node, ast.Name) and node.id in columns:
+        return node.id
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Q"
+            and node.args and isinstance(node.args[0], ast.Constant)):
+        return str(node.args[0].value)
+    return None
+
+
+def _analyse_code(code: str, columns: set[str]) -> _Uses:
+    """Check one Python expression of a formula and return the columns it uses.
+
+    Only calls of supported functions, data columns, literal numbers and strings (as call
+    arguments) and arithmetic pass; anything else (attribute access beyond ``np.<ufunc>``,
+    subscripts, lambdas, unknown names) raises FormulaError naming the term.
     """
-    used: set[str] = set()
-    spline: set[str] = set()
-    for code in _codes(side):
-        try:
-            tree = ast.parse(code, mode="eval")
-        except SyntaxError as err:
-            raise FormulaError(f"cannot parse formula term {code!r}: {err.msg}") from err
-        calls = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                in_spline = node.func.id in _SPLINES
-                if node.func.id == "Q" and node.args and isinstance(node.args[0], ast.Constant):
-                    used.add(_need_column(str(node.args[0].value), columns, code))
-                if in_spline:
+    try:
+        tree = ast.parse(code.strip(), mode="eval")
+    except SyntaxError as err:
+        dotted = re.search(r"(?<![\w.])((?!np\.|numpy\.)[A-Za-z]\w*\.[\w.]+)\s*\(", code)
+        if dotted:  # an R function such as as.factor(g) (``as`` is a Python keyword)
+            raise _unknown_function(dotted.group(1), code) from None
+        raise FormulaError(f"cannot parse formula term {code!r}: {err.msg}") from err
+    uses = _Uses()
+    parents = {id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    for node in ast.walk(tree):
+        if not isinstance(node, _NODES):
+            raise FormulaError(f"formula term {code!r} uses {type(node).__name__} syntax, which "
+                               "formulas do not allow (only columns, numbers, arithmetic and "
+                               "supported functions)")
+        parent = parents.get(id(node))
+        if isinstance(node, ast.Call):
+            if any(isinstance(k, ast.keyword) and k.arg is None for k in node.keywords):
+                raise FormulaError(f"formula term {code!r}: '**' arguments are not allowed")
+            func = node.func
+            if isinstance(func, ast.Name):
+                name = func.id
+                if name not in _NAMESPACE and name not in _PATSY:
+                    raise _unknown_function(name, code)
+                if name in _CONTRASTS:
+                    holder = parents.get(id(parent)) if isinstance(parent, ast.keyword) else parent
+                    if not (isinstance(holder, ast.Call) and isinstance(holder.func, ast.Name)
+                            and holder.func.id == "C"):
+                        raise _unknown_function(name, code)
+                if name == "Q":
+                    if not (len(node.args) == 1 and isinstance(node.args[0], ast.Constant)
+                            and isinstance(node.args[0].value, str)):
+                        raise FormulaError(f"formula term {code!r}: Q() takes one quoted column name")
+                    uses.used.add(_need_column(node.args[0].value, columns, code))
+                if name in _SPLINES:
                     for arg in node.args:
-                        spline |= {n.id for n in ast.walk(arg) if isinstance(n, ast.Name)} & columns
-                        spline |= {str(q.args[0].value) for q in ast.walk(arg)
-                                   if isinstance(q, ast.Call) and isinstance(q.func, ast.Name)
-                                   and q.func.id == "Q" and q.args and isinstance(q.args[0], ast.Constant)}
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id in ("np", "numpy") and not hasattr(np, node.attr)):
-                close = difflib.get_close_matches(node.attr, dir(np), n=3)
+                        for sub in ast.walk(arg):
+                            col = _column_arg(sub, columns)
+                            if col is not None:
+                                uses.spline.add(col)
+                if name in _FACTORS and node.args:
+                    col = _column_arg(node.args[0], columns)
+                    if col is not None:
+                        uses.factor.add(col)
+            elif not isinstance(func, ast.Attribute):
+                raise FormulaError(f"formula term {code!r}: only named functions can be called")
+        elif isinstance(node, ast.Attribute):
+            if not (isinstance(node.value, ast.Name) and node.value.id in ("np", "numpy")):
+                if isinstance(node.value, ast.Name) and isinstance(parent, ast.Call) \
+                        and parent.func is node and node.value.id not in columns:
+                    # an R name with a dot, such as as.factor(g)
+                    raise _unknown_function(f"{node.value.id}.{node.attr}", code)
+                raise FormulaError(f"formula term {code!r}: attribute access "
+                                   f"'.{node.attr}' is not allowed in formulas")
+            called = isinstance(parent, ast.Call) and parent.func is node
+            allowed = _NP_FUNCTIONS if called else _NP_CONSTANTS
+            if node.attr not in allowed:
+                if hasattr(np, node.attr):
+                    raise FormulaError(f"np.{node.attr} in formula term {code!r} is not allowed in "
+                                       f"formulas (allowed: np.{', np.'.join(sorted(allowed))})")
+                close = difflib.get_close_matches(node.attr, sorted(_NP_FUNCTIONS), n=3)
                 hint = f"; did you mean {', '.join('np.' + c for c in close)}?" if close else ""
                 raise FormulaError(f"unknown function np.{node.attr} in formula term {code!r}{hint}")
-            if not isinstance(node, ast.Name):
-                continue
-            if node.id in columns:
-                used.add(node.id)
-            elif id(node) in calls:
-                if node.id not in _PATSY_BUILTINS and node.id not in _NAMESPACE:
-                    known = sorted(_PATSY_BUILTINS | set(_NAMESPACE))
-                    close = difflib.get_close_matches(node.id, known, n=3)
-                    hint = f"; did you mean {', '.join(close)}?" if close else ""
-                    raise FormulaError(f"unknown function {node.id!r} in formula term {code!r}{hint}")
-            elif node.id not in _NAMESPACE and node.id not in _PATSY_BUILTINS:
+        elif isinstance(node, ast.Name):
+            is_np = isinstance(parent, ast.Attribute) and node.id in ("np", "numpy")
+            is_func = isinstance(parent, ast.Call) and parent.func is node
+            if node.id in columns and not is_func:
+                uses.used.add(node.id)
+            elif not (is_np or is_func or node.id == "pi" or node.id in _PATSY):
                 _need_column(node.id, columns, code)
-    return used, spline
+        elif isinstance(node, ast.Constant):
+            value = node.value
+            if isinstance(value, (str, bytes)) and not isinstance(parent, (ast.Call, ast.keyword,
+                                                                           ast.List, ast.Tuple)):
+                raise FormulaError(f"formula term {code!r}: text literals are allowed only as "
+                                   "function arguments (e.g. relevel(g, \"b\"))")
+            if not isinstance(value, (str, int, float, bool, type(None))):
+                raise FormulaError(f"formula term {code!r}: literal {value!r} is not allowed")
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            # a power of literals is computed at once: keep it small (9**9**9 would hang)
+            exponent = node.right
+            if isinstance(exponent, ast.UnaryOp):
+                exponent = exponent.operand
+            if not isinstance(exponent, (ast.Constant, ast.Name)) or (
+                    isinstance(exponent, ast.Constant) and not (
+                        isinstance(exponent.value, (int, float)) and abs(exponent.value) <= 100)):
+                raise FormulaError(f"formula term {code!r}: a power needs a number up to 100 or "
+                                   "a column as exponent")
+    return uses
 
 
 def _need_column(name: str, columns: set[str], code: str) -> str:
@@ -139,6 +366,186 @@ def _need_column(name: str, columns: set[str], code: str) -> str:
     close = difflib.get_close_matches(name, sorted(columns), n=3)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise FormulaError(f"formula term {code!r} uses column {name!r}, which is not in the data{hint}")
+
+
+@dataclass
+class _Side:
+    """One right-hand side: patsy terms in R order (offsets removed) and what they use."""
+
+    desc: patsy.ModelDesc
+    uses: _Uses
+    offsets: list
+
+
+def _analyse_rhs(rhs: str, columns: set[str]) -> _Side:
+    desc = _desc(to_patsy(rhs))
+    uses, terms, offsets = _Uses(), [], []
+    for term in desc.rhs_termlist:
+        for f in term.factors:
+            uses.update(_analyse_code(f.code, columns))
+        codes = [f.code for f in term.factors]
+        if any(re.match(r"\s*offset\s*\(", c) for c in codes):
+            if len(codes) != 1:
+                raise FormulaError(f"offset() cannot enter an interaction: {term.name()!r}")
+            offsets.append(codes[0])
+        else:
+            terms.append(term)
+    # R's order: intercept, then main effects, two-way interactions, ... each in formula order
+    terms.sort(key=lambda t: len(t.factors))
+    return _Side(patsy.ModelDesc([], terms), uses, offsets)
+
+
+def _analyse_lhs(lhs: str, columns: set[str]) -> _Uses:
+    return _analyse_code("I(" + to_patsy(lhs) + ")", columns)
+
+
+# --------------------------------------------------------------------------- R labels
+_R_PRECEDENCE = {ast.Or: 1, ast.And: 2, ast.Not: 3, ast.Compare: 4, ast.Add: 5, ast.Sub: 5,
+                 ast.Mult: 6, ast.Div: 6, ast.Mod: 6, ast.FloorDiv: 6, ast.USub: 7, ast.UAdd: 7,
+                 ast.Pow: 8, ast.BitAnd: 2, ast.BitOr: 1, ast.Invert: 3}
+_R_OPS = {ast.Add: " + ", ast.Sub: " - ", ast.Mult: " * ", ast.Div: "/", ast.Pow: "^",
+          ast.Mod: " %% ", ast.FloorDiv: " %/% ", ast.BitAnd: " & ", ast.BitOr: " | ",
+          ast.And: " && ", ast.Or: " || ", ast.Gt: " > ", ast.GtE: " >= ", ast.Lt: " < ",
+          ast.LtE: " <= ", ast.Eq: " == ", ast.NotEq: " != ", ast.USub: "-", ast.UAdd: "+",
+          ast.Not: "!", ast.Invert: "!"}
+
+
+def _r_number(v: float) -> str:
+    return "TRUE" if v is True else "FALSE" if v is False else f"{v:.15g}"
+
+
+def _deparse(node: ast.AST) -> str:
+    """R's ``deparse`` of a formula factor's code (spacing and operators as R prints them)."""
+    def prec(n: ast.AST) -> int:
+        if isinstance(n, (ast.BinOp, ast.UnaryOp, ast.BoolOp)):
+            return _R_PRECEDENCE.get(type(n.op), 9)
+        return 4 if isinstance(n, ast.Compare) else 10
+
+    def wrap(child: ast.AST, parent_prec: int, strict: bool = False) -> str:
+        text = _deparse(child)
+        p = prec(child)
+        return f"({text})" if p < parent_prec or (strict and p == parent_prec) else text
+
+    if isinstance(node, ast.Expression):
+        return _deparse(node.body)
+    if isinstance(node, ast.Call):
+        if isinstance(node.func, ast.Name) and node.func.id == "Q" and node.args:
+            name = str(node.args[0].value)
+            return name if re.fullmatch(r"(?!\.\d)[A-Za-z.][\w.]*", name) else f"`{name}`"
+        args = [_deparse(a) for a in node.args] + [f"{k.arg} = {_deparse(k.value)}" for k in node.keywords]
+        return f"{_deparse(node.func)}({', '.join(args)})"
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_deparse(node.value)}.{node.attr}"
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, str):
+            return '"' + node.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return "NULL" if node.value is None else _r_number(node.value)
+    if isinstance(node, ast.BinOp):
+        p = prec(node)
+        right_assoc = isinstance(node.op, ast.Pow)
+        return (wrap(node.left, p, strict=right_assoc) + _R_OPS[type(node.op)]
+                + wrap(node.right, p, strict=not right_assoc))
+    if isinstance(node, ast.UnaryOp):
+        return _R_OPS[type(node.op)] + wrap(node.operand, prec(node))
+    if isinstance(node, ast.BoolOp):
+        return _R_OPS[type(node.op)].join(wrap(v, prec(node)) for v in node.values)
+    if isinstance(node, ast.Compare):
+        out = wrap(node.left, 5)
+        for op, right in zip(node.ops, node.comparators):
+            out += _R_OPS[type(op)] + wrap(right, 5)
+        return out
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return "c(" + ", ".join(_deparse(e) for e in node.elts) + ")"
+    return ast.unparse(node)
+
+
+def r_label(code: str) -> str:
+    """R's label of one formula factor given as patsy code.
+
+    Examples
+    --------
+    >>> r_label("bs(x, df=4)"), r_label("I(x ** 2)"), r_label("I((x + 1) / 2 > 3)")
+    ('bs(x, df = 4)', 'I(x^2)', 'I((x + 1)/2 > 3)')
+    """
+    return _deparse(ast.parse(code.strip(), mode="eval"))
+
+
+def _r_level(suffix: str) -> str:
+    """A patsy column suffix (``[T.b]``, ``[b]``, ``[2]``) as R appends it to the factor label."""
+    inner = suffix[1:-1] if suffix.startswith("[") and suffix.endswith("]") else suffix
+    if inner.startswith("T."):
+        inner = inner[2:]
+    if inner in ("True", "False"):
+        return inner.upper()
+    try:
+        value = float(inner)
+    except ValueError:
+        return inner
+    return str(int(value)) if value.is_integer() and "." in inner else inner
+
+
+def _r_names(info: patsy.DesignInfo) -> list[str]:
+    """R labels of every design column, in patsy's column order (same iteration as patsy)."""
+    labels: list[str] = []
+    for term, subterms in info.term_codings.items():
+        if not term.factors:
+            labels.append("(Intercept)")
+            continue
+        for sub in subterms:
+            per_factor = []
+            for f in sub.factors:
+                name = r_label(f.code)
+                if f in sub.contrast_matrices:
+                    per_factor.append([name + _r_level(s) for s in sub.contrast_matrices[f].column_suffixes])
+                elif info.factor_infos[f].num_columns > 1:
+                    per_factor.append([f"{name}{i + 1}" for i in range(info.factor_infos[f].num_columns)])
+                else:
+                    per_factor.append([name])
+            # patsy (like R) lets the left-most factor vary fastest
+            for combo in itertools.product(*reversed(per_factor)):
+                labels.append(":".join(reversed(combo)))
+    if len(labels) != len(info.column_names):  # pragma: no cover - patsy changed its layout
+        return list(info.column_names)
+    return labels
+
+
+# --------------------------------------------------------------------------- column kinds
+_NUMBER_TEXT = re.compile(r"^\s*[-+]?(\d{1,3}(,\d{3})+|\d*)(\.\d+)?([eE][-+]?\d+)?\s*$")
+
+
+def _check_kind(s: pd.Series, as_factor: bool) -> None:
+    """Refuse column types a formula would silently misread (datetimes, complex, numbers as text)."""
+    dtype = s.dtype
+    col = s.name
+    if pd.api.types.is_datetime64_any_dtype(dtype) or isinstance(dtype, pd.PeriodDtype):
+        raise DataError(f"column {col!r} holds dates ({dtype}); a formula cannot use them directly: "
+                        f"convert to a number, e.g. (df[{col!r}] - df[{col!r}].min()).dt.days, or "
+                        f"to a categorical with df[{col!r}].astype(str)")
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        raise DataError(f"column {col!r} holds durations ({dtype}); convert to a number, e.g. "
+                        f"df[{col!r}].dt.total_seconds()")
+    if pd.api.types.is_complex_dtype(dtype):
+        raise DataError(f"column {col!r} is complex; use its real and imaginary parts as two "
+                        "real columns (np.real, np.imag)")
+    if as_factor or pd.api.types.is_numeric_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+        return
+    values = s.dropna()
+    kinds = {type(v) for v in values}
+    if any(issubclass(k, (pd.Timestamp, np.datetime64)) or k.__name__ in ("datetime", "date")
+           for k in kinds):
+        raise DataError(f"column {col!r} holds dates; convert to a number (e.g. days since a date) "
+                        f"or to text with df[{col!r}].astype(str)")
+    if any(issubclass(k, complex) for k in kinds):
+        raise DataError(f"column {col!r} holds complex numbers; use real columns")
+    text = values[[isinstance(v, str) for v in values]].astype(str)
+    if len(text) and len(text) == len(values) and text.str.strip().ne("").all() \
+            and text.map(lambda v: bool(_NUMBER_TEXT.match(v))).all():
+        example = text.iloc[0]
+        raise DataError(f"column {col!r} holds numbers stored as text (e.g. {example!r}); convert "
+                        f"it with pd.to_numeric(df[{col!r}].str.replace(',', '')), or write "
+                        f"factor({col}) if the values are codes of a categorical")
 
 
 def _is_categorical(s: pd.Series) -> bool:
@@ -166,13 +573,18 @@ def _check_data(data: Any, who: str) -> pd.DataFrame:
         raise DataError(f"{who}: data must be a pandas DataFrame, got {type(data).__name__}")
     if data.shape[0] == 0:
         raise DataError(f"{who}: data frame has no rows")
+    dup = data.columns[data.columns.duplicated()].unique().tolist()
+    if dup:
+        raise DataError(f"{who}: duplicated column name(s) {dup}; rename them so each column "
+                        "has one name (e.g. df.columns = [...])")
     return data
 
 
 def _check_infinite(frame: pd.DataFrame, columns: list[str]) -> None:
     for col in columns:
         s = frame[col]
-        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) \
+                and not pd.api.types.is_complex_dtype(s):
             n_inf = int(np.isinf(s.to_numpy(dtype=np.float64, na_value=np.nan)).sum())
             if n_inf:
                 raise DataError(f"column {col!r} has {n_inf} infinite value(s); remove or recode them")
@@ -216,62 +628,89 @@ class FormulaSpec:
 
     Build with :meth:`from_data`. Attributes: ``formula`` (as given), ``expanded`` (after
     ``y ~ .``), ``response`` (left-hand side, "" for one-sided formulas), ``columns`` (data
-    columns used by the right-hand side), ``column_names`` (design columns), ``categories``
+    columns used by the right-hand side), ``column_names`` (design columns with R's labels, in
+    R's order), ``patsy_names`` (the same columns as patsy names them), ``categories``
     (column -> training levels), ``ranges`` (numeric column -> training (min, max)),
-    ``spline_columns`` (columns inside ``bs()``/``cr()``: new values must stay in range).
+    ``spline_columns`` (columns inside ``bs()``/``ns()``/``cr()``/...), ``offsets`` (codes of
+    ``offset()`` terms), ``extrapolate`` ("warn" or "error": spline inputs outside the training
+    range), ``notes`` (extrapolation remarks from :meth:`design`).
+
+    The transform state (knots, centring, polynomial coefficients, levels) is learnt once from the
+    training rows; pickling keeps those rows and relearns the identical state on load, never
+    from new data.
 
     Examples
     --------
     >>> import pickle, pandas as pd
     >>> df = pd.DataFrame({"y": [1.0, 3.0, 2.0, 5.0, 4.0], "x": [1.0, 2.0, 3.0, 4.0, 5.0]})
     >>> spec = FormulaSpec.from_data("y ~ bs(x, df=3)", df)
+    >>> spec.column_names
+    ['(Intercept)', 'bs(x, df = 3)1', 'bs(x, df = 3)2', 'bs(x, df = 3)3']
     >>> new = pd.DataFrame({"x": [1.5, 4.5]})
     >>> (pickle.loads(pickle.dumps(spec)).design(new) == spec.design(new)).all()
     np.True_
     """
 
-    def __init__(self, formula: str, train: pd.DataFrame) -> None:
+    def __init__(self, formula: str, train: pd.DataFrame, extrapolate: Extrapolate = "warn") -> None:
         # ``train`` holds exactly the used columns over the NA-free training rows
+        if extrapolate not in ("warn", "error"):
+            raise DataError(f"extrapolate must be 'warn' or 'error', got {extrapolate!r}")
         self.formula = formula
+        self.extrapolate = extrapolate
+        self.notes: list[str] = []
         self.expanded = expand_dot(formula, list(train.columns))
         lhs, rhs = _split(self.expanded)
         names = set(train.columns)
-        lhs_cols = _names(lhs, names)[0] if lhs else set()
-        rhs_cols, spline = _names(rhs, names)
+        lhs_uses = _analyse_lhs(lhs, names) if lhs else _Uses()
+        side = _analyse_rhs(rhs, names)
         self.response = lhs
-        self._response_columns = sorted(lhs_cols, key=list(train.columns).index)
-        self.columns = [c for c in train.columns if c in rhs_cols]
-        self.spline_columns = [c for c in self.columns if c in spline]
+        self._response_columns = [c for c in train.columns if c in lhs_uses.used]
+        self.columns = [c for c in train.columns if c in side.uses.used]
+        self.spline_columns = [c for c in self.columns if c in side.uses.spline]
+        self.offsets = list(side.offsets)
+        for col in self.columns:
+            _check_kind(train[col], col in side.uses.factor)
+        for col in self._response_columns:
+            _check_kind(train[col], False)
         self.categories = {c: _levels(train[c]) for c in self.columns if _is_categorical(train[c])}
+        self._bool_columns = [c for c in self.categories if pd.api.types.is_bool_dtype(train[c])]
         self.ranges = {c: (float(train[c].min()), float(train[c].max()))
                        for c in self.columns if c not in self.categories}
+        # numeric columns used as factor(k): new values must be training levels
+        self._factor_values = {c: np.unique(train[c].to_numpy(dtype=np.float64))
+                               for c in self.columns if c in side.uses.factor and c not in self.categories}
         for col in self.spline_columns:
             if col in self.categories:
                 raise FormulaError(f"spline of categorical column {col!r} in {self.expanded!r}")
         self._train = train
         try:
-            self._info = patsy.dmatrix(rhs, self._frame(train), eval_env=_env(),
+            self._info = patsy.dmatrix(side.desc, self._frame(train), eval_env=_env(),
                                        NA_action="raise", return_type="matrix").design_info
         except patsy.PatsyError as err:
             raise FormulaError(f"formula {self.expanded!r}: {err}") from err
-        self.column_names = list(self._info.column_names)
+        # patsy groups categorical terms first; put the columns back in R's term order
+        slices = self._info.term_slices
+        self._perm = np.concatenate([np.empty(0, int)] + [
+            np.arange(slices[t].start, slices[t].stop) for t in side.desc.rhs_termlist]).astype(int)
+        self.patsy_names = [self._info.column_names[j] for j in self._perm]
+        self.column_names = [_r_names(self._info)[j] for j in self._perm]
 
     @classmethod
-    def from_data(cls, formula: str, data: pd.DataFrame) -> "FormulaSpec":
+    def from_data(cls, formula: str, data: pd.DataFrame, extrapolate: Extrapolate = "warn") -> "FormulaSpec":
         """Learn the design of ``formula`` from ``data`` (rows with NA in used columns ignored)."""
         data = _check_data(data, f"formula {formula!r}")
         used = used_columns(formula, data)
         train = data[used].dropna()
         if train.shape[0] == 0:
             raise DataError(f"formula {formula!r}: no rows left after dropping missing values in {used}")
-        return cls(formula, train)
+        return cls(formula, train, extrapolate)
 
     def __getstate__(self) -> dict:
         # patsy's DesignInfo does not pickle: keep formula + training values, rebuild on load
-        return {"formula": self.formula, "train": self._train}
+        return {"formula": self.formula, "train": self._train, "extrapolate": self.extrapolate}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["formula"], state["train"])
+        self.__init__(state["formula"], state["train"], state.get("extrapolate", "warn"))
 
     def __repr__(self) -> str:
         return f"FormulaSpec({self.expanded!r}, d={len(self.column_names)})"
@@ -289,38 +728,60 @@ class FormulaSpec:
         return pd.DataFrame(out, index=data.index)
 
     def check_newdata(self, data: pd.DataFrame) -> None:
-        """Raise DataError naming a missing column, an unseen level or an out-of-range spline input.
+        """Raise DataError naming a missing column, an unseen level or a wrongly typed column.
 
-        Missing values are not errors here (callers drop those rows first).
+        Spline inputs outside the training range warn (:class:`ExtrapolationWarning`, recorded
+        in ``notes``) or, with ``extrapolate="error"``, raise. Missing values are not errors
+        here (callers drop those rows first).
         """
         missing = [c for c in self.columns if c not in data.columns]
         if missing:
             raise DataError(f"new data lack column(s) {missing} used by {self.expanded!r}")
+        if isinstance(data.columns, pd.Index) and data.columns.duplicated().any():
+            _check_data(data, "new data")
         _check_infinite(data, [c for c in self.columns if c not in self.categories])
+        for col in self._bool_columns:
+            s = data[col].dropna()
+            if not (pd.api.types.is_bool_dtype(s) or all(isinstance(v, (bool, np.bool_)) for v in s)):
+                raise DataError(f"column {col!r} was boolean (True/False) in training but new data "
+                                f"hold {s.dtype} values such as {s.iloc[0]!r}; convert it, e.g. "
+                                f"df[{col!r}] = df[{col!r}].map({{'True': True, 'False': False}})")
         for col, levels in self.categories.items():
             s = data[col].dropna()
             unseen = sorted({str(v) for v in s.unique()} - {str(v) for v in levels})
             if unseen:
                 raise DataError(f"column {col!r} has level(s) {unseen} not seen in training "
                                 f"(training levels: {list(levels)})")
-        for col, (lo, hi) in self.ranges.items():
+        for col in self.ranges:
             if not pd.api.types.is_numeric_dtype(data[col]) or pd.api.types.is_bool_dtype(data[col]):
                 raise DataError(f"column {col!r} must be numeric (as in training), got {data[col].dtype}")
+        for col, values in self._factor_values.items():
+            v = data[col].dropna().to_numpy(dtype=np.float64)
+            unseen = np.setdiff1d(v, values)
+            if unseen.size:
+                raise DataError(f"column {col!r} (a factor in {self.expanded!r}) has level(s) "
+                                f"{[f'{u:g}' for u in unseen[:5]]} not seen in training "
+                                f"(training levels: {[f'{u:g}' for u in values[:20]]})")
         for col in self.spline_columns:
             lo, hi = self.ranges[col]
             v = data[col].dropna().to_numpy(dtype=np.float64)
             if v.size and (v.min() < lo or v.max() > hi):
                 n_out = int(((v < lo) | (v > hi)).sum())
-                raise DataError(
-                    f"column {col!r} enters a spline; {n_out} new value(s) in "
-                    f"[{v.min():g}, {v.max():g}] fall outside the training range [{lo:g}, {hi:g}] "
-                    "(splines are not extrapolated)")
+                msg = (f"column {col!r} enters a spline; {n_out} new value(s) in "
+                       f"[{v.min():g}, {v.max():g}] fall outside the training range [{lo:g}, {hi:g}]")
+                if self.extrapolate == "error":
+                    raise DataError(msg + " (extrapolate='error'; use extrapolate='warn' to "
+                                    "extrapolate the basis as R does)")
+                note = msg + ": the spline basis is extrapolated (as R does)"
+                if note not in self.notes:
+                    self.notes.append(note)
+                warnings.warn(note, ExtrapolationWarning, stacklevel=3)
 
     def design(self, data: pd.DataFrame) -> np.ndarray:
         """Design matrix ``(m, d)`` of ``data`` with the training knots, centring and levels.
 
-        Raises DataError naming a missing column, an unseen level, an out-of-range spline input
-        or a missing value.
+        Raises DataError naming a missing column, an unseen level, a wrongly typed column or a
+        missing value (and, with ``extrapolate="error"``, a spline input out of range).
         """
         if not isinstance(data, pd.DataFrame):
             raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
@@ -330,8 +791,21 @@ class FormulaSpec:
             raise DataError(f"missing values in column(s) {na} used by {self.expanded!r}")
         if data.shape[0] == 0:
             return np.empty((0, len(self.column_names)))
-        (X,) = patsy.build_design_matrices([self._info], self._frame(data), NA_action="raise")
-        return np.asarray(X, dtype=np.float64)
+        try:
+            (X,) = patsy.build_design_matrices([self._info], self._frame(data), NA_action="raise")
+        except patsy.PatsyError as err:
+            raise DataError(f"cannot build the design of {self.expanded!r} on new data: {err}") from err
+        return np.asarray(X, dtype=np.float64)[:, self._perm]
+
+    def offset_of(self, data: pd.DataFrame) -> np.ndarray:
+        """Sum of the ``offset()`` terms on ``data`` ``(m,)`` (zeros without offsets)."""
+        total = np.zeros(data.shape[0])
+        if self.offsets:
+            frame = self._frame(data)
+            for code in self.offsets:
+                v = patsy.dmatrix("0 + I(" + code + ")", frame, eval_env=_env(), NA_action="raise")
+                total += np.asarray(v, dtype=np.float64)[:, 0]
+        return total
 
     def response_of(self, data: pd.DataFrame) -> np.ndarray:
         """Response ``(m,)``: the left-hand side evaluated on ``data`` (numeric)."""
@@ -347,7 +821,8 @@ class FormulaSpec:
         frame = pd.DataFrame({c: data[c].to_numpy(dtype=np.float64, na_value=np.nan)
                               for c in self._response_columns}, index=data.index)
         try:
-            Y = patsy.dmatrix("0 + I(" + self.response + ")", frame, eval_env=_env(), NA_action="raise")
+            Y = patsy.dmatrix("0 + I(" + to_patsy(self.response) + ")", frame, eval_env=_env(),
+                              NA_action="raise")
         except patsy.PatsyError as err:
             raise DataError(f"cannot evaluate response {self.response!r}: {err}") from err
         return np.asarray(Y, dtype=np.float64)[:, 0]
@@ -362,17 +837,18 @@ def used_columns(formula: str, data: pd.DataFrame) -> list[str]:
 
     Examples
     --------
-    >>> used_columns("y ~ np.log(x) + C(g)", pd.DataFrame(columns=["g", "x", "y", "z"]))
+    >>> used_columns("y ~ log(x) + factor(g)", pd.DataFrame(columns=["g", "x", "y", "z"]))
     ['g', 'x', 'y']
     """
     expanded = expand_dot(formula, list(data.columns))
     lhs, rhs = _split(expanded)
     names = set(data.columns)
-    cols = (_names(lhs, names)[0] if lhs else set()) | _names(rhs, names)[0]
+    cols = (_analyse_lhs(lhs, names).used if lhs else set()) | _analyse_rhs(rhs, names).uses.used
     return [c for c in data.columns if c in cols]
 
 
-def model_frames(formulas: Mapping[str, str], data: pd.DataFrame, na: str = "drop") -> Frames:
+def model_frames(formulas: Mapping[str, str], data: pd.DataFrame, na: str = "drop",
+                 extrapolate: Extrapolate = "warn", allow_offset: bool = False) -> Frames:
     """Designs of several formulas on the same rows, sharing one response.
 
     Rows with a missing value in any column used by any formula (response included) are
@@ -384,6 +860,12 @@ def model_frames(formulas: Mapping[str, str], data: pd.DataFrame, na: str = "dro
         Every formula must have the same left-hand side.
     data : DataFrame
     na : {"drop", "raise"}
+    extrapolate : {"warn", "error"}
+        Spline inputs of new data outside the training range: extrapolate with a warning (R's
+        behaviour) or raise DataError.
+    allow_offset : bool
+        Accept ``offset()`` terms (the caller then applies ``FormulaSpec.offset_of``); otherwise
+        they raise FormulaError.
 
     Returns
     -------
@@ -403,6 +885,7 @@ def model_frames(formulas: Mapping[str, str], data: pd.DataFrame, na: str = "dro
     data = _check_data(data, "model_frames")
     if isinstance(data.columns, pd.MultiIndex) or not all(isinstance(c, str) for c in data.columns):
         data = data.rename(columns=str)
+        _check_data(data, "model_frames")
     lhs = {name: _split(f)[0] for name, f in formulas.items()}
     if len(set(lhs.values())) != 1 or not next(iter(lhs.values())):
         raise FormulaError(f"formulas must share one response (left-hand side); got {lhs}")
@@ -421,7 +904,14 @@ def model_frames(formulas: Mapping[str, str], data: pd.DataFrame, na: str = "dro
     if positions.size == 0:
         raise DataError(f"no rows left after dropping missing values (NA counts: {by_column})")
     kept = data.iloc[positions]
-    specs = {name: FormulaSpec(f, kept[used_columns(f, data)]) for name, f in formulas.items()}
+    specs = {name: FormulaSpec(f, kept[used_columns(f, data)], extrapolate)
+             for name, f in formulas.items()}
+    if not allow_offset:
+        for name, spec in specs.items():
+            if spec.offsets:
+                raise FormulaError(f"formula {name!r}: offset() terms ({', '.join(spec.offsets)}) "
+                                   "are supported by rq only; subtract the offset from the response "
+                                   "instead")
     first = next(iter(specs.values()))
     y = first.response_of(kept)
     notes = []
@@ -456,4 +946,7 @@ def design_newdata(specs: Mapping[str, FormulaSpec],
     cols = sorted({c for spec in specs.values() for c in spec.columns})
     ok = ~newdata[cols].isna().any(axis=1).to_numpy() if cols else np.ones(newdata.shape[0], bool)
     rows = newdata.iloc[np.flatnonzero(ok)]
-    return {name: spec.design(rows) for name, spec in specs.items()}, ok
+    with warnings.catch_warnings():
+        # check_newdata above already warned once per spec about extrapolation
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        return {name: spec.design(rows) for name, spec in specs.items()}, ok

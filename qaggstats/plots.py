@@ -209,7 +209,8 @@ def coef_plot(coef_df: pd.DataFrame, ols: pd.DataFrame | None = None, ncols: int
         Columns ``tau``, ``term``, ``estimate``, ``lower``, ``upper`` (one row per level and term).
     ols : DataFrame, optional
         Columns ``term``, ``estimate`` and optionally ``lower``, ``upper``: the least-squares fit,
-        drawn as a dashed line (and dotted band) for comparison.
+        drawn as R's ``plot(summary(rqs))`` does: a horizontal line at the estimate (dashed) and
+        its confidence band (shaded between dotted bounds). ``RQResults.plot()`` computes it.
     ncols : int
         Panels per row.
 
@@ -246,6 +247,8 @@ def coef_plot(coef_df: pd.DataFrame, ols: pd.DataFrame | None = None, ncols: int
             row = ols_rows.loc[term]
             ax.axhline(row["estimate"], color=PALETTE[1], linestyle="--", linewidth=1.0, label="least squares")
             if {"lower", "upper"} <= set(ols_rows.columns):
+                ax.axhspan(row["lower"], row["upper"], color=PALETTE[1], alpha=0.12, linewidth=0,
+                           label="least-squares band")
                 for bound in (row["lower"], row["upper"]):
                     ax.axhline(bound, color=PALETTE[1], linestyle=":", linewidth=0.8)
         ax.set_title(_label(term))

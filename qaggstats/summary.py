@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-__all__ = ["Summary", "SummaryMixin"]
+__all__ = ["Summary", "SummaryMixin", "format_pval"]
 
 
 class Summary:
@@ -83,3 +83,19 @@ class SummaryMixin:
 
     def _repr_html_(self) -> str:
         return self.summary().as_html()
+
+
+def format_pval(p: float, digits: int = 3) -> str:
+    """A p-value as R's ``format.pval`` prints it in coefficient tables (``< 2e-16`` at the floor).
+
+    Examples
+    --------
+    >>> format_pval(0.012345), format_pval(3.1e-8), format_pval(1e-300)
+    ('0.0123', '3.1e-08', '< 2e-16')
+    """
+    if p != p:  # NaN
+        return "NA"
+    eps = 2.220446049250313e-16  # R's .Machine$double.eps
+    if p < eps:
+        return "< 2e-16"
+    return f"{p:.{digits}g}"

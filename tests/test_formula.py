@@ -24,8 +24,9 @@ def test_dot_expansion_quotes_names_and_keeps_order(df):
     fr = model_frames({"m": "y ~ ."}, df)
     spec = fr.specs["m"]
     assert spec.expanded == "y ~ x + z + g + Q('odd name')"
-    # patsy puts categorical terms first; string levels sort as R's factor()
-    assert spec.column_names == ["Intercept", "g[T.b]", "g[T.c]", "x", "z", "Q('odd name')"]
+    # R's order and labels; string levels sort as R's factor()
+    assert spec.column_names == ["(Intercept)", "x", "z", "gb", "gc", "`odd name`"]
+    assert spec.patsy_names == ["Intercept", "x", "z", "g[T.b]", "g[T.c]", "Q('odd name')"]
     assert spec.categories == {"g": ("a", "b", "c")}
     assert expand_dot("y ~ . - z", ["y", "x", "z"]) == "y ~ x + z - z"
 
@@ -72,8 +73,9 @@ def test_newdata_errors_name_the_culprit(df):
         spec.design(good.drop(columns="z"))
     with pytest.raises(DataError, match=r"'g'.*\['zz'\]"):
         spec.design(good.assign(g=["a", "zz", "b"]))
+    strict = FormulaSpec.from_data("y ~ bs(x, df=4) + C(g) + z", df, extrapolate="error")
     with pytest.raises(DataError, match=r"'x'.*2 new value.*\[2, 9\].*training range"):
-        spec.design(good.assign(x=[7.0, 9.0, 2.0]))
+        strict.design(good.assign(x=[7.0, 9.0, 2.0]))
     with pytest.raises(DataError, match=r"'z' has 1 infinite"):
         spec.design(good.assign(z=[np.inf, 0.0, 0.0]))
     X, ok = design_newdata({"m": spec}, good.assign(z=[np.nan, 0.0, 0.0]))
