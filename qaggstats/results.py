@@ -548,7 +548,7 @@ class QaggResults(SummaryMixin):
         return plots.conditional_coverage(xs, self.y, self.q_oof[:, i], self.q_oof[:, j],
                                           nominal=self.taus[j] - self.taus[i], **kwargs)
 
-    def _plot_coef(self, plots, model=None, se="nid", **kwargs):
+    def _plot_coef(self, plots, model=None, se=None, **kwargs):
         from .quantreg import rq
 
         linear = [m for m in self.models if self.learner_types[m] == "LinearQR"]
@@ -557,8 +557,8 @@ class QaggResults(SummaryMixin):
         model = linear[0] if model is None else model
         if model not in linear:
             raise DataError(f"model {model!r} is not a LinearQR base model; linear models: {', '.join(linear)}")
-        fit = rq(self.formulas[model], self.frame, tau=self.taus, se=se)
-        return plots.coef_plot(fit.coef, **kwargs)
+        # R's plot(summary(rqs)): bands per level and the least-squares line and band
+        return rq(self.formulas[model], self.frame, tau=self.taus, se=se).plot(**kwargs)
 
     def _plot_local(self, plots, x=None, **kwargs):
         if self.family != "local":

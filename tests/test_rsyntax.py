@@ -138,8 +138,8 @@ def test_r_idioms_in_qagg_learners_and_local_basis(ref):
     models = {"poly": LinearQR("y ~ poly(x, 2) + factor(k) + g"),
               "ns": LinearQR("y ~ ns(x, df = 3) + z"),
               "square": LinearQR()}
-    fit = qa.qagg("y ~ x + I(x^2) + g", d, models=models, quantiles=[0.25, 0.5, 0.75], cv=3,
-                  weights="local", local_formula="~ ns(x, df = 2)")
+    fit = qa.qagg("y ~ x + I(x^2) + g", d, models=models, taus=[0.25, 0.5, 0.75], cv=3,
+                  family="local", local_formula="~ ns(x, df = 2)")
     # a spline model never blocks prediction outside the training range: R's extrapolation
     with pytest.warns(ExtrapolationWarning, match="'x'"):
         pred = fit.predict(ref["newdata"])
