@@ -101,6 +101,41 @@ def _label(text: object) -> str:
     return str(text).replace("$", r"\$")
 
 
+def number_text(value: float, significant: int = 4, signed: bool = False) -> str:
+    """A number for a figure: ``significant`` digits without trailing zeros, thousands
+    separators and no e-notation from 1 up, a true minus sign.
+
+    Examples
+    --------
+    >>> number_text(28810.37), number_text(2.39152), number_text(1.0), number_text(-0.000123)
+    ('28,810', '2.392', '1', '−0.000123')
+    >>> number_text(0.0, signed=True), number_text(0.0123, signed=True), number_text(-2.3e-13)
+    ('0', '+0.0123', '−2.3e-13')
+    """
+    v = float(value)
+    if not np.isfinite(v):
+        return "—"
+    if v == 0:
+        return "0"
+    sign = "+" if signed else ""
+    if abs(v) < 1:
+        text = f"{v:{sign}.{significant}g}"
+    else:
+        decimals = max(0, significant - 1 - int(np.floor(np.log10(abs(v)))))
+        text = f"{v:{sign},.{decimals}f}"
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+    return text.replace("-", "−")
+
+
+def _name(values: object, given: str | None) -> str | None:
+    """An explicit label, else the name of a pandas Series (a column passed as is)."""
+    if given is not None:
+        return given
+    name = getattr(values, "name", None)
+    return None if name is None else str(name)
+
+
 def _taus(taus: object, r: int) -> np.ndarray:
     t = np.asarray(taus, dtype=float).ravel()
     if t.size != r:
@@ -153,7 +188,13 @@ def fan_chart(x: object | None, q: object, taus: object, y: object | None = None
     taus : array_like, shape (r,)
     y : array_like, shape (n,), optional
         Observed outcomes, drawn as points.
-    xlabel, ylabel, title : str, optional
+    xlabel : str, optional
+        Label of the x axis (e.g. the feature's column name); by default the name of ``x`` when
+        it is a pandas Series, else "x" (or "predicted 0.5 quantile" when ``x`` is None).
+    ylabel : str, optional
+        Label of the y axis (e.g. the response's name); by default the name of ``y`` when it is
+        a pandas Series, else "value".
+    title : str, optional
 
     Returns
     -------
@@ -166,6 +207,7 @@ def fan_chart(x: object | None, q: object, taus: object, y: object | None = None
     >>> len(fig.axes[0].collections)  # one band and the observations
     2
     """
+    xlabel, ylabel = _name(x, xlabel), _name(y, ylabel)
     q_a = np.asarray(q, dtype=float)
     t = _taus(taus, q_a.shape[1]) if q_a.ndim == 2 else _taus(taus, -1)
     mid = int(np.argmin(np.abs(t - 0.5)))
@@ -357,6 +399,7 @@ def local_weights(x: object, alpha: object, taus: object, models: Sequence[str] 
     >>> len(fig.axes)
     3
     """
+    xlabel = _name(x, xlabel)
     a = np.asarray(alpha, dtype=float)
     if a.ndim != 3:
         raise DataError(f"alpha must have shape (n, p, r), got {a.shape}")
@@ -552,6 +595,8 @@ def conditional_coverage(x: object, y: object, lower: object, upper: object, bin
     nominal : float, optional
         Nominal coverage, drawn as a reference line.
     xlabel : str, optional
+        Label of the x axis (e.g. the feature's column name); by default the name of ``x`` when
+        it is a pandas Series, else "x".
 
     Returns
     -------
@@ -566,6 +611,7 @@ def conditional_coverage(x: object, y: object, lower: object, upper: object, bin
     >>> fig.axes[0].get_ylabel()
     'coverage'
     """
+    xlabel = _name(x, xlabel)
     x_a, y_a, lo_a, hi_a = (np.asarray(v, dtype=float).ravel() for v in (x, y, lower, upper))
     if not (x_a.size == y_a.size == lo_a.size == hi_a.size):
         raise DataError("x, y, lower and upper must have the same length")
@@ -578,7 +624,7 @@ def conditional_coverage(x: object, y: object, lower: object, upper: object, bin
     centre = np.array([x_a[g].mean() for g in groups])
     w_lo, w_hi = wilson_interval(k, m)
     share = k / m
-    fig, axes = _figure(height=2.9)
+    fig, axes = _figure(height=2.6)
     ax = axes[0, 0]
     if nominal is not None:
         ax.axhline(nominal, color=PALETTE[1], linestyle="--", linewidth=1.0, label=f"nominal {nominal:.0%}")
@@ -637,7 +683,7 @@ def wis_decomposition(scores_df: pd.DataFrame, highlight: str | None = "aggregat
         left += d[part].to_numpy()
     total = scores_df["wis"].to_numpy(dtype=float) if "wis" in scores_df.columns else left
     for yp, end, tot in zip(ypos, left, total):
-        ax.text(end, yp, f" {tot:.4g}", va="center", fontsize=7.5, color="#222222")
+        ax.text(end, yp, f" {number_text(tot)}", va="center", fontsize=7.5, color="#222222")
     ax.set_yticks(ypos, [_label(s) for s in labels])
     for tick, name in zip(ax.get_yticklabels(), labels):
         if name == highlight:
@@ -693,20 +739,31 @@ def crossing_plot(monotone_df: pd.DataFrame) -> Figure:
     ax1.set_title("rows with crossed quantiles")
     ax1.grid(axis="x", visible=False)
     change = monotone_df["wis_after"].to_numpy(dtype=float) - monotone_df["wis_before"].to_numpy(dtype=float)
-    # WIS changes from post-processing are tiny next to WIS itself: show the change, not two levels.
-    colours = [PALETTE[1] if c > 0 else PALETTE[0] for c in change]
-    ax2.bar(pos, change, 0.55, color=colours)
-    ax2.axhline(0.0, color="#555555", linewidth=0.8)
-    span = float(np.max(np.abs(change), initial=0.0)) or 1.0
-    for p_, c in zip(pos, change):
-        ax2.text(p_, c, f"{c:+.3g}".replace("-", "−"), ha="center", va="bottom" if c >= 0 else "top", fontsize=7)
-    ax2.set_ylim(-1.6 * span, 1.6 * span)
-    ax2.ticklabel_format(axis="y", useOffset=False, style="sci", scilimits=(-3, 4))
-    ax2.set_xticks(pos, [_label(s) for s in steps])
     before = np.unique(np.round(monotone_df["wis_before"].to_numpy(dtype=float), 10))
-    ax2.set_title("change in WIS" + (f" (before: {before[0]:.4g})" if before.size == 1 else ""))
-    ax2.set_ylabel("WIS after − before")
+    ax2.set_title("change in WIS" + (f" (before: {number_text(before[0])})" if before.size == 1 else ""))
+    ax2.set_xticks(pos, [_label(s) for s in steps])
     ax2.grid(axis="x", visible=False)
+    ax2.axhline(0.0, color="#555555", linewidth=0.8)
+    # Rounding noise (a sort that swaps equal values) is no change: 1e-9 of the WIS level.
+    scale = float(np.max(np.abs(monotone_df["wis_before"].to_numpy(dtype=float)), initial=0.0))
+    change = np.where(np.abs(change) <= 1e-9 * scale, 0.0, change)
+    if not np.any(change):
+        # Nothing to draw (no crossed rows, say): say so instead of four "+0" bars on a made-up scale.
+        ax2.set_ylim(-1, 1)
+        ax2.set_yticks([0.0], ["0"])
+        ax2.text(0.5, 0.62, "no step changes the WIS", transform=ax2.transAxes, ha="center", va="center",
+                 fontsize=7.5, color="#555555")
+    else:
+        # WIS changes from post-processing are tiny next to WIS itself: show the change, not two levels.
+        colours = [PALETTE[1] if c > 0 else PALETTE[0] for c in change]
+        ax2.bar(pos, change, 0.55, color=colours)
+        span = float(np.max(np.abs(change)))
+        for p_, c in zip(pos, change):
+            ax2.text(p_, c, number_text(c, 3, signed=True), ha="center", va="bottom" if c >= 0 else "top",
+                     fontsize=7)
+        ax2.set_ylim(-1.6 * span, 1.6 * span)
+        ax2.ticklabel_format(axis="y", useOffset=False, style="sci", scilimits=(-3, 4))
+        ax2.set_ylabel("WIS after − before")
     ax1.legend(frameon=False, loc="upper center", ncols=2)
     ax1.set_ylim(0, max(1.0, float(before_rows.max(initial=0))) * 1.4)
     for ax in (ax1, ax2):

@@ -324,6 +324,7 @@ def build_context(results) -> dict[str, Any]:
 
     # 5 calibration
     ctx["coverage_table"] = _coverage_table(r.coverage, num.table())
+    ctx["fig_conditional"] = _conditional_figure(r, taus, pair, num)
     ctx["fig_reliability"] = _svg_figure(
         plots.reliability_diagram(r.y, {"aggregate": r.q_oof}, taus),
         "Reliability: share of outcomes at or below each out-of-fold quantile, with the 95% binomial band "
@@ -332,7 +333,6 @@ def build_context(results) -> dict[str, Any]:
         plots.pit_histogram(r.y, r.q_oof, taus),
         "PIT histogram of the out-of-fold aggregate (bins between levels); flat means calibrated.", num.figure(),
         "PIT histogram")
-    ctx["fig_conditional"] = _conditional_figure(r, taus, pair, num)
 
     # 6 monotonicity
     ctx["monotone_table"] = _monotone_table(r.monotone, r.postprocess, len(r.y), num.table())
@@ -463,7 +463,7 @@ def _coef_figure(r, num: _Numbering) -> dict | None:
     if not callable(getattr(r, "plot", None)):
         return None
     try:
-        fig = r.plot("coef")
+        fig = r.plot("coef", ncols=4)
     except QaggError:
         return None
     return _svg_figure(fig, "Coefficients of the linear base model across levels (refitted on the training rows) "
