@@ -220,7 +220,7 @@ def fan_chart(x: object | None, q: object, taus: object, y: object | None = None
             raise DataError(f"x has {x_a.size} rows but q has {q_a.shape[0]}")
     order = np.argsort(x_a, kind="stable")
     xs, qs = x_a[order], q_a[order]
-    fig, axes = _figure(height=3.3)
+    fig, axes = _figure(height=3.0)
     ax = axes[0, 0]
     pairs = central_pairs(t)
     cmap = mpl.colormaps[_FAN_CMAP]
