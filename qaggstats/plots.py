@@ -27,6 +27,7 @@ import base64
 import functools
 import io
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import matplotlib as mpl
 import numpy as np
@@ -125,7 +126,7 @@ def number_text(value: float, significant: int = 4, signed: bool = False) -> str
         text = f"{v:{sign},.{decimals}f}"
         if "." in text:
             text = text.rstrip("0").rstrip(".")
-    return text.replace("-", "−")
+    return "−" + text[1:] if text.startswith("-") else text  # a true minus sign (not in the exponent)
 
 
 def _name(values: object, given: str | None) -> str | None:
@@ -176,7 +177,8 @@ def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.959964) -> tuple[
 # --------------------------------------------------------------------------- predictions
 @_with_style
 def fan_chart(x: object | None, q: object, taus: object, y: object | None = None,
-              xlabel: str | None = None, ylabel: str | None = None, title: str | None = None) -> Figure:
+              xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
+              smooth: int | Literal["auto"] = "auto") -> Figure:
     """Central prediction intervals as shaded bands, the median as a line, and observations.
 
     Parameters
@@ -195,6 +197,12 @@ def fan_chart(x: object | None, q: object, taus: object, y: object | None = None
         Label of the y axis (e.g. the response's name); by default the name of ``y`` when it is
         a pandas Series, else "value".
     title : str, optional
+    smooth : int or "auto"
+        Draw the band edges as running medians over this many neighbouring rows (1: the rows'
+        own quantiles). Rows next to each other in predicted-median order may differ in every
+        other predictor, so their raw interval edges zigzag; the running median shows the
+        typical interval at each predicted level. "auto" uses about n / 40 rows when ``x`` is
+        None and 1 when it is given. The median line and the points are never smoothed.
 
     Returns
     -------
@@ -218,15 +226,19 @@ def fan_chart(x: object | None, q: object, taus: object, y: object | None = None
         x_a = np.asarray(x, dtype=float).ravel()
         if x_a.size != q_a.shape[0]:
             raise DataError(f"x has {x_a.size} rows but q has {q_a.shape[0]}")
+    window = fan_window(q_a.shape[0], x is None) if smooth == "auto" else int(smooth)
+    if window < 1:
+        raise DataError(f"smooth must be a positive number of rows or 'auto', got {smooth!r}")
     order = np.argsort(x_a, kind="stable")
     xs, qs = x_a[order], q_a[order]
+    edges = running_median(qs, window)
     fig, axes = _figure(height=3.0)
     ax = axes[0, 0]
     pairs = central_pairs(t)
     cmap = mpl.colormaps[_FAN_CMAP]
     for k, (lo, hi) in enumerate(pairs):
         shade = cmap(0.25 + 0.45 * (k + 1) / max(len(pairs), 1))
-        ax.fill_between(xs, qs[:, lo], qs[:, hi], color=shade, linewidth=0,
+        ax.fill_between(xs, edges[:, lo], edges[:, hi], color=shade, linewidth=0,
                         label=f"{t[hi] - t[lo]:.0%} interval")
     ax.plot(xs, qs[:, mid], color="#08306b", linewidth=1.4, label=f"{t[mid]:g} quantile")
     if y is not None:
@@ -236,9 +248,40 @@ def fan_chart(x: object | None, q: object, taus: object, y: object | None = None
     ax.set_ylabel(_label(ylabel or "value"))
     if title:
         ax.set_title(_label(title))
-    ax.legend(loc="upper left", frameon=False, ncols=2)
+    legend_title = f"intervals: running median of {window} rows" if window > 1 else None
+    ax.legend(loc="upper left", frameon=False, ncols=2, title=legend_title, title_fontsize=7.5,
+              alignment="left")
     _styled(ax)
     return fig
+
+
+def fan_window(n: int, by_prediction: bool) -> int:
+    """The ``smooth="auto"`` window of :func:`fan_chart`: an odd ~n/40 rows (at least 5) when
+    rows are ordered by prediction, else 1.
+
+    Examples
+    --------
+    >>> fan_window(808, True), fan_window(100, True), fan_window(808, False)
+    (21, 5, 1)
+    """
+    if not by_prediction:
+        return 1
+    return max(5, (n // 40) | 1)
+
+
+def running_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred running median down the rows of each column (edges: the nearest row repeated).
+
+    Examples
+    --------
+    >>> running_median(np.array([[1.0], [9.0], [2.0], [3.0]]), 3).ravel()
+    array([1., 2., 3., 3.])
+    """
+    if window <= 1 or values.shape[0] < 2:
+        return values
+    from scipy.ndimage import median_filter
+
+    return median_filter(values, size=(min(window, values.shape[0]), 1), mode="nearest")
 
 
 @_with_style

@@ -479,8 +479,10 @@ def _fan_figure(r, taus: np.ndarray, num: _Numbering) -> dict:
     name, x = _single_feature(r)
     fan = plots.fan_chart(x, r.q_oof, taus, y=r.y, xlabel=name, ylabel=str(r.response))
     if name is None:
-        along = (f"rows ordered by their predicted {fmt_level(taus[_median_index(taus)])} quantile "
-                 "(the model has several predictors, so no single one is an axis)")
+        level = fmt_level(taus[_median_index(taus)])
+        window = plots.fan_window(len(r.y), by_prediction=True)
+        along = (f"rows ordered by their predicted {level} quantile (the model has several predictors, so no "
+                 f"single one is an axis); interval edges are running medians over {window} neighbouring rows")
     else:
         along = f"along {name}"
     return _png_figure(fan, "Out-of-fold aggregated quantiles (shaded central intervals, median line) and "
