@@ -33,6 +33,8 @@ import numpy as np
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ROOT = Path(__file__).resolve().parents[1]
+# The screenshots show this checkout's report, whichever qaggstats is installed.
+sys.path.insert(0, str(ROOT))
 
 
 def demo_fit(dataset: str = "concrete", seed: int = 0):
