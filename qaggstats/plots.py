@@ -33,6 +33,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .errors import DataError
 from .scoring import binomial_band, central_pairs
@@ -809,6 +810,7 @@ def crossing_plot(monotone_df: pd.DataFrame) -> Figure:
         ax2.set_ylabel("WIS after − before")
     ax1.legend(frameon=False, loc="upper center", ncols=2)
     ax1.set_ylim(0, max(1.0, float(before_rows.max(initial=0))) * 1.4)
+    ax1.yaxis.set_major_locator(MaxNLocator(integer=True))  # row counts: no 0.5 ticks
     for ax in (ax1, ax2):
         _styled(ax)
     return fig
