@@ -40,6 +40,7 @@ from .scoring import binomial_band, central_pairs
 
 __all__ = [
     "fan_chart",
+    "partial_curves",
     "coef_plot",
     "weights_heatmap",
     "local_weights",
@@ -253,6 +254,68 @@ def fan_chart(x: object | None, q: object, taus: object, y: object | None = None
     ax.legend(loc="upper left", frameon=False, ncols=2, title=legend_title, title_fontsize=7.5,
               alignment="left")
     _styled(ax)
+    return fig
+
+
+@_with_style
+def partial_curves(curves: Mapping[str, tuple[object, object]], taus: object, ylabel: str | None = None,
+                   ncols: int = 3) -> Figure:
+    """Predicted quantiles as one predictor varies while the others are held fixed.
+
+    Parameters
+    ----------
+    curves : mapping of str to (x, q)
+        For each predictor (panel title and x label), its grid ``x (m,)`` and the predicted
+        quantiles ``q (m, r)`` at the grid points.
+    taus : array_like, shape (r,)
+    ylabel : str, optional
+        Label of the shared y axis (e.g. the response's name); default "value".
+    ncols : int
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per predictor with shared y axis: central intervals shaded, median as a line.
+
+    Examples
+    --------
+    >>> x = np.linspace(0, 1, 5)
+    >>> q = x[:, None] + np.array([-1.0, 0.0, 1.0])
+    >>> fig = partial_curves({"a": (x, q), "b": (x, 2 * q)}, [0.1, 0.5, 0.9], ylabel="y")
+    >>> [ax.get_xlabel() for ax in fig.axes], fig.axes[0].get_ylabel()
+    (['a', 'b'], 'y')
+    """
+    if not curves:
+        raise DataError("partial_curves needs at least one (x, q) curve")
+    items = [(str(name), np.asarray(x, dtype=float).ravel(), np.asarray(q, dtype=float))
+             for name, (x, q) in curves.items()]
+    t = _taus(taus, items[0][2].shape[1])
+    for name, x_a, q_a in items:
+        if q_a.shape != (x_a.size, t.size):
+            raise DataError(f"curve {name!r}: q has shape {q_a.shape}, expected ({x_a.size}, {t.size})")
+    ncols = max(1, min(ncols, len(items)))
+    nrows = -(-len(items) // ncols)
+    fig, axes = _figure(nrows, ncols, height=2.3 * nrows, sharey=True)
+    for ax in axes.ravel()[len(items):]:
+        ax.set_visible(False)
+    mid = int(np.argmin(np.abs(t - 0.5)))
+    pairs = central_pairs(t)
+    cmap = mpl.colormaps[_FAN_CMAP]
+    for ax, (name, x_a, q_a) in zip(axes.ravel(), items):
+        order = np.argsort(x_a, kind="stable")
+        xs, qs = x_a[order], q_a[order]
+        for k, (lo, hi) in enumerate(pairs):
+            shade = cmap(0.25 + 0.45 * (k + 1) / max(len(pairs), 1))
+            ax.fill_between(xs, qs[:, lo], qs[:, hi], color=shade, linewidth=0,
+                            label=f"{t[hi] - t[lo]:.0%} interval")
+        ax.plot(xs, qs[:, mid], color="#08306b", linewidth=1.4, label=f"{t[mid]:g} quantile")
+        ax.set_xlabel(_label(name))
+        _styled(ax)
+    for row in axes:
+        row[0].set_ylabel(_label(ylabel or "value"))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
     return fig
 
 

@@ -347,6 +347,7 @@ def build_context(results) -> dict[str, Any]:
 
     # 8 predictions
     ctx["fig_fan"] = _fan_figure(r, taus, num)
+    ctx["fig_partial"] = _partial_figure(r, taus, num)
 
     # footer
     ctx["reproducibility"] = [
@@ -487,6 +488,69 @@ def _fan_figure(r, taus: np.ndarray, num: _Numbering) -> dict:
         along = f"along {name}"
     return _png_figure(fan, "Out-of-fold aggregated quantiles (shaded central intervals, median line) and "
                        f"observations, {along}.", num.figure(), "Fan chart of predicted quantiles")
+
+
+def _typical_row(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row of observed values: the lower median of each numeric column, the most frequent
+    value of any other (observed values, so a number used as a category stays a known level)."""
+    row = {}
+    for c in frame.columns:
+        v = frame[c].dropna()
+        if v.empty:
+            row[c] = frame[c].iloc[0]
+        elif pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v):
+            row[c] = np.sort(v.to_numpy())[(len(v) - 1) // 2]
+        else:
+            row[c] = v.mode().iloc[0]
+    return pd.DataFrame([row]).astype(frame.dtypes.to_dict())
+
+
+def _grid(values: pd.Series, points: int = 41) -> np.ndarray:
+    """The central 95 % of a predictor's training values: its observed values when few, else a grid."""
+    v = values.dropna().to_numpy(dtype=float)
+    lo, hi = np.quantile(v, [0.025, 0.975])
+    seen = np.unique(v[(v >= lo) & (v <= hi)])
+    return seen if seen.size <= points else np.linspace(lo, hi, points)
+
+
+def _partial_figure(r, taus: np.ndarray, num: _Numbering, panels: int = 3) -> dict | None:
+    """Partial curves of the fitted aggregate for a model of several predictors (else None).
+
+    Needs ``QaggResults.predict``; the ``panels`` numeric predictors that move the predicted
+    median most are shown. A predictor the fit cannot predict along (say, a number used as a
+    category, whose grid points are unseen levels) is left out.
+    """
+    frame = r.frame
+    if not callable(getattr(r, "predict", None)) or not isinstance(frame, pd.DataFrame):
+        return None
+    used = formula_columns(r.formula, frame.columns, r.response)
+    numeric = [c for c in used if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+    if len(used) < 2 or not numeric:
+        return None  # one predictor: the fan chart already draws the model along it
+    base = _typical_row(frame)
+    mid = _median_index(taus)
+    curves = {}
+    for c in numeric:
+        grid = _grid(frame[c])
+        rows = base.loc[base.index.repeat(grid.size)].reset_index(drop=True)
+        rows[c] = grid.astype(frame[c].dtype) if pd.api.types.is_integer_dtype(frame[c]) else grid
+        try:
+            q = r.predict(rows).to_numpy(dtype=float)
+        except QaggError:
+            continue
+        if np.isfinite(q).all():
+            curves[c] = (rows[c].to_numpy(dtype=float), q)
+    if not curves:
+        return None
+    effect = {c: float(np.ptp(q[:, mid])) for c, (_, q) in curves.items()}
+    chosen = sorted(curves, key=lambda c: -effect[c])[:panels]
+    fig = plots.partial_curves({c: curves[c] for c in chosen}, taus, ylabel=str(r.response))
+    held = ("the other predictors held at their median (numbers) or most frequent value (categories)")
+    calibrated = " (conformally calibrated, as predict() returns them)" if r.conformal else ""
+    return _svg_figure(fig, f"Predicted quantiles of the fitted aggregate{calibrated} as one predictor varies over "
+                       f"the central 95% of its training values, {held}; the {len(chosen)} of {len(numeric)} numeric "
+                       "predictors that move the predicted median most.", num.figure(),
+                       "Partial curves of predicted quantiles")
 
 
 def _conditional_figure(r, taus: np.ndarray, pair, num: _Numbering) -> dict | None:
