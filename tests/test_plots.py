@@ -294,3 +294,22 @@ def test_crossing_plot_labels_signed_changes():
     texts = _all_text(fig)
     assert texts.count("−0.0123") == 4
     assert not any(t in ("+0", "−0", "-0") for t in texts), texts
+
+
+def test_partial_curves_draw_each_predictor_with_shared_y():
+    taus = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+    x1, x2 = np.linspace(0, 10, 21), np.array([3.0, 1.0, 2.0])
+    q1 = 2 * x1[:, None] + np.linspace(-2, 2, 5)
+    q2 = -x2[:, None] + np.linspace(-1, 1, 5)
+    fig = plots.partial_curves({"cement": (x1, q1), "water": (x2, q2)}, taus, ylabel="strength")
+    ax1, ax2 = fig.axes[:2]
+    assert (ax1.get_xlabel(), ax2.get_xlabel(), ax1.get_ylabel()) == ("cement", "water", "strength")
+    np.testing.assert_allclose(ax1.get_lines()[0].get_ydata(), q1[:, 2])
+    np.testing.assert_allclose(ax2.get_lines()[0].get_xdata(), [1.0, 2.0, 3.0])  # sorted by x
+    np.testing.assert_allclose(ax2.get_lines()[0].get_ydata(), [-1.0, -2.0, -3.0])
+    assert ax1.get_shared_y_axes().joined(ax1, ax2)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["90% interval", "50% interval", "0.5 quantile"]
+    with pytest.raises(DataError, match="curve 'water'"):
+        plots.partial_curves({"cement": (x1, q1), "water": (x2, q1)}, taus)
+    with pytest.raises(DataError, match="at least one"):
+        plots.partial_curves({}, taus)
