@@ -291,6 +291,23 @@ def test_pdf_pages_are_not_left_half_blank(pdf_path, tmp_path):
     assert all(f >= 0.7 for f in filled[:-1]), filled
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) not installed")
+def test_demo_report_pages_are_filled(tmp_path):
+    """The report of ``qaggstats demo`` (nine predictors, five learners): the layout the docs show."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("previews", Path(__file__).parents[1] / "tools" / "previews.py")
+    previews = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(previews)
+    html, pdf = report.write_reports(previews.demo_fit(), [tmp_path / "demo.html", tmp_path / "demo.pdf"])
+    assert "Figure 9." in html.read_text(encoding="utf-8")  # the partial curves of a multi-predictor model
+    subprocess.run(["pdftoppm", "-png", "-r", "30", str(pdf), str(tmp_path / "p")], check=True)
+    filled = [_filled_height(p) for p in sorted(tmp_path.glob("p-*.png"))]
+    assert all(f >= 0.85 for f in filled[:-1]), filled
+    assert re.search(r"Figure \d+\.", _pdf_pages_text(pdf)[-1])
+
+
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils (pdftotext) not installed")
 def test_pdf_last_page_is_more_than_the_footer(pdf_path):
     pages = _pdf_pages_text(pdf_path)
