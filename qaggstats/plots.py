@@ -27,17 +27,20 @@ import base64
 import functools
 import io
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .errors import DataError
 from .scoring import binomial_band, central_pairs
 
 __all__ = [
     "fan_chart",
+    "partial_curves",
     "coef_plot",
     "weights_heatmap",
     "local_weights",
@@ -101,6 +104,41 @@ def _label(text: object) -> str:
     return str(text).replace("$", r"\$")
 
 
+def number_text(value: float, significant: int = 4, signed: bool = False) -> str:
+    """A number for a figure: ``significant`` digits without trailing zeros, thousands
+    separators and no e-notation from 1 up, a true minus sign.
+
+    Examples
+    --------
+    >>> number_text(28810.37), number_text(2.39152), number_text(1.0), number_text(-0.000123)
+    ('28,810', '2.392', '1', '−0.000123')
+    >>> number_text(0.0, signed=True), number_text(0.0123, signed=True), number_text(-2.3e-13)
+    ('0', '+0.0123', '−2.3e-13')
+    """
+    v = float(value)
+    if not np.isfinite(v):
+        return "—"
+    if v == 0:
+        return "0"
+    sign = "+" if signed else ""
+    if abs(v) < 1:
+        text = f"{v:{sign}.{significant}g}"
+    else:
+        decimals = max(0, significant - 1 - int(np.floor(np.log10(abs(v)))))
+        text = f"{v:{sign},.{decimals}f}"
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+    return "−" + text[1:] if text.startswith("-") else text  # a true minus sign (not in the exponent)
+
+
+def _name(values: object, given: str | None) -> str | None:
+    """An explicit label, else the name of a pandas Series (a column passed as is)."""
+    if given is not None:
+        return given
+    name = getattr(values, "name", None)
+    return None if name is None else str(name)
+
+
 def _taus(taus: object, r: int) -> np.ndarray:
     t = np.asarray(taus, dtype=float).ravel()
     if t.size != r:
@@ -141,7 +179,8 @@ def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.959964) -> tuple[
 # --------------------------------------------------------------------------- predictions
 @_with_style
 def fan_chart(x: object | None, q: object, taus: object, y: object | None = None,
-              xlabel: str | None = None, ylabel: str | None = None, title: str | None = None) -> Figure:
+              xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
+              smooth: int | Literal["auto"] = "auto") -> Figure:
     """Central prediction intervals as shaded bands, the median as a line, and observations.
 
     Parameters
@@ -153,7 +192,19 @@ def fan_chart(x: object | None, q: object, taus: object, y: object | None = None
     taus : array_like, shape (r,)
     y : array_like, shape (n,), optional
         Observed outcomes, drawn as points.
-    xlabel, ylabel, title : str, optional
+    xlabel : str, optional
+        Label of the x axis (e.g. the feature's column name); by default the name of ``x`` when
+        it is a pandas Series, else "x" (or "predicted 0.5 quantile" when ``x`` is None).
+    ylabel : str, optional
+        Label of the y axis (e.g. the response's name); by default the name of ``y`` when it is
+        a pandas Series, else "value".
+    title : str, optional
+    smooth : int or "auto"
+        Draw the band edges as running medians over this many neighbouring rows (1: the rows'
+        own quantiles). Rows next to each other in predicted-median order may differ in every
+        other predictor, so their raw interval edges zigzag; the running median shows the
+        typical interval at each predicted level. "auto" uses about n / 40 rows when ``x`` is
+        None and 1 when it is given. The median line and the points are never smoothed.
 
     Returns
     -------
@@ -166,6 +217,7 @@ def fan_chart(x: object | None, q: object, taus: object, y: object | None = None
     >>> len(fig.axes[0].collections)  # one band and the observations
     2
     """
+    xlabel, ylabel = _name(x, xlabel), _name(y, ylabel)
     q_a = np.asarray(q, dtype=float)
     t = _taus(taus, q_a.shape[1]) if q_a.ndim == 2 else _taus(taus, -1)
     mid = int(np.argmin(np.abs(t - 0.5)))
@@ -176,15 +228,19 @@ def fan_chart(x: object | None, q: object, taus: object, y: object | None = None
         x_a = np.asarray(x, dtype=float).ravel()
         if x_a.size != q_a.shape[0]:
             raise DataError(f"x has {x_a.size} rows but q has {q_a.shape[0]}")
+    window = fan_window(q_a.shape[0], x is None) if smooth == "auto" else int(smooth)
+    if window < 1:
+        raise DataError(f"smooth must be a positive number of rows or 'auto', got {smooth!r}")
     order = np.argsort(x_a, kind="stable")
     xs, qs = x_a[order], q_a[order]
-    fig, axes = _figure(height=3.3)
+    edges = running_median(qs, window)
+    fig, axes = _figure(height=3.0)
     ax = axes[0, 0]
     pairs = central_pairs(t)
     cmap = mpl.colormaps[_FAN_CMAP]
     for k, (lo, hi) in enumerate(pairs):
         shade = cmap(0.25 + 0.45 * (k + 1) / max(len(pairs), 1))
-        ax.fill_between(xs, qs[:, lo], qs[:, hi], color=shade, linewidth=0,
+        ax.fill_between(xs, edges[:, lo], edges[:, hi], color=shade, linewidth=0,
                         label=f"{t[hi] - t[lo]:.0%} interval")
     ax.plot(xs, qs[:, mid], color="#08306b", linewidth=1.4, label=f"{t[mid]:g} quantile")
     if y is not None:
@@ -194,9 +250,102 @@ def fan_chart(x: object | None, q: object, taus: object, y: object | None = None
     ax.set_ylabel(_label(ylabel or "value"))
     if title:
         ax.set_title(_label(title))
-    ax.legend(loc="upper left", frameon=False, ncols=2)
+    legend_title = f"intervals: running median of {window} rows" if window > 1 else None
+    ax.legend(loc="upper left", frameon=False, ncols=2, title=legend_title, title_fontsize=7.5,
+              alignment="left")
     _styled(ax)
     return fig
+
+
+@_with_style
+def partial_curves(curves: Mapping[str, tuple[object, object]], taus: object, ylabel: str | None = None,
+                   ncols: int = 3) -> Figure:
+    """Predicted quantiles as one predictor varies while the others are held fixed.
+
+    Parameters
+    ----------
+    curves : mapping of str to (x, q)
+        For each predictor (panel title and x label), its grid ``x (m,)`` and the predicted
+        quantiles ``q (m, r)`` at the grid points.
+    taus : array_like, shape (r,)
+    ylabel : str, optional
+        Label of the shared y axis (e.g. the response's name); default "value".
+    ncols : int
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per predictor with shared y axis: central intervals shaded, median as a line.
+
+    Examples
+    --------
+    >>> x = np.linspace(0, 1, 5)
+    >>> q = x[:, None] + np.array([-1.0, 0.0, 1.0])
+    >>> fig = partial_curves({"a": (x, q), "b": (x, 2 * q)}, [0.1, 0.5, 0.9], ylabel="y")
+    >>> [ax.get_xlabel() for ax in fig.axes], fig.axes[0].get_ylabel()
+    (['a', 'b'], 'y')
+    """
+    if not curves:
+        raise DataError("partial_curves needs at least one (x, q) curve")
+    items = [(str(name), np.asarray(x, dtype=float).ravel(), np.asarray(q, dtype=float))
+             for name, (x, q) in curves.items()]
+    t = _taus(taus, items[0][2].shape[1])
+    for name, x_a, q_a in items:
+        if q_a.shape != (x_a.size, t.size):
+            raise DataError(f"curve {name!r}: q has shape {q_a.shape}, expected ({x_a.size}, {t.size})")
+    ncols = max(1, min(ncols, len(items)))
+    nrows = -(-len(items) // ncols)
+    fig, axes = _figure(nrows, ncols, height=2.3 * nrows, sharey=True)
+    for ax in axes.ravel()[len(items):]:
+        ax.set_visible(False)
+    mid = int(np.argmin(np.abs(t - 0.5)))
+    pairs = central_pairs(t)
+    cmap = mpl.colormaps[_FAN_CMAP]
+    for ax, (name, x_a, q_a) in zip(axes.ravel(), items):
+        order = np.argsort(x_a, kind="stable")
+        xs, qs = x_a[order], q_a[order]
+        for k, (lo, hi) in enumerate(pairs):
+            shade = cmap(0.25 + 0.45 * (k + 1) / max(len(pairs), 1))
+            ax.fill_between(xs, qs[:, lo], qs[:, hi], color=shade, linewidth=0,
+                            label=f"{t[hi] - t[lo]:.0%} interval")
+        ax.plot(xs, qs[:, mid], color="#08306b", linewidth=1.4, label=f"{t[mid]:g} quantile")
+        ax.set_xlabel(_label(name))
+        _styled(ax)
+    for row in axes:
+        row[0].set_ylabel(_label(ylabel or "value"))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
+    return fig
+
+
+def fan_window(n: int, by_prediction: bool) -> int:
+    """The ``smooth="auto"`` window of :func:`fan_chart`: an odd ~n/40 rows (at least 5) when
+    rows are ordered by prediction, else 1.
+
+    Examples
+    --------
+    >>> fan_window(808, True), fan_window(100, True), fan_window(808, False)
+    (21, 5, 1)
+    """
+    if not by_prediction:
+        return 1
+    return max(5, (n // 40) | 1)
+
+
+def running_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred running median down the rows of each column (edges: the nearest row repeated).
+
+    Examples
+    --------
+    >>> running_median(np.array([[1.0], [9.0], [2.0], [3.0]]), 3).ravel()
+    array([1., 2., 3., 3.])
+    """
+    if window <= 1 or values.shape[0] < 2:
+        return values
+    from scipy.ndimage import median_filter
+
+    return median_filter(values, size=(min(window, values.shape[0]), 1), mode="nearest")
 
 
 @_with_style
@@ -360,6 +509,7 @@ def local_weights(x: object, alpha: object, taus: object, models: Sequence[str] 
     >>> len(fig.axes)
     3
     """
+    xlabel = _name(x, xlabel)
     a = np.asarray(alpha, dtype=float)
     if a.ndim != 3:
         raise DataError(f"alpha must have shape (n, p, r), got {a.shape}")
@@ -555,6 +705,8 @@ def conditional_coverage(x: object, y: object, lower: object, upper: object, bin
     nominal : float, optional
         Nominal coverage, drawn as a reference line.
     xlabel : str, optional
+        Label of the x axis (e.g. the feature's column name); by default the name of ``x`` when
+        it is a pandas Series, else "x".
 
     Returns
     -------
@@ -569,6 +721,7 @@ def conditional_coverage(x: object, y: object, lower: object, upper: object, bin
     >>> fig.axes[0].get_ylabel()
     'coverage'
     """
+    xlabel = _name(x, xlabel)
     x_a, y_a, lo_a, hi_a = (np.asarray(v, dtype=float).ravel() for v in (x, y, lower, upper))
     if not (x_a.size == y_a.size == lo_a.size == hi_a.size):
         raise DataError("x, y, lower and upper must have the same length")
@@ -581,7 +734,7 @@ def conditional_coverage(x: object, y: object, lower: object, upper: object, bin
     centre = np.array([x_a[g].mean() for g in groups])
     w_lo, w_hi = wilson_interval(k, m)
     share = k / m
-    fig, axes = _figure(height=2.9)
+    fig, axes = _figure(height=2.6)
     ax = axes[0, 0]
     if nominal is not None:
         ax.axhline(nominal, color=PALETTE[1], linestyle="--", linewidth=1.0, label=f"nominal {nominal:.0%}")
@@ -640,7 +793,7 @@ def wis_decomposition(scores_df: pd.DataFrame, highlight: str | None = "aggregat
         left += d[part].to_numpy()
     total = scores_df["wis"].to_numpy(dtype=float) if "wis" in scores_df.columns else left
     for yp, end, tot in zip(ypos, left, total):
-        ax.text(end, yp, f" {tot:.4g}", va="center", fontsize=7.5, color="#222222")
+        ax.text(end, yp, f" {number_text(tot)}", va="center", fontsize=7.5, color="#222222")
     ax.set_yticks(ypos, [_label(s) for s in labels])
     for tick, name in zip(ax.get_yticklabels(), labels):
         if name == highlight:
@@ -696,22 +849,34 @@ def crossing_plot(monotone_df: pd.DataFrame) -> Figure:
     ax1.set_title("rows with crossed quantiles")
     ax1.grid(axis="x", visible=False)
     change = monotone_df["wis_after"].to_numpy(dtype=float) - monotone_df["wis_before"].to_numpy(dtype=float)
-    # WIS changes from post-processing are tiny next to WIS itself: show the change, not two levels.
-    colours = [PALETTE[1] if c > 0 else PALETTE[0] for c in change]
-    ax2.bar(pos, change, 0.55, color=colours)
-    ax2.axhline(0.0, color="#555555", linewidth=0.8)
-    span = float(np.max(np.abs(change), initial=0.0)) or 1.0
-    for p_, c in zip(pos, change):
-        ax2.text(p_, c, f"{c:+.3g}".replace("-", "−"), ha="center", va="bottom" if c >= 0 else "top", fontsize=7)
-    ax2.set_ylim(-1.6 * span, 1.6 * span)
-    ax2.ticklabel_format(axis="y", useOffset=False, style="sci", scilimits=(-3, 4))
-    ax2.set_xticks(pos, [_label(s) for s in steps])
     before = np.unique(np.round(monotone_df["wis_before"].to_numpy(dtype=float), 10))
-    ax2.set_title("change in WIS" + (f" (before: {before[0]:.4g})" if before.size == 1 else ""))
-    ax2.set_ylabel("WIS after − before")
+    ax2.set_title("change in WIS" + (f" (before: {number_text(before[0])})" if before.size == 1 else ""))
+    ax2.set_xticks(pos, [_label(s) for s in steps])
     ax2.grid(axis="x", visible=False)
+    ax2.axhline(0.0, color="#555555", linewidth=0.8)
+    # Rounding noise (a sort that swaps equal values) is no change: 1e-9 of the WIS level.
+    scale = float(np.max(np.abs(monotone_df["wis_before"].to_numpy(dtype=float)), initial=0.0))
+    change = np.where(np.abs(change) <= 1e-9 * scale, 0.0, change)
+    if not np.any(change):
+        # Nothing to draw (no crossed rows, say): say so instead of four "+0" bars on a made-up scale.
+        ax2.set_ylim(-1, 1)
+        ax2.set_yticks([0.0], ["0"])
+        ax2.text(0.5, 0.62, "no step changes the WIS", transform=ax2.transAxes, ha="center", va="center",
+                 fontsize=7.5, color="#555555")
+    else:
+        # WIS changes from post-processing are tiny next to WIS itself: show the change, not two levels.
+        colours = [PALETTE[1] if c > 0 else PALETTE[0] for c in change]
+        ax2.bar(pos, change, 0.55, color=colours)
+        span = float(np.max(np.abs(change)))
+        for p_, c in zip(pos, change):
+            ax2.text(p_, c, number_text(c, 3, signed=True), ha="center", va="bottom" if c >= 0 else "top",
+                     fontsize=7)
+        ax2.set_ylim(-1.6 * span, 1.6 * span)
+        ax2.ticklabel_format(axis="y", useOffset=False, style="sci", scilimits=(-3, 4))
+        ax2.set_ylabel("WIS after − before")
     ax1.legend(frameon=False, loc="upper center", ncols=2)
     ax1.set_ylim(0, max(1.0, float(before_rows.max(initial=0))) * 1.4)
+    ax1.yaxis.set_major_locator(MaxNLocator(integer=True))  # row counts: no 0.5 ticks
     for ax in (ax1, ax2):
         _styled(ax)
     return fig

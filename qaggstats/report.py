@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -47,7 +45,7 @@ from . import plots
 from .errors import QaggError, SaveError
 from .scoring import central_pairs
 
-__all__ = ["build_context", "render_html", "write_report", "write_previews"]
+__all__ = ["build_context", "render_html", "write_report", "write_reports"]
 
 _FORMATS = {".html": "html", ".htm": "html", ".pdf": "pdf"}
 _TEMPLATE = "report.html"
@@ -55,20 +53,23 @@ _TEMPLATE = "report.html"
 
 # --------------------------------------------------------------------------- formatting
 def fmt_num(value: float, decimals: int) -> str:
-    """A number with fixed decimals, a true minus sign, and an em dash for missing values.
+    """A number with fixed decimals, thousands separators, a true minus sign, and an em dash
+    for missing values.
 
     Examples
     --------
-    >>> fmt_num(-0.5, 2), fmt_num(float("nan"), 2)
-    ('−0.50', '—')
+    >>> fmt_num(-0.5, 2), fmt_num(28810.4, 0), fmt_num(float("nan"), 2)
+    ('−0.50', '28,810', '—')
     """
     if value is None or not np.isfinite(value):
         return "—"
-    return f"{value:.{decimals}f}".replace("-", "−")
+    return f"{value:,.{decimals}f}".replace("-", "−")
 
 
 def decimals_for(values: Iterable[float], significant: int = 4) -> int:
     """Decimals that give the largest |value| ``significant`` digits (shared by a column).
+
+    Large values get no decimals (all their integer digits are kept: 28,810, not 2.881e+04).
 
     Examples
     --------
@@ -201,18 +202,41 @@ def _png_figure(fig, caption: str, number: int, alt: str) -> dict[str, Any]:
             "alt": alt}
 
 
-def _fan_feature(results) -> tuple[str | None, np.ndarray | None]:
-    """The first numeric predictor of the default formula found in ``frame`` (or none)."""
+def formula_columns(formula: str, columns: Iterable[object], response: object) -> list[str]:
+    """Columns the right-hand side of ``formula`` names, by exact (whole-token) match.
+
+    A column counts only when its full name stands alone in the formula (``income`` is not
+    found in ``log_income`` and ``e`` is not found in ``income``); ``.`` means every column
+    but the response.
+
+    Examples
+    --------
+    >>> formula_columns("y ~ np.log(income) + C(group)", ["y", "e", "income", "group"], "y")
+    ['income', 'group']
+    >>> formula_columns("y ~ .", ["y", "a", "b"], "y")
+    ['a', 'b']
+    """
+    rhs = str(formula).split("~", 1)[-1]
+    names = [str(c) for c in columns if str(c) != str(response)]
+    if re.search(r"(?<![\w.])\.(?![\w.])", rhs):
+        return names
+    return [c for c in names if re.search(rf"(?<![\w.]){re.escape(c)}(?![\w.])", rhs)]
+
+
+def _single_feature(results) -> tuple[str | None, np.ndarray | None]:
+    """The predictor to draw along when the default formula has exactly one, and it is numeric.
+
+    A model of several predictors has no single axis to show its quantiles along (drawn
+    against one covariate they zigzag with the others); the figures then order rows by the
+    predicted median instead (``(None, None)``).
+    """
     frame = results.frame
     if not isinstance(frame, pd.DataFrame) or len(frame) != len(results.y):
         return None, None
-    rhs = str(results.formula).split("~", 1)[-1]
-    numeric = [c for c in frame.columns if c != results.response and pd.api.types.is_numeric_dtype(frame[c])]
-    in_formula = [c for c in numeric if str(c) in rhs]
-    chosen = (in_formula or numeric or [None])[0]
-    if chosen is None:
+    used = formula_columns(results.formula, frame.columns, results.response)
+    if len(used) != 1 or not pd.api.types.is_numeric_dtype(frame[used[0]]):
         return None, None
-    return str(chosen), frame[chosen].to_numpy(dtype=float)
+    return used[0], frame[used[0]].to_numpy(dtype=float)
 
 
 def _outer_pair(taus: np.ndarray) -> tuple[int, int] | None:
@@ -300,6 +324,7 @@ def build_context(results) -> dict[str, Any]:
 
     # 5 calibration
     ctx["coverage_table"] = _coverage_table(r.coverage, num.table())
+    ctx["fig_conditional"] = _conditional_figure(r, taus, pair, num)
     ctx["fig_reliability"] = _svg_figure(
         plots.reliability_diagram(r.y, {"aggregate": r.q_oof}, taus),
         "Reliability: share of outcomes at or below each out-of-fold quantile, with the 95% binomial band "
@@ -308,7 +333,6 @@ def build_context(results) -> dict[str, Any]:
         plots.pit_histogram(r.y, r.q_oof, taus),
         "PIT histogram of the out-of-fold aggregate (bins between levels); flat means calibrated.", num.figure(),
         "PIT histogram")
-    ctx["fig_conditional"] = _conditional_figure(r, taus, pair, num)
 
     # 6 monotonicity
     ctx["monotone_table"] = _monotone_table(r.monotone, r.postprocess, len(r.y), num.table())
@@ -321,12 +345,9 @@ def build_context(results) -> dict[str, Any]:
         {"claim": str(d.claim), "source": str(d.source), "observed": str(d.observed),
          "verdict": {True: "held", False: "failed", None: "n/a"}[d.held]} for d in r.diagnostics]
 
-    # 8 fan chart
-    name, x = _fan_feature(r)
-    fan = plots.fan_chart(x, r.q_oof, taus, y=r.y, xlabel=name, ylabel=str(r.response))
-    ctx["fig_fan"] = _png_figure(fan, "Out-of-fold aggregated quantiles (shaded central intervals, median line) "
-                                 f"and observations, along {name or 'the predicted median'}.", num.figure(),
-                                 "Fan chart of predicted quantiles")
+    # 8 predictions
+    ctx["fig_fan"] = _fan_figure(r, taus, num)
+    ctx["fig_partial"] = _partial_figure(r, taus, num)
 
     # footer
     ctx["reproducibility"] = [
@@ -443,7 +464,7 @@ def _coef_figure(r, num: _Numbering) -> dict | None:
     if not callable(getattr(r, "plot", None)):
         return None
     try:
-        fig = r.plot("coef")
+        fig = r.plot("coef", ncols=4)
     except QaggError:
         return None
     return _svg_figure(fig, "Coefficients of the linear base model across levels (refitted on the training rows) "
@@ -451,13 +472,94 @@ def _coef_figure(r, num: _Numbering) -> dict | None:
                        "Coefficients across quantile levels")
 
 
+def _median_index(taus: np.ndarray) -> int:
+    return int(np.argmin(np.abs(taus - 0.5)))
+
+
+def _fan_figure(r, taus: np.ndarray, num: _Numbering) -> dict:
+    name, x = _single_feature(r)
+    fan = plots.fan_chart(x, r.q_oof, taus, y=r.y, xlabel=name, ylabel=str(r.response))
+    if name is None:
+        level = fmt_level(taus[_median_index(taus)])
+        window = plots.fan_window(len(r.y), by_prediction=True)
+        along = (f"rows ordered by their predicted {level} quantile (the model has several predictors, so no "
+                 f"single one is an axis); interval edges are running medians over {window} neighbouring rows")
+    else:
+        along = f"along {name}"
+    return _png_figure(fan, "Out-of-fold aggregated quantiles (shaded central intervals, median line) and "
+                       f"observations, {along}.", num.figure(), "Fan chart of predicted quantiles")
+
+
+def _typical_row(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row of observed values: the lower median of each numeric column, the most frequent
+    value of any other (observed values, so a number used as a category stays a known level)."""
+    row = {}
+    for c in frame.columns:
+        v = frame[c].dropna()
+        if v.empty:
+            row[c] = frame[c].iloc[0]
+        elif pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v):
+            row[c] = np.sort(v.to_numpy())[(len(v) - 1) // 2]
+        else:
+            row[c] = v.mode().iloc[0]
+    return pd.DataFrame([row]).astype(frame.dtypes.to_dict())
+
+
+def _grid(values: pd.Series, points: int = 41) -> np.ndarray:
+    """The central 95 % of a predictor's training values: its observed values when few, else a grid."""
+    v = values.dropna().to_numpy(dtype=float)
+    lo, hi = np.quantile(v, [0.025, 0.975])
+    seen = np.unique(v[(v >= lo) & (v <= hi)])
+    return seen if seen.size <= points else np.linspace(lo, hi, points)
+
+
+def _partial_figure(r, taus: np.ndarray, num: _Numbering, panels: int = 3) -> dict | None:
+    """Partial curves of the fitted aggregate for a model of several predictors (else None).
+
+    Needs ``QaggResults.predict``; the ``panels`` numeric predictors that move the predicted
+    median most are shown. A predictor the fit cannot predict along (say, a number used as a
+    category, whose grid points are unseen levels) is left out.
+    """
+    frame = r.frame
+    if not callable(getattr(r, "predict", None)) or not isinstance(frame, pd.DataFrame):
+        return None
+    used = formula_columns(r.formula, frame.columns, r.response)
+    numeric = [c for c in used if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+    if len(used) < 2 or not numeric:
+        return None  # one predictor: the fan chart already draws the model along it
+    base = _typical_row(frame)
+    mid = _median_index(taus)
+    curves = {}
+    for c in numeric:
+        grid = _grid(frame[c])
+        rows = base.loc[base.index.repeat(grid.size)].reset_index(drop=True)
+        rows[c] = grid.astype(frame[c].dtype) if pd.api.types.is_integer_dtype(frame[c]) else grid
+        try:
+            q = r.predict(rows).to_numpy(dtype=float)
+        except QaggError:
+            continue
+        if np.isfinite(q).all():
+            curves[c] = (rows[c].to_numpy(dtype=float), q)
+    if not curves:
+        return None
+    effect = {c: float(np.ptp(q[:, mid])) for c, (_, q) in curves.items()}
+    chosen = sorted(curves, key=lambda c: -effect[c])[:panels]
+    fig = plots.partial_curves({c: curves[c] for c in chosen}, taus, ylabel=str(r.response))
+    held = ("the other predictors held at their median (numbers) or most frequent value (categories)")
+    calibrated = " (conformally calibrated, as predict() returns them)" if r.conformal else ""
+    return _svg_figure(fig, f"Predicted quantiles of the fitted aggregate{calibrated} as one predictor varies over "
+                       f"the central 95% of its training values, {held}; the {len(chosen)} of {len(numeric)} numeric "
+                       "predictors that move the predicted median most.", num.figure(),
+                       "Partial curves of predicted quantiles")
+
+
 def _conditional_figure(r, taus: np.ndarray, pair, num: _Numbering) -> dict | None:
     if pair is None:
         return None
     lo, hi = pair
-    name, x = _fan_feature(r)
+    name, x = _single_feature(r)
     if x is None:
-        mid = int(np.argmin(np.abs(taus - 0.5)))
+        mid = _median_index(taus)
         name, x = f"predicted {fmt_level(taus[mid])} quantile", r.q_oof[:, mid]
     nominal = float(taus[hi] - taus[lo])
     fig = plots.conditional_coverage(x, r.y, r.q_oof[:, lo], r.q_oof[:, hi], bins=8, nominal=nominal, xlabel=name)
@@ -547,6 +649,46 @@ def _atomic_write(path: Path, payload: bytes) -> None:
         raise SaveError(f"cannot write report {path}: {err.strerror}") from err
 
 
+def write_reports(results, paths: Sequence[str | os.PathLike], template_dir: str | os.PathLike | None = None
+                  ) -> list[Path]:
+    """Write the report in several formats, building its context (scores, figures) once.
+
+    Parameters
+    ----------
+    results : QaggResults
+    paths : sequence of path
+        Output files; each suffix (``.html`` or ``.pdf``) picks that file's format. The HTML
+        is rendered once and shared by every file.
+    template_dir : path, optional
+        Directory overriding ``report.html`` and/or ``report.css``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The paths written, in the order given.
+
+    Raises
+    ------
+    SaveError
+        Naming the path, when a suffix is unknown (checked before anything is built or
+        written), its directory is missing or not writable, or it is a directory.
+
+    Examples
+    --------
+    >>> write_reports(fit, ["fit.html", "fit.pdf"])  # doctest: +SKIP
+    [PosixPath('fit.html'), PosixPath('fit.pdf')]
+    """
+    targets = [Path(p) for p in paths]
+    kinds = [_report_format(p, None) for p in targets]
+    if not targets:
+        return []
+    html = render_html(build_context(results), template_dir)
+    pdf = html_to_pdf(html) if "pdf" in kinds else b""
+    for path, kind in zip(targets, kinds):
+        _atomic_write(path, pdf if kind == "pdf" else html.encode("utf-8"))
+    return targets
+
+
 def write_report(results, path: str | os.PathLike, template_dir: str | os.PathLike | None = None,
                  format: str | None = None) -> Path:
     """Write the report of a fitted aggregate to HTML or PDF.
@@ -571,6 +713,10 @@ def write_report(results, path: str | os.PathLike, template_dir: str | os.PathLi
         Naming the path, when its directory is missing or not writable, the path is a
         directory, or the format is unknown. No partial file is left behind.
 
+    See Also
+    --------
+    write_reports : HTML and PDF from one context.
+
     Examples
     --------
     >>> write_report(fit, "engel.html")              # doctest: +SKIP
@@ -582,46 +728,3 @@ def write_report(results, path: str | os.PathLike, template_dir: str | os.PathLi
     payload = html_to_pdf(html) if kind == "pdf" else html.encode("utf-8")
     _atomic_write(path, payload)
     return path
-
-
-# --------------------------------------------------------------------------- previews
-def write_previews(results, directory: str | os.PathLike, chromium: str = "/usr/bin/chromium",
-                   width: int = 1200, height: int = 1500, dpi: int = 110) -> list[Path]:
-    """Screenshots for the documentation: ``report-html.png`` and ``report-pdf-{1,2}.png``.
-
-    The HTML screenshot is the top ``width`` × ``height`` pixels in headless Chromium (needs the
-    ``playwright`` package); the PDF pages are rendered at ``dpi`` by ``pdftoppm`` (poppler-utils).
-
-    Examples
-    --------
-    >>> write_previews(fit, "docs/img")              # doctest: +SKIP
-    [PosixPath('docs/img/report-html.png'), PosixPath('docs/img/report-pdf-1.png'), ...]
-    """
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as err:
-        raise QaggError("write_previews needs the playwright package (pip install playwright)") from err
-    with tempfile.TemporaryDirectory() as tmp:
-        html_path = write_report(results, Path(tmp) / "report.html")
-        pdf_path = write_report(results, Path(tmp) / "report.pdf")
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(html_path.as_uri())
-            page.screenshot(path=str(out / "report-html.png"))
-            browser.close()
-        try:
-            subprocess.run(["pdftoppm", "-png", "-r", str(dpi), "-f", "1", "-l", "2", str(pdf_path),
-                            str(Path(tmp) / "page")], check=True, capture_output=True)
-        except (OSError, subprocess.CalledProcessError) as err:
-            raise QaggError(f"pdftoppm (poppler-utils) failed to render {pdf_path}: {err}") from err
-        pages = sorted(Path(tmp).glob("page-*.png"))
-        written = [out / "report-html.png"]
-        for i, page_png in enumerate(pages[:2], start=1):
-            target = out / f"report-pdf-{i}.png"
-            shutil.move(page_png, target)  # tmp may be another filesystem
-            written.append(target)
-    return written

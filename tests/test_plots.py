@@ -178,7 +178,7 @@ def test_wis_decomposition_bars_add_up(synthetic_results):
     n = len(s)
     widths = np.array([p.get_width() for p in ax.patches]).reshape(3, n)
     np.testing.assert_allclose(widths.sum(axis=0), s["wis"].to_numpy(), rtol=1e-9)
-    assert f" {s.loc['aggregate', 'wis']:.4g}" in [t.get_text() for t in ax.texts]
+    assert f" {plots.number_text(s.loc['aggregate', 'wis'])}" in [t.get_text() for t in ax.texts]
     bold = [t.get_text() for t in ax.get_yticklabels() if t.get_fontweight() == "bold"]
     assert bold == ["aggregate"]
 
@@ -215,3 +215,101 @@ def test_pinball_helper_agrees_with_scores(synthetic_results):
     got = pinball(r.y, r.q_oof, r.taus)
     want = r.oof_scores.loc["aggregate", [f"pinball_{t:g}" for t in r.taus]].to_numpy(dtype=float)
     np.testing.assert_allclose(got, want)
+
+
+def test_fan_chart_labels_default_to_series_names(synthetic_results):
+    r = synthetic_results
+    x = r.frame["income"]
+    y = pd.Series(r.y, name="foodexp")
+    ax = plots.fan_chart(x, r.q_oof, r.taus, y=y).axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("income", "foodexp")
+    ax = plots.fan_chart(x, r.q_oof, r.taus, y=y, xlabel="household income", ylabel="food").axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("household income", "food")
+    ax = plots.fan_chart(None, r.q_oof, r.taus, y=r.y, ylabel="foodexp").axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted 0.5 quantile", "foodexp")
+    cov = plots.conditional_coverage(x, r.y, r.q_oof[:, 0], r.q_oof[:, -1]).axes[0]
+    assert cov.get_xlabel() == "income"
+    assert plots.conditional_coverage(x, r.y, r.q_oof[:, 0], r.q_oof[:, -1], xlabel="inc").axes[0].get_xlabel() == "inc"
+
+
+def test_fan_chart_smooths_band_edges_only_when_ordered_by_prediction(synthetic_results):
+    y, q, taus = _q(synthetic_results)
+    order = np.argsort(q[:, 3], kind="stable")
+    ax = plots.fan_chart(None, q, taus, y=y).axes[0]
+    window = plots.fan_window(y.size, by_prediction=True)
+    assert window > 1 and window % 2 == 1
+    assert ax.get_legend().get_title().get_text() == f"intervals: running median of {window} rows"
+    band = ax.collections[0].get_paths()[0].vertices  # the 90% band: lower edge, then upper edge
+    lower = plots.running_median(q[order], window)[:, 0]
+    np.testing.assert_allclose(band[1:1 + y.size, 1], lower)
+    # the median line and the points stay the rows' own values
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), q[order, 3])
+    assert np.all(lower <= plots.running_median(q[order], window)[:, -1])  # edges keep their order
+    raw = plots.fan_chart(None, q, taus, y=y, smooth=1).axes[0]
+    assert raw.get_legend().get_title().get_text() == ""
+    np.testing.assert_allclose(raw.collections[0].get_paths()[0].vertices[1:1 + y.size, 1], q[order, 0])
+    with pytest.raises(DataError, match="smooth must be"):
+        plots.fan_chart(None, q, taus, smooth=0)
+
+
+def test_number_text_for_figures():
+    assert plots.number_text(28810.37) == "28,810"
+    assert plots.number_text(2881.04) == "2,881"
+    assert plots.number_text(0.012345) == "0.01235"
+    assert plots.number_text(-3.5, signed=True) == "−3.5"
+    assert plots.number_text(0.0, signed=True) == "0"
+    s = pd.DataFrame({"dispersion": [20000.0, 18000.0], "overprediction": [5000.0, 4000.0],
+                      "underprediction": [3810.37, 3000.0]}, index=["lin", "aggregate"])
+    texts = [t.get_text() for t in plots.wis_decomposition(s).axes[0].texts]
+    assert texts == [" 28,810", " 25,000"]
+
+
+def _monotone(change: float) -> pd.DataFrame:
+    return pd.DataFrame({"step": ["sort", "isotonic", "rearrange", "minmax"], "wis_before": [2.392] * 4,
+                         "wis_after": [2.392 + change] * 4, "rows_crossing_before": [0] * 4,
+                         "rows_crossing_after": [0] * 4})
+
+
+def _all_text(fig) -> list[str]:
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    fig.canvas.draw()  # tick labels exist once drawn
+    texts += [t.get_text() for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels()]
+    return texts
+
+
+def test_crossing_plot_without_any_change_says_so():
+    # with non-crossing weights nothing crosses: no "+0" labels on a made-up scale
+    for noise in (0.0, 4e-16):
+        fig = plots.crossing_plot(_monotone(noise))
+        ax2 = fig.axes[1]
+        assert len(ax2.patches) == 0
+        texts = _all_text(fig)
+        assert "no step changes the WIS" in texts
+        assert not [t for t in texts if t.lstrip("+−-") == "0" and t != "0"], texts
+        assert ax2.get_title() == "change in WIS (before: 2.392)"
+
+
+def test_crossing_plot_labels_signed_changes():
+    fig = plots.crossing_plot(_monotone(-0.0123))
+    texts = _all_text(fig)
+    assert texts.count("−0.0123") == 4
+    assert not any(t in ("+0", "−0", "-0") for t in texts), texts
+
+
+def test_partial_curves_draw_each_predictor_with_shared_y():
+    taus = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+    x1, x2 = np.linspace(0, 10, 21), np.array([3.0, 1.0, 2.0])
+    q1 = 2 * x1[:, None] + np.linspace(-2, 2, 5)
+    q2 = -x2[:, None] + np.linspace(-1, 1, 5)
+    fig = plots.partial_curves({"cement": (x1, q1), "water": (x2, q2)}, taus, ylabel="strength")
+    ax1, ax2 = fig.axes[:2]
+    assert (ax1.get_xlabel(), ax2.get_xlabel(), ax1.get_ylabel()) == ("cement", "water", "strength")
+    np.testing.assert_allclose(ax1.get_lines()[0].get_ydata(), q1[:, 2])
+    np.testing.assert_allclose(ax2.get_lines()[0].get_xdata(), [1.0, 2.0, 3.0])  # sorted by x
+    np.testing.assert_allclose(ax2.get_lines()[0].get_ydata(), [-1.0, -2.0, -3.0])
+    assert ax1.get_shared_y_axes().joined(ax1, ax2)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["90% interval", "50% interval", "0.5 quantile"]
+    with pytest.raises(DataError, match="curve 'water'"):
+        plots.partial_curves({"cement": (x1, q1), "water": (x2, q1)}, taus)
+    with pytest.raises(DataError, match="at least one"):
+        plots.partial_curves({}, taus)

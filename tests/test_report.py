@@ -4,10 +4,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import types
 from pathlib import Path
 
 import jinja2
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import make_synthetic_results, wis
@@ -83,6 +85,43 @@ def test_formatting_helpers():
     assert report.decimals_for([83.108, 1.0]) == 2
     assert report.fmt_num(-0.00103, 4) == "−0.0010"
     assert report.fmt_pct(float("nan")) == "—"
+    # prices: four significant digits at least, thousands separated, never e-notation
+    assert report.fmt_num(28810.37, report.decimals_for([28810.37, 30125.9])) == "28,810"
+    assert report.fmt_num(-1234567.8, 0) == "−1,234,568"
+
+
+def test_large_scores_get_thousands_separators(synthetic_results):
+    scaled = synthetic_results.oof_scores * 100.0  # WIS in the thousands, as for prices
+    rows, _ = report._score_rows(scaled, ["wis"], list(synthetic_results.models))
+    texts = [row[1]["text"] for row in rows]
+    assert all(re.fullmatch(r"\d{1,3}(,\d{3})+", t) for t in texts), texts
+
+
+def test_formula_columns_match_whole_names_only():
+    cols = ["foodexp", "e", "income", "log_income", "x.1"]
+    assert report.formula_columns("foodexp ~ income", cols, "foodexp") == ["income"]
+    assert report.formula_columns("foodexp ~ np.log(income) + x.1", cols, "foodexp") == ["income", "x.1"]
+    assert report.formula_columns("foodexp ~ log_income", cols, "foodexp") == ["log_income"]
+    assert report.formula_columns("foodexp ~ .", cols, "foodexp") == ["e", "income", "log_income", "x.1"]
+
+
+def _with(results, **changes):
+    return types.SimpleNamespace(**{**vars(results), **changes})
+
+
+def test_predictions_figure_along_the_only_predictor_else_by_median(synthetic_results):
+    r = synthetic_results
+    taus = np.asarray(r.taus)
+    # a column named "e" is not "the" feature of "foodexp ~ income" ("e" is in "income")
+    one = _with(r, frame=r.frame.assign(e=np.arange(len(r.frame), dtype=float)), formula="foodexp ~ income")
+    assert report._single_feature(one)[0] == "income"
+    assert report._fan_figure(one, taus, report._Numbering())["caption"].endswith("along income.")
+    several = _with(one, formula="foodexp ~ income + e")
+    assert report._single_feature(several) == (None, None)
+    caption = report._fan_figure(several, taus, report._Numbering())["caption"]
+    assert "ordered by their predicted 0.5 quantile" in caption
+    conditional = report._conditional_figure(several, taus, (0, taus.size - 1), report._Numbering())
+    assert "bins of predicted 0.5 quantile" in conditional["caption"]
 
 
 # ----------------------------------------------------------------------------- HTML
@@ -164,10 +203,141 @@ def test_unwritable_paths_raise_save_error(tmp_path, synthetic_results):
         report.write_report(synthetic_results, tmp_path / "fit.docx")
 
 
+def test_write_reports_builds_the_context_once(tmp_path, synthetic_results, monkeypatch):
+    calls = []
+    build = report.build_context
+    monkeypatch.setattr(report, "build_context", lambda r: calls.append(r) or build(r))
+    paths = report.write_reports(synthetic_results, [tmp_path / "a.html", str(tmp_path / "b.htm")])
+    assert paths == [tmp_path / "a.html", tmp_path / "b.htm"] and len(calls) == 1
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert report.write_reports(synthetic_results, []) == []
+
+
+def test_write_reports_checks_every_suffix_before_writing(tmp_path, synthetic_results):
+    with pytest.raises(SaveError, match=r"fit\.docx"):
+        report.write_reports(synthetic_results, [tmp_path / "fit.html", tmp_path / "fit.docx"])
+    assert list(tmp_path.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------- PDF
+def test_partial_curves_show_the_predictors_that_move_the_median_most(synthetic_results):
+    r = synthetic_results
+    taus = np.asarray(r.taus)
+    spread = np.linspace(-1.0, 1.0, taus.size)
+    frame = r.frame.assign(size=np.arange(len(r.frame)) % 7, region=np.where(np.arange(len(r.frame)) % 3, "a", "b"))
+    seen = []
+
+    def predict(rows):
+        """A known model: the median moves 0.1 per unit of income, 30 per unit of size."""
+        seen.append(rows.copy())
+        median = 0.1 * rows["income"].to_numpy() + 30.0 * rows["size"].to_numpy()
+        return pd.DataFrame(median[:, None] + 50 * spread, index=rows.index)
+
+    several = _with(r, frame=frame, formula="foodexp ~ income + size + C(region)", predict=predict)
+    fig = report._partial_figure(several, taus, report._Numbering(), panels=1)
+    assert "the 1 of 2 numeric predictors" in fig["caption"]
+    # income's range (~400..5000) moves the median by ~400, size's (0..6) by 180: income is shown
+    assert ">income<" in str(fig["svg"]) and ">size<" not in str(fig["svg"])
+    by_income, by_size = seen
+    assert by_income["income"].between(*np.quantile(frame["income"].dropna(), [0.025, 0.975])).all()
+    assert (by_income["size"] == 3).all() and (by_income["region"] == "a").all()  # held at typical values
+    assert sorted(by_size["size"].unique()) == list(range(7))  # few values: the observed ones
+    both = report._partial_figure(several, taus, report._Numbering())
+    assert "the 2 of 2 numeric predictors" in both["caption"]
+    # one predictor, or no predict method: no partial figure (the fan chart is drawn along it)
+    assert report._partial_figure(_with(several, formula="foodexp ~ income"), taus, report._Numbering()) is None
+    assert report._partial_figure(r, taus, report._Numbering()) is None
+
+
+def _many_versions(results):
+    """The results with a version line as long as a real fit's (about twenty packages)."""
+    extra = {f"package-{k}": f"{k}.{2 * k}.{3 * k}" for k in range(1, 19)}
+    return _with(results, versions={**results.versions, **extra})
+
+
 @pytest.fixture(scope="module")
 def pdf_path(synthetic_results, artifacts):
-    return report.write_report(synthetic_results, artifacts / "report.pdf")
+    html, pdf = report.write_reports(_many_versions(synthetic_results),
+                                     [artifacts / "report.html", artifacts / "report.pdf"])
+    assert pdf.read_bytes()[:5] == b"%PDF-" and html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    return pdf
+
+
+def _pdf_pages_text(pdf_path: Path) -> list[str]:
+    text = subprocess.run(["pdftotext", "-layout", str(pdf_path), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    return [page for page in text.split("\f") if page.strip()]
+
+
+def _filled_height(png: Path, margin_mm: float = 20.0) -> float:
+    """Share of the page body (inside the top and bottom margins) above the lowest ink."""
+    from PIL import Image
+
+    grey = np.asarray(Image.open(png).convert("L"))
+    height = grey.shape[0]
+    top, bottom = round(height * margin_mm / 297), round(height * (1 - margin_mm / 297))
+    inked = np.flatnonzero((grey[top:bottom] < 235).any(axis=1))
+    return 0.0 if inked.size == 0 else (inked[-1] + 1) / (bottom - top)
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) not installed")
+def test_pdf_pages_are_not_left_half_blank(pdf_path, tmp_path):
+    # A figure or table that does not fit is pushed to the next page; the page it leaves must
+    # still be mostly used (the report once left 30 % and 50 % of its first pages white).
+    subprocess.run(["pdftoppm", "-png", "-r", "30", str(pdf_path), str(tmp_path / "p")], check=True)
+    pages = sorted(tmp_path.glob("p-*.png"))
+    assert len(pages) >= 3
+    filled = [_filled_height(p) for p in pages]
+    assert all(f >= 0.7 for f in filled[:-1]), filled
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) not installed")
+def test_demo_report_pages_are_filled(tmp_path):
+    """The report of ``qaggstats demo`` (nine predictors, five learners): the layout the docs show."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("previews", Path(__file__).parents[1] / "tools" / "previews.py")
+    previews = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(previews)
+    html, pdf = report.write_reports(previews.demo_fit(), [tmp_path / "demo.html", tmp_path / "demo.pdf"])
+    assert "Figure 9." in html.read_text(encoding="utf-8")  # the partial curves of a multi-predictor model
+    subprocess.run(["pdftoppm", "-png", "-r", "30", str(pdf), str(tmp_path / "p")], check=True)
+    filled = [_filled_height(p) for p in sorted(tmp_path.glob("p-*.png"))]
+    assert all(f >= 0.85 for f in filled[:-1]), filled
+    assert re.search(r"Figure \d+\.", _pdf_pages_text(pdf)[-1])
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils (pdftotext) not installed")
+def test_pdf_last_page_is_more_than_the_footer(pdf_path):
+    pages = _pdf_pages_text(pdf_path)
+    assert "Reproducibility" in pages[-1]
+    assert re.search(r"Figure \d+\.", pages[-1])  # the footer takes the last figure along
+    for page in pages:
+        body = [ln for ln in page.splitlines() if ln.strip() and not re.search(r"Page \d+ of \d+", ln)]
+        assert len(" ".join(body).split()) > 40
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils (pdftotext) not installed")
+def test_pdf_text_stays_inside_the_page_and_versions_wrap(pdf_path, synthetic_results):
+    bbox = subprocess.run(["pdftotext", "-bbox", str(pdf_path), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    width = float(re.search(r'<page width="([\d.]+)"', bbox).group(1))
+    words = [(float(x1), w) for x1, w in re.findall(r'<word xMin="[\d.]+" yMin="[\d.]+" xMax="([\d.]+)" '
+                                                      r'yMax="[\d.]+">([^<]*)</word>', bbox)]
+    assert words
+    right_margin = 17 / 25.4 * 72  # the 17 mm page margin of report.css
+    outside = [w for x1, w in words if x1 > width - right_margin + 2]
+    assert outside == []
+    found = {w for _, w in words}
+    for name in _many_versions(synthetic_results).versions:  # every package of the version line is printed
+        assert name in found
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils (pdftotext) not installed")
+def test_pdf_has_no_signed_zero_labels(pdf_path):
+    text = "\n".join(_pdf_pages_text(pdf_path))
+    assert not re.search(r"(?<![\w.,])[+−-]0(?![.,\d])", text)
 
 
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils (pdftotext) not installed")
@@ -200,7 +370,7 @@ def _open(html_path: Path):
 
 @pytest.mark.browser
 def test_report_renders_in_chromium(tmp_path, synthetic_results, hostile_results, context, artifacts):
-    html_path = report.write_report(synthetic_results, tmp_path / "report.html")
+    html_path = report.write_report(_many_versions(synthetic_results), tmp_path / "report.html")
     hostile_path = report.write_report(hostile_results, tmp_path / "hostile.html")
     with _open(html_path) as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
@@ -224,6 +394,15 @@ def test_report_renders_in_chromium(tmp_path, synthetic_results, hostile_results
             assert context["key"]["vs_best"] in text
             assert "Fakoor et al. (2023), Proposition 2" in text
             page.screenshot(path=str(artifacts / "report-full.png"), full_page=True)
+            for width in (1200, 640):  # nothing scrolls sideways, the version list wraps
+                page.set_viewport_size({"width": width, "height": 900})
+                overflow = page.evaluate("""() => {
+                    const v = document.querySelector('.versions');
+                    return [document.documentElement.scrollWidth - window.innerWidth,
+                            v.scrollWidth - v.clientWidth, v.getBoundingClientRect().height];
+                }""")
+                assert overflow[0] <= 0 and overflow[1] <= 0, (width, overflow)
+            assert overflow[2] > 40  # several lines at 640 px
 
             page.goto(hostile_path.as_uri(), wait_until="load")
             page.wait_for_timeout(200)
