@@ -266,9 +266,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     fit = qagg(formula, train, models=_demo_models(args.fast, 0), family="quantile",
                conformal="cqr", cv=5, seed=0, test=test, data_name=args.dataset,
                progress=_progress(args))
-    written = [fit.report(out / "report.html")]
-    if not args.no_pdf:
-        written.append(fit.report(out / "report.pdf"))
+    from .report import write_reports
+
+    # one report context for both formats: the figures and tables are built once
+    written = write_reports(fit, [out / "report.html"] + ([] if args.no_pdf else [out / "report.pdf"]))
     written.append(fit.save(out / "fit.qagg"))
     (out / "summary.txt").write_text(str(fit.summary()) + "\n", encoding="utf-8")
     written.append(out / "summary.txt")

@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import secrets
 from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -43,6 +42,7 @@ from markupsafe import Markup
 
 from . import plots
 from .errors import QaggError, SaveError
+from .files import atomic_write
 from .scoring import central_pairs
 
 __all__ = ["build_context", "render_html", "write_report", "write_reports"]
@@ -629,24 +629,12 @@ def html_to_pdf(html: str) -> bytes:
     return weasyprint.HTML(string=html).write_pdf()
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write via a temporary file in the same directory and ``os.replace`` (no half files)."""
-    directory = path.parent
-    if not directory.is_dir():
-        raise SaveError(f"cannot write report {path}: directory {directory} does not exist")
-    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
+def _write(path: Path, payload: bytes) -> None:
+    """Write a report atomically; a missing or unwritable directory names the report."""
     try:
-        # os.open with mode 0o666 honours the umask (mkstemp would leave the report 0600).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as err:
-        raise SaveError(f"cannot write report {path}: {err.strerror}") from err
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise SaveError(f"cannot write report {path}: {err.strerror}") from err
+        atomic_write(path, payload)
+    except SaveError as err:
+        raise SaveError(str(err).replace("cannot write ", "cannot write report ", 1)) from err
 
 
 def write_reports(results, paths: Sequence[str | os.PathLike], template_dir: str | os.PathLike | None = None
@@ -685,7 +673,7 @@ def write_reports(results, paths: Sequence[str | os.PathLike], template_dir: str
     html = render_html(build_context(results), template_dir)
     pdf = html_to_pdf(html) if "pdf" in kinds else b""
     for path, kind in zip(targets, kinds):
-        _atomic_write(path, pdf if kind == "pdf" else html.encode("utf-8"))
+        _write(path, pdf if kind == "pdf" else html.encode("utf-8"))
     return targets
 
 
@@ -726,5 +714,5 @@ def write_report(results, path: str | os.PathLike, template_dir: str | os.PathLi
     kind = _report_format(path, format)
     html = render_html(build_context(results), template_dir)
     payload = html_to_pdf(html) if kind == "pdf" else html.encode("utf-8")
-    _atomic_write(path, payload)
+    _write(path, payload)
     return path

@@ -539,10 +539,15 @@ class QaggResults(SummaryMixin):
         return x
 
     def _plot_fan(self, plots, x=None, **kwargs):
+        kwargs.setdefault("ylabel", self.response)
+        if isinstance(x, str):
+            kwargs.setdefault("xlabel", x)
         return plots.fan_chart(self._column(x), self.q_oof, self.taus, y=self.y, **kwargs)
 
     def _plot_coverage(self, plots, interval=None, x=None, **kwargs):
         i, j = scoring.central_pairs(self.taus)[0] if interval is None else self._interval_pair(interval)
+        if isinstance(x, str):
+            kwargs.setdefault("xlabel", x)
         xs = self._column(x)
         xs = self.q_oof[:, np.argmin(np.abs(self.taus - 0.5))] if xs is None else xs
         return plots.conditional_coverage(xs, self.y, self.q_oof[:, i], self.q_oof[:, j],
@@ -565,8 +570,10 @@ class QaggResults(SummaryMixin):
             raise DataError(f"plot('local_weights') needs weights='local'; this fit uses {self.family!r}")
         spec = self.predictor.basis_spec
         alpha = self.weight_fit.weights_at(self.predictor.basis_rows(spec.design(self.frame)))
-        x = self._column(x if x is not None else spec.columns[0])
-        return plots.local_weights(x, alpha, self.taus, models=self.models, **kwargs)
+        name = x if x is not None else spec.columns[0]
+        if isinstance(name, str):
+            kwargs.setdefault("xlabel", name)
+        return plots.local_weights(self._column(name), alpha, self.taus, models=self.models, **kwargs)
 
     def report(self, path: str | os.PathLike, template_dir: str | os.PathLike | None = None) -> Path:
         """Write a self-contained HTML or PDF report (by the path's suffix); returns the path."""

@@ -243,3 +243,10 @@ def test_no_import_cycles_lazy_imports_included():
 def test_cli_version():
     out = subprocess.run([sys.executable, "-m", "qaggstats", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"qaggstats {qa.__version__}"
+
+
+def test_plots_name_the_response_and_the_column(fit):
+    fan = fit.plot("fan")
+    assert fan.axes[0].get_ylabel() == "foodexp"
+    cov = fit.plot("coverage", x="income")
+    assert any(ax.get_xlabel() == "income" for ax in cov.axes)

@@ -47,7 +47,7 @@ def demo_fit(dataset: str = "concrete", seed: int = 0):
     # The CLI's holdout: its own random stream, separate from the pipeline's seeds.
     test = np.random.default_rng([seed, 2]).random(len(df)) < 0.2
     return qa.qagg(datasets.suggested_formula(dataset), df[~test], models=default_models(seed),
-                   weights="quantile", conformal="cqr", cv=5, seed=seed, test=df[test], data_name=dataset)
+                   family="quantile", conformal="cqr", cv=5, seed=seed, test=df[test], data_name=dataset)
 
 
 def load_or_fit(path: Path | None, dataset: str):
@@ -58,7 +58,7 @@ def load_or_fit(path: Path | None, dataset: str):
         return qa.load(path)
     fit = demo_fit(dataset)
     if path is not None:
-        fit.save(path)
+        fit.save(path, keep_data=True)  # the report needs the training arrays
     return fit
 
 
