@@ -88,6 +88,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from .errors import QaggError, SaveError
 from .files import atomic_write
@@ -425,6 +426,11 @@ class _Encoder:
                     "index": self.index(obj.index, f"{where}.index"), "name": self.label(obj.name, where)}
         if isinstance(obj, pd.Index):
             return self.index(obj, where)
+        if type(obj) in (sp.csr_matrix, sp.csr_array):  # e.g. the forest's leaf distributions
+            if obj.dtype == object:
+                raise self.fail(where, obj, "a sparse matrix of objects")
+            return {_MARK: "csr", "data": obj.data, "indices": obj.indices, "indptr": obj.indptr,
+                    "shape": [int(v) for v in obj.shape], "array": type(obj) is sp.csr_array}
         if isinstance(obj, pd.Categorical):
             return {_MARK: "Categorical", "values": self.column(obj, where)}
         from .formula import FormulaSpec
@@ -567,6 +573,20 @@ class _Decoder:
             return obj
         _check_foreign(obj, where, self.source)  # arrays of objects and estimators
         return obj
+
+    def m_csr(self, rec: dict, where: str) -> Any:
+        data, indices, indptr = rec["data"], rec["indices"], rec["indptr"]
+        rows, cols = (int(v) for v in rec["shape"])
+        ok = (all(isinstance(a, np.ndarray) and a.ndim == 1 for a in (data, indices, indptr))
+              and data.dtype != object and indices.dtype.kind == "i" and indptr.dtype.kind == "i"
+              and rows >= 0 and cols >= 0 and indptr.size == rows + 1 and data.size == indices.size
+              and (indptr.size == 0 or (indptr[0] == 0 and indptr[-1] == indices.size
+                                        and bool(np.all(np.diff(indptr) >= 0))))
+              and (indices.size == 0 or (indices.min() >= 0 and indices.max() < cols)))
+        if not ok:  # compiled sparse code trusts these arrays: check them before building
+            raise self.corrupt(where, "inconsistent sparse matrix arrays")
+        cls = sp.csr_array if rec.get("array") else sp.csr_matrix
+        return cls((data, indices, indptr), shape=(rows, cols))
 
     def m_skops(self, rec: dict, where: str) -> Any:
         obj = _skops_loads(rec["archive"], self.source, where)

@@ -474,3 +474,16 @@ def test_local_weights_basis_round_trips(concrete, tmp_path):
     Q = np.sort(fit.Q[:60], axis=2)
     assert np.array_equal(back["weights"].combine(Q, basis),
                           fit.weight_fit.combine(Q, basis))
+
+
+def test_sparse_matrices_round_trip_and_are_checked(tmp_path):
+    import scipy.sparse as sp
+
+    m = sp.random(30, 12, density=0.2, format="csr", random_state=0)
+    back = roundtrip({"m": m, "a": sp.csr_array(m)}, tmp_path)
+    assert type(back["m"]) is sp.csr_matrix and type(back["a"]) is sp.csr_array
+    assert (back["m"] != m).nnz == 0
+    bad = persist._Decoder({}, "x.qagg")
+    rec = {"data": m.data, "indices": m.indices + 100, "indptr": m.indptr, "shape": [30, 12]}
+    with pytest.raises(SaveError, match="inconsistent sparse matrix"):
+        bad.m_csr(rec, "m")
