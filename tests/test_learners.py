@@ -200,6 +200,9 @@ BAD_PARAMETERS = [
     (QuantileForest, {"max_features": "all"}, "max_features"),
     (QuantileForest, {"max_features": 1.5}, "max_features"),
     (QuantileForest, {"random_state": "seed"}, "random_state"),
+    (QuantileForest, {"aggregation": "mean"}, "aggregation must be 'trees' or 'pooled'"),
+    (QuantileForest, {"n_jobs": 0}, "n_jobs must be None or a non-zero integer"),
+    (GradientBoosting, {"grid": 1}, "grid must be an integer >= 2"),
     (GradientBoosting, {"learning_rate": 0.0}, "learning_rate must be a number > 0"),
     (GradientBoosting, {"max_leaf_nodes": 1}, "max_leaf_nodes must be an integer >= 2"),
     (GradientBoosting, {"l2_regularization": -1.0}, "l2_regularization"),
@@ -299,3 +302,43 @@ def test_linear_qr_drops_aliased_columns_and_matches_the_reduced_fit():
     assert np.all(lin.coef_[lin.aliased_[0]] == 0)
     beta, _ = rq_fit(X[:, :2], y, 0.5)
     np.testing.assert_allclose(lin.predict(X)[:, 1], X[:, :2] @ beta, rtol=1e-9)
+
+
+def test_forest_tree_quantiles_are_the_mean_of_each_trees_leaf_quantiles():
+    X, y, _ = hetero(400, seed=21)
+    qf = QuantileForest(n_estimators=7, random_state=2).fit(X, y, TAUS)
+    new = X[:25] + 0.01
+    train_leaves, new_leaves = qf.model_.apply(X), qf.model_.apply(new)
+    expected = np.mean([
+        [np.quantile(y[train_leaves[:, t] == new_leaves[i, t]], TAUS) for t in range(7)]
+        for i in range(25)
+    ], axis=1)
+    np.testing.assert_allclose(qf.predict(new), expected, rtol=1e-12, atol=1e-12)
+    assert np.all(np.diff(qf.predict(X), axis=1) >= 0)
+
+
+def test_forest_pooled_aggregation_is_the_quantile_forest_estimator():
+    X, y, true_q = hetero(1500, seed=22)
+    pooled = QuantileForest(n_estimators=40, aggregation="pooled").fit(X, y, TAUS)
+    trees = QuantileForest(n_estimators=40).fit(X, y, TAUS)
+    for fit in (pooled, trees):
+        pred = fit.predict(X)
+        assert pred.shape == (1500, 3)
+        # both estimate the true quantiles (a loose bar: forests are noisy at n = 1500)
+        assert np.median(np.abs(pred - true_q)) < 0.4
+
+
+def test_boosting_grid_fits_fewer_models_and_interpolates_monotonically():
+    X, y, _ = hetero(400, seed=23)
+    taus = np.arange(1, 40) / 40
+    gb = GradientBoosting(max_iter=20, grid=5).fit(X, y, taus)
+    assert len(gb.models_) == 5 and gb.fit_levels_[0] == taus[0] and gb.fit_levels_[-1] == taus[-1]
+    pred = gb.predict(X[:50])
+    assert pred.shape == (50, 39) and np.all(np.diff(pred, axis=1) >= 0)
+    # at the grid's end levels the interpolation returns the end models' (sorted) predictions
+    ends = np.sort(np.column_stack([m.predict(X[:50]) for m in gb.models_]), axis=1)
+    np.testing.assert_allclose(pred[:, [0, -1]], ends[:, [0, -1]], rtol=1e-12)
+    per_level = GradientBoosting(max_iter=20, grid=None).fit(X, y, taus)
+    assert len(per_level.models_) == 39
+    few = GradientBoosting(max_iter=20, grid=5).fit(X, y, TAUS)
+    assert len(few.models_) == 3 and np.array_equal(few.fit_levels_, TAUS)
