@@ -306,26 +306,68 @@ def test_linear_qr_drops_aliased_columns_and_matches_the_reduced_fit():
 
 def test_forest_tree_quantiles_are_the_mean_of_each_trees_leaf_quantiles():
     X, y, _ = hetero(400, seed=21)
-    qf = QuantileForest(n_estimators=7, random_state=2).fit(X, y, TAUS)
+    qf = QuantileForest(n_estimators=7, random_state=2, aggregation="trees").fit(X, y, TAUS)
     new = X[:25] + 0.01
-    train_leaves, new_leaves = qf.model_.apply(X), qf.model_.apply(new)
+    train_leaves, new_leaves = qf.apply(X), qf.apply(new)
+    inbag = _inbag_counts(qf, 400)
     expected = np.mean([
-        [np.quantile(y[train_leaves[:, t] == new_leaves[i, t]], TAUS) for t in range(7)]
+        [np.quantile(np.repeat(y, inbag[:, t])[np.repeat(train_leaves[:, t], inbag[:, t]) == new_leaves[i, t]], TAUS)
+         for t in range(7)]
         for i in range(25)
     ], axis=1)
     np.testing.assert_allclose(qf.predict(new), expected, rtol=1e-12, atol=1e-12)
     assert np.all(np.diff(qf.predict(X), axis=1) >= 0)
 
 
-def test_forest_pooled_aggregation_is_the_quantile_forest_estimator():
+def _inbag_counts(qf, n):
+    """The bootstrap multiplicities (n, T) the forest's trees were grown on."""
+    from qaggstats.learners.forest import _inbag, _tree_seeds
+    return np.column_stack([_inbag(int(s), n) for s in _tree_seeds(qf.random_state, qf.n_estimators)])
+
+
+def _mixture_quantiles(y, weights, taus):
+    """Quantiles of the distribution putting weights[i] on y[i]: its CDF interpolated
+    linearly between support points (brute force, for the forest tests)."""
+    values = np.unique(y)
+    mass = np.array([weights[y == v].sum() for v in values])
+    support, cdf = values[mass > 0], np.cumsum(mass[mass > 0])
+    out = []
+    for tau in taus:
+        j = int(np.searchsorted(cdf, tau - 1e-12))
+        if j == 0:
+            out.append(support[0])
+        else:
+            frac = (tau - cdf[j - 1]) / (cdf[j] - cdf[j - 1])
+            out.append(support[j - 1] + frac * (support[j] - support[j - 1]))
+    return np.array(out)
+
+
+def test_forest_pooled_is_meinshausens_weighted_mixture():
+    X, y, _ = hetero(300, seed=22)
+    y = np.round(y, 1)  # ties: several rows per grid point
+    qf = QuantileForest(n_estimators=9, random_state=5).fit(X, y, TAUS)
+    new = X[:20] + 0.02
+    train_leaves, new_leaves = qf.apply(X), qf.apply(new)
+    inbag = _inbag_counts(qf, 300)
+    for i in range(20):
+        same = (train_leaves == new_leaves[i]) * inbag            # (n, T) in-bag multiplicity
+        weights = (same / same.sum(axis=0)).mean(axis=1)          # Meinshausen's weights
+        np.testing.assert_allclose(qf.predict(new[i:i + 1])[0], _mixture_quantiles(y, weights, TAUS),
+                                   rtol=1e-10, atol=1e-10)
+
+
+def test_forest_pooled_agrees_with_quantile_forest_and_estimates_the_truth():
+    from quantile_forest import RandomForestQuantileRegressor
     X, y, true_q = hetero(1500, seed=22)
-    pooled = QuantileForest(n_estimators=40, aggregation="pooled").fit(X, y, TAUS)
-    trees = QuantileForest(n_estimators=40).fit(X, y, TAUS)
-    for fit in (pooled, trees):
-        pred = fit.predict(X)
-        assert pred.shape == (1500, 3)
-        # both estimate the true quantiles (a loose bar: forests are noisy at n = 1500)
-        assert np.median(np.abs(pred - true_q)) < 0.4
+    ours = QuantileForest(n_estimators=40).fit(X, y, TAUS).predict(X)
+    ref = RandomForestQuantileRegressor(n_estimators=40, min_samples_leaf=20, random_state=0,
+                                        max_samples_leaf=None).fit(X, y).predict(X, quantiles=list(TAUS))
+    # same estimator up to the interpolation rule and the in-bag rows: close, not equal
+    assert np.median(np.abs(ours - ref)) < 0.1 * np.std(y)
+    assert np.median(np.abs(ours - true_q)) < 0.4
+    # 3,000 rows: two prediction blocks, run in parallel; the answer does not change
+    blocks = QuantileForest(n_estimators=40, n_jobs=2).fit(X, y, TAUS).predict(np.vstack([X, X]))
+    np.testing.assert_array_equal(blocks, np.vstack([ours, ours]))
 
 
 def test_boosting_grid_fits_fewer_models_and_interpolates_monotonically():
