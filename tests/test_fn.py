@@ -66,3 +66,36 @@ def test_zero_weights_equal_dropping_the_rows():
     b_d, o_d = rq_fit(X[w > 0], y[w > 0], 0.3)
     np.testing.assert_allclose(b_w, b_d, rtol=1e-10, atol=1e-12)
     assert o_w == pytest.approx(o_d, rel=1e-12)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.02, 0.1])
+def test_a_start_gives_the_same_optimum(shift):
+    X, y = _synthetic(3000, 4, seed=7)
+    b0, _ = rq_fit(X, y, 0.5)
+    beta, obj = rq_fit(X, y, 0.5 + shift, start=b0)
+    ref_beta, ref = rq_fit(X, y, 0.5 + shift)
+    assert obj == pytest.approx(ref, rel=1e-12)
+    np.testing.assert_allclose(beta, ref_beta, rtol=1e-9, atol=1e-12)
+
+
+def test_the_band_is_used_and_certified_near_the_start():
+    from qaggstats.quantreg import _banded_vertex, _equilibrate
+    X, y = _synthetic(3000, 4, seed=8)
+    b0, _ = rq_fit(X, y, 0.5)
+    Q, ys, size, _ = _equilibrate(X, y)
+    h = _banded_vertex(Q, ys, 0.52, (y - X @ b0) / size)
+    assert h is not None                                     # the small problem sufficed
+    beta = np.linalg.solve(X[h], y[h])
+    assert check_loss(y - X @ beta, 0.52) == pytest.approx(_lp_objective(X, y, 0.52), rel=1e-12)
+    # a start far from the answer: the band misses it, the certificate refuses
+    far = np.linalg.lstsq(X, y, rcond=None)[0] + 5.0
+    assert _banded_vertex(Q, ys, 0.95, (y - X @ far) / size) is None
+
+
+def test_linear_learner_warm_starts_close_levels_to_the_same_fits():
+    from qaggstats.learners import LinearQR
+    X, y = _synthetic(2000, 3, seed=9)
+    taus = np.arange(1, 20) / 20
+    fit = LinearQR().fit(X, y, taus)
+    for k, tau in enumerate(taus):
+        assert fit.objective_[k] == pytest.approx(_lp_objective(X, y, tau), rel=1e-12)

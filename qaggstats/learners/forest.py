@@ -58,6 +58,10 @@ class QuantileForest(LearnerBase):
         Features considered per split (1.0: all, the usual choice for regression).
     max_depth : int or None, default None
         Maximum tree depth (None: grow until leaves reach ``min_samples_leaf``).
+    max_samples : float or None, default None
+        Bootstrap sample size of each tree as a fraction of the rows, in (0, 1] (None: 1,
+        the classical bootstrap). Smaller samples grow smaller trees, faster to build and to
+        traverse.
     aggregation : {"pooled", "trees"}, default "pooled"
         How the leaves give quantiles (see above).
     random_state : int or None, default 0
@@ -82,12 +86,13 @@ class QuantileForest(LearnerBase):
 
     def __init__(self, n_estimators: int = 100, min_samples_leaf: int = 20,
                  max_features: Any = 1.0, max_depth: Optional[int] = None,
-                 aggregation: Aggregation = "pooled", random_state: Optional[int] = 0,
+                 max_samples: Optional[float] = None, aggregation: Aggregation = "pooled", random_state: Optional[int] = 0,
                  n_jobs: Optional[int] = None, formula: Optional[str] = None) -> None:
         self.n_estimators = n_estimators
         self.min_samples_leaf = min_samples_leaf
         self.max_features = max_features
         self.max_depth = max_depth
+        self.max_samples = max_samples
         self.aggregation = aggregation
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -111,6 +116,8 @@ class QuantileForest(LearnerBase):
             _check_int(self.max_features, "max_features", name)
         else:
             _check_float(self.max_features, "max_features", name, 0.0, True, 1.0)
+        if self.max_samples is not None:
+            _check_float(self.max_samples, "max_samples", name, 0.0, True, 1.0)
         if self.aggregation not in ("trees", "pooled"):
             raise DataError(f"{name}: aggregation must be 'trees' or 'pooled', got {self.aggregation!r}")
         _check_random_state(self.random_state, name)
@@ -125,7 +132,8 @@ class QuantileForest(LearnerBase):
         X, y, taus = check_fit_data(X, y, taus, type(self).__name__)
         seeds = _tree_seeds(self.random_state, self.n_estimators)
         grown = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-            delayed(_grow)(X, y, int(seed), self.min_samples_leaf, self.max_features, self.max_depth)
+            delayed(_grow)(X, y, int(seed), self.min_samples_leaf, self.max_features, self.max_depth,
+                           self.max_samples)
             for seed in seeds)
         self.trees_ = [tree for tree, _, _ in grown]
         nodes = np.column_stack([leaves for _, leaves, _ in grown])
@@ -166,16 +174,19 @@ def _tree_seeds(random_state: Optional[int], T: int) -> np.ndarray:
     return np.random.default_rng(random_state).integers(0, 2**31 - 1, T)
 
 
-def _inbag(seed: int, n: int) -> np.ndarray:
-    """Bootstrap multiplicity of each of ``n`` rows for the tree with this seed."""
-    return np.bincount(np.random.default_rng(seed).integers(0, n, n), minlength=n)
+def _inbag(seed: int, n: int, fraction: Optional[float] = None) -> np.ndarray:
+    """Bootstrap multiplicity of each of ``n`` rows for the tree with this seed (a sample of
+    ``fraction * n`` rows drawn with replacement; None: ``n``)."""
+    size = n if fraction is None else max(1, int(round(fraction * n)))
+    return np.bincount(np.random.default_rng(seed).integers(0, n, size), minlength=n)
 
 
 def _grow(X: np.ndarray, y: np.ndarray, seed: int, min_samples_leaf: int, max_features: Any,
-          max_depth: Optional[int]) -> tuple[DecisionTreeRegressor, np.ndarray, np.ndarray]:
+          max_depth: Optional[int], max_samples: Optional[float]
+          ) -> tuple[DecisionTreeRegressor, np.ndarray, np.ndarray]:
     """One tree on a bootstrap sample (multiplicities as sample weights, as scikit-learn's
     forest does): the tree, the leaf of every training row and the in-bag counts."""
-    inbag = _inbag(seed, X.shape[0])
+    inbag = _inbag(seed, X.shape[0], max_samples)
     tree = DecisionTreeRegressor(min_samples_leaf=min_samples_leaf, max_features=max_features,
                                  max_depth=max_depth, random_state=seed)
     tree.fit(X, y, sample_weight=inbag.astype(np.float64))

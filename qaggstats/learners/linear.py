@@ -11,13 +11,18 @@ from .base import LearnerBase, check_fit_data, check_predict_data
 
 __all__ = ["LinearQR"]
 
+# Largest gap between adjacent levels for which a fit starts from its neighbour's.
+_WARM_GAP = 0.05
+
 
 class LinearQR(LearnerBase):
     """Linear quantile regression, ``rq_fit`` per level on the design matrix.
 
     The design comes from the formula (patsy adds the intercept), so ``fit`` adds no
-    column of its own. Each level is an independent exact LP solve (HiGHS), as R's
-    ``rq(method="br")``; fitted quantiles may cross between levels.
+    column of its own. Each level is an exact solve of the LP (:func:`~qaggstats.quantreg.rq_fit`:
+    Frisch–Newton, then the certified vertex, so R's ``rq(method="br")`` coefficients);
+    levels at most 0.05 apart start from their neighbour's fit. Fitted quantiles may cross
+    between levels.
 
     Unlike :func:`qaggstats.rq`, which refuses a singular design as R's ``rq`` does, the
     learner drops aliased columns (pivoted QR, like R's ``lm``) and gives them coefficient
@@ -54,7 +59,12 @@ class LinearQR(LearnerBase):
         X, y, taus = check_fit_data(X, y, taus, type(self).__name__)
         names = [str(c) for c in columns] if columns is not None else [f"x{j}" for j in range(X.shape[1])]
         keep = _independent_columns(X)
-        fits = [rq_fit(X[:, keep], y, float(t)) for t in taus]
+        fits: list[tuple[np.ndarray, float]] = []
+        for k, t in enumerate(taus):
+            # close levels (e.g. 99 of them) start from their neighbour's fit: the solver then
+            # works on a band of rows (same optimum; see rq_fit); 0.1 apart it seldom pays
+            start = fits[-1][0] if k and t - taus[k - 1] <= _WARM_GAP else None
+            fits.append(rq_fit(X[:, keep], y, float(t), start=start))
         self.coef_ = np.zeros((X.shape[1], taus.size))
         self.coef_[keep] = np.column_stack([b for b, _ in fits])
         self.aliased_ = np.setdiff1d(np.arange(X.shape[1]), keep)
