@@ -157,10 +157,13 @@ def _split(name: str, rows: int | None = None):
 # None: the former default, quantile-forest's RandomForestQuantileRegressor, 200 trees, every
 # training row kept in the leaves; the others are QuantileForest parameters.
 FOREST_CONFIGS = {
-    "quantile-forest, 200 trees (former default)": None,
-    "pooled, 100 trees (default)": dict(),
-    "pooled, 200 trees": dict(n_estimators=200),
-    "trees, 100 trees": dict(aggregation="trees"),
+    "quantile-forest, 200 best-split trees, leaves 20 (former default)": None,
+    "pooled, 100 random-split trees, leaves 5 (default)": dict(),
+    "pooled, 200 random-split trees, leaves 5": dict(n_estimators=200),
+    "pooled, 100 random-split trees, leaves 3": dict(min_samples_leaf=3),
+    "pooled, 100 best-split trees, leaves 5": dict(splitter="best"),
+    "pooled, 100 best-split trees, leaves 20": dict(splitter="best", min_samples_leaf=20),
+    "trees, 100 random-split trees, leaves 5": dict(aggregation="trees"),
 }
 
 

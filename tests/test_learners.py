@@ -201,6 +201,8 @@ BAD_PARAMETERS = [
     (QuantileForest, {"max_features": 1.5}, "max_features"),
     (QuantileForest, {"random_state": "seed"}, "random_state"),
     (QuantileForest, {"aggregation": "mean"}, "aggregation must be 'trees' or 'pooled'"),
+    (QuantileForest, {"splitter": "cart"}, "splitter must be 'random' or 'best'"),
+    (QuantileForest, {"max_samples": 1.5}, "max_samples"),
     (QuantileForest, {"n_jobs": 0}, "n_jobs must be None or a non-zero integer"),
     (GradientBoosting, {"grid": 1}, "grid must be an integer >= 2"),
     (GradientBoosting, {"learning_rate": 0.0}, "learning_rate must be a number > 0"),
@@ -359,7 +361,7 @@ def test_forest_pooled_is_meinshausens_weighted_mixture():
 def test_forest_pooled_agrees_with_quantile_forest_and_estimates_the_truth():
     from quantile_forest import RandomForestQuantileRegressor
     X, y, true_q = hetero(1500, seed=22)
-    ours = QuantileForest(n_estimators=40).fit(X, y, TAUS).predict(X)
+    ours = QuantileForest(n_estimators=40, splitter="best", min_samples_leaf=20).fit(X, y, TAUS).predict(X)
     ref = RandomForestQuantileRegressor(n_estimators=40, min_samples_leaf=20, random_state=0,
                                         max_samples_leaf=None).fit(X, y).predict(X, quantiles=list(TAUS))
     # same estimator up to the interpolation rule and the in-bag rows: close, not equal
@@ -368,8 +370,9 @@ def test_forest_pooled_agrees_with_quantile_forest_and_estimates_the_truth():
     # 3,000 rows: two prediction blocks, run in parallel: bitwise the same as one thread, and
     # a row's quantiles do not depend on its batch beyond rounding (one cumulative sum per block)
     twice = np.vstack([X, X])
-    one = QuantileForest(n_estimators=40, n_jobs=1).fit(X, y, TAUS).predict(twice)
-    two = QuantileForest(n_estimators=40, n_jobs=2).fit(X, y, TAUS).predict(twice)
+    same = dict(n_estimators=40, splitter="best", min_samples_leaf=20)
+    one = QuantileForest(n_jobs=1, **same).fit(X, y, TAUS).predict(twice)
+    two = QuantileForest(n_jobs=2, **same).fit(X, y, TAUS).predict(twice)
     np.testing.assert_array_equal(one, two)
     np.testing.assert_allclose(two, np.vstack([ours, ours]), rtol=0, atol=1e-9 * np.std(y))
 
