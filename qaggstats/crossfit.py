@@ -9,7 +9,9 @@ Every fit is a task of the pure function :func:`fit_task` ``(learner, X_train, y
 taus) -> TaskResult``, run through joblib or, with ``backend="dask"`` or a Client, on a
 ``dask.distributed`` cluster (:mod:`qaggstats.distributed`); results do not depend on ``n_jobs``
 or the backend, because each task gets its own deep copy of the learner with a seed fixed in
-advance.
+advance. By default every core is used (``n_jobs=-1``); inside a task, BLAS/OpenMP pools and
+nested joblib calls are held to one thread, so parallel tasks do not oversubscribe the cores
+(and a learner's result does not depend on how many threads its libraries happened to get).
 
 Examples
 --------
@@ -26,6 +28,7 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import pickle
 import time
@@ -34,14 +37,15 @@ from dataclasses import dataclass, field
 from typing import Any, Generator, Iterator, Mapping, Optional
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
+from threadpoolctl import threadpool_limits
 
 from . import distributed
 from .errors import DataError, FitError, QaggError
 from .learners.base import check_learner, check_predictions, check_taus
 from .progress import ProgressFn, as_progress
 
-__all__ = ["make_folds", "crossfit", "CrossFit", "fit_task", "TaskResult", "BACKENDS"]
+__all__ = ["make_folds", "crossfit", "CrossFit", "fit_task", "TaskResult", "BACKENDS", "one_thread"]
 
 BACKENDS = ("loky", "threading")  # joblib's; "dask" or a Client go to qaggstats.distributed
 STAGE = "cross-fitting"
@@ -107,12 +111,24 @@ def fit_task(learner: Any, X_train: np.ndarray, y_train: np.ndarray, X_test: Opt
     start = time.perf_counter()
     model = copy.deepcopy(learner)
     try:
-        model.fit(X_train, y_train, taus)
-        pred = None if X_test is None else model.predict(X_test)
+        with one_thread():
+            model.fit(X_train, y_train, taus)
+            pred = None if X_test is None else model.predict(X_test)
     except Exception as err:  # any learner failure becomes a FitError (or a drop) upstream
         text = f"{type(err).__name__}: {err}"
         return TaskResult(None, None, time.perf_counter() - start, _portable(err, text), text)
     return TaskResult(pred, model, time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Hold BLAS/OpenMP pools and joblib calls that leave ``n_jobs`` unset to one thread.
+
+    Tasks already run in parallel, one per core; threads inside a task would oversubscribe
+    (scikit-learn's OpenMP boosting ran ~10x slower that way on a busy 2-core machine).
+    """
+    with threadpool_limits(limits=1), parallel_config(n_jobs=1):
+        yield
 
 
 def _portable(err: BaseException, text: str) -> BaseException:
@@ -160,6 +176,9 @@ class CrossFit:
         Fitting time of each learner, summed over its K fold fits and the refit.
     dropped : dict name -> str
         Learners dropped with ``on_error="drop"`` and why.
+    n_jobs : int
+        Threads for prediction on new data (joblib's ``n_jobs``, -1: all cores), used by
+        learners that leave their own ``n_jobs`` unset (e.g. the forest's tree traversal).
     """
 
     Q: np.ndarray
@@ -170,6 +189,7 @@ class CrossFit:
     fold_models: dict[str, list[Any]]
     seconds: dict[str, float]
     dropped: dict[str, str] = field(default_factory=dict)
+    n_jobs: int = -1
 
     @property
     def cv(self) -> int:
@@ -195,7 +215,8 @@ class CrossFit:
         out = []
         for name in self.models:
             try:
-                pred = learners[name].predict(designs[name])
+                with parallel_config(n_jobs=self.n_jobs):
+                    pred = learners[name].predict(designs[name])
             except QaggError:
                 raise
             except Exception as err:
@@ -299,7 +320,7 @@ def _tasks(learners: Mapping[str, Any], designs: Mapping[str, np.ndarray], y: np
 
 
 def crossfit(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, taus: Any, cv: int = 5,
-             seed: int = 0, n_jobs: int = 1, progress: Optional[ProgressFn] = None,
+             seed: int = 0, n_jobs: int = -1, progress: Optional[ProgressFn] = None,
              on_error: str = "raise", backend: Any = "loky") -> CrossFit:
     """K-fold out-of-fold predictions of every learner, plus refits on all rows.
 
@@ -319,8 +340,10 @@ def crossfit(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, taus: An
         Number of folds (>= 2, <= n).
     seed : int, default 0
         Seed of the fold assignment and of learners whose ``random_state`` is None.
-    n_jobs : int, default 1
-        Parallel joblib workers (-1: all cores). Results are identical for every value.
+    n_jobs : int, default -1
+        Parallel joblib workers (-1: all cores, -2: all but one, 1: sequential). Each task
+        runs single-threaded inside (see :func:`one_thread`). Results are bitwise identical
+        for every value.
         Ignored by the Dask backend, where the cluster's workers decide.
     progress : callable, optional
         ``progress("cross-fitting", done, total)`` after each task; total is
@@ -403,4 +426,5 @@ def crossfit(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, taus: An
         fold_models={name: fold_models[name] for name in kept},
         seconds={name: seconds[name] for name in kept},
         dropped=dropped,
+        n_jobs=int(n_jobs),
     )

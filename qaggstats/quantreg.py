@@ -14,11 +14,13 @@ from typing import Literal, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.linalg import qr as qr_decomp
 from scipy.optimize import linprog
 from scipy.stats import f as f_dist
 from scipy.stats import norm
 from scipy.stats import t as t_dist
 
+from ._fn import fn_solve, one_blas_thread
 from .errors import DataError, SolverError
 from .formula import FormulaSpec, NAReport, design_newdata, model_frames
 from .scoring import validate_levels
@@ -52,31 +54,95 @@ def check_loss(resid: np.ndarray, tau: float, weights: Optional[np.ndarray] = No
     return float(np.sum(loss))
 
 
-def _vertex(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray) -> np.ndarray:
-    """Snap ``beta`` to the LP vertex through the d rows it (nearly) interpolates.
+def _vertex(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray) -> Optional[np.ndarray]:
+    """The ``d`` rows of the optimal LP vertex near ``beta``, or None when not proven optimal.
 
-    The dual marginals give beta to solver tolerance only; R's simplex returns the basic
-    solution, which interpolates d observations exactly, so re-solving on those rows
-    reproduces it to rounding. Kept only if the check loss does not get worse.
+    An interior point or the dual marginals give ``beta`` to solver tolerance only; R's
+    simplex returns the basic solution, which interpolates ``d`` observations exactly. The
+    candidate basis is ``d`` independent rows among the smallest residuals of ``beta``; it is
+    returned only with a dual certificate, the LP's optimality conditions: multipliers
+    ``a_i = 1{r_i > 0}`` off the basis and ``a`` in ``[0, 1]`` on the basis and on the other
+    zero residuals (ties, e.g. duplicated rows) with ``X'a = (1 - tau) X'1``. Without ties
+    ``a_h`` is one ``d x d`` solve; with ties a small feasibility LP over the tied rows.
+    Call it on a well-scaled problem (unit-norm columns, unit-scale response).
     """
-    d = X.shape[1]
-    h = np.argsort(np.abs(y - X @ beta), kind="stable")[:d]
+    n, d = X.shape
+    h = _basis(X, np.abs(y - X @ beta))
+    if h is None:
+        return None
     Xh = X[h]
-    if np.linalg.matrix_rank(Xh) < d:
-        return beta
     exact = np.linalg.solve(Xh, y[h])
-    before = check_loss(y - X @ beta, tau)
-    after = check_loss(y - X @ exact, tau)
-    return exact if after <= before + 1e-12 * max(1.0, abs(before)) else beta
+    r = y - X @ exact
+    off = np.ones(n, dtype=bool)
+    off[h] = False
+    tie = off & (np.abs(r) <= 1e-10 * (1.0 + np.abs(y).max()))
+    pos = off & ~tie & (r > 0)
+    rhs = (1.0 - tau) * X.sum(axis=0) - X[pos].sum(axis=0)
+    slack = 1e-9
+    if not np.any(tie):
+        a_h = np.linalg.solve(Xh.T, rhs)
+        return h if np.all(a_h >= -slack) and np.all(a_h <= 1.0 + slack) else None
+    free = np.concatenate([h, np.flatnonzero(tie)])
+    if free.size > 4 * d + 50:  # a hugely degenerate vertex: leave it to the simplex
+        return None
+    res = linprog(np.zeros(free.size), A_eq=X[free].T, b_eq=rhs, bounds=(0.0, 1.0), method="highs")
+    return h if res.status == 0 else None
+
+
+def _basis(X: np.ndarray, size: np.ndarray) -> Optional[np.ndarray]:
+    """Sorted indices of ``d`` linearly independent rows of ``X`` with the smallest ``size``
+    (duplicated rows make the ``d`` smallest dependent), or None."""
+    n, d = X.shape
+    if n <= d:
+        return np.arange(n) if n == d and np.linalg.matrix_rank(X) == d else None
+    m = min(n, 2 * d + 10)
+    near = np.argpartition(size, m - 1)[:m] if m < n else np.arange(n)
+    near = near[np.argsort(size[near], kind="stable")]
+    if np.linalg.matrix_rank(X[near[:d]]) == d:
+        return np.sort(near[:d])
+    chosen: list[int] = []
+    for i in near:  # greedy: keep a row when it adds a direction
+        if np.linalg.matrix_rank(X[chosen + [i]]) == len(chosen) + 1:
+            chosen.append(int(i))
+            if len(chosen) == d:
+                return np.sort(np.array(chosen))
+    return None
+
+
+def _equilibrate(Xw: np.ndarray, yw: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """A scale-free version of the problem: an orthonormal basis ``Q`` of the columns and the
+    least-squares residual of the response divided by its largest size.
+
+    Quantile regression is equivariant under ``X -> X T`` and ``y -> s y + X c``, so the
+    vertex (its ``d`` basic rows) is the same, while the solvers' absolute tolerances now
+    meet unit-scale data whatever the units (y x 1e-7 .. 1e9, x + 1e7). Returns ``Q (n, d)``,
+    the scaled response, the scale it was divided by and the rank, judged on unit-norm columns.
+    """
+    norms = np.linalg.norm(Xw, axis=0)
+    safe = np.where(norms > 0, norms, 1.0)
+    Q, R = qr_decomp(Xw / safe, mode="economic", overwrite_a=True, check_finite=False)
+    sv = np.linalg.svd(R, compute_uv=False)
+    rank = int(np.sum(sv > sv.max(initial=0.0) * max(Xw.shape) * np.finfo(float).eps))
+    if np.any(norms == 0):
+        rank = min(rank, int(np.sum(norms > 0)))
+    resid = yw - Q @ (Q.T @ yw)
+    size = float(np.abs(resid).max(initial=0.0))
+    size = size if size > 0 else 1.0
+    return Q, resid / size, size, rank
 
 
 def rq_fit(X: np.ndarray, y: np.ndarray, tau: float,
-           weights: Optional[np.ndarray] = None) -> tuple[np.ndarray, float]:
-    """Linear quantile regression at level ``tau`` by an exact LP solve (HiGHS dual simplex).
+           weights: Optional[np.ndarray] = None,
+           start: Optional[np.ndarray] = None) -> tuple[np.ndarray, float]:
+    """Linear quantile regression at level ``tau``: the exact LP optimum (a vertex).
 
-    Solves R's ``br`` dual, ``max y'a  s.t.  X'a = (1 - tau) X'1, 0 <= a <= 1``; the
-    coefficients are the multipliers of its equality constraints, snapped to the vertex
-    that interpolates ``d`` observations.
+    Solves ``min_beta sum w_i rho_tau(y_i - x_i' beta)`` by the Frisch–Newton interior point
+    (R's ``method="fn"``, :mod:`qaggstats._fn`) on an equilibrated problem (orthonormal
+    columns, unit-scale response: the answer does not depend on the units of ``X`` or ``y``),
+    then snaps to the vertex through ``d`` observations and proves it optimal by a dual
+    certificate, so the coefficients are R's ``"br"`` simplex solution to rounding. When the
+    certificate fails (a degenerate vertex: ties), HiGHS' dual simplex solves R's ``br``
+    dual ``max y'a  s.t.  X'a = (1 - tau) X'1, 0 <= a <= 1`` on the same equilibrated data.
 
     Parameters
     ----------
@@ -88,12 +154,27 @@ def rq_fit(X: np.ndarray, y: np.ndarray, tau: float,
         Quantile level in (0, 1).
     weights : (n,) array, optional
         Non-negative observation weights (as R's ``rq(weights=)``: rows of X and y scaled).
+    start : (d,) array, optional
+        Coefficients near the answer, e.g. the fit at an adjacent level or at ``tau`` for
+        ``tau +- h``. The interior point then runs on the band of rows with the smallest
+        residuals at ``start`` (Portnoy & Koenker's preprocessing), the others entering as
+        two pseudo-observations by residual sign; the answer is kept only if the dual
+        certificate holds on all rows, else the full problem is solved. The result is the
+        same optimum, with or without ``start``.
 
     Returns
     -------
     beta : (d,) array
     objective : float
         ``sum w_i rho_tau(y_i - x_i' beta)``.
+
+    Raises
+    ------
+    DataError
+        Bad inputs or a singular design (rank judged on unit-norm columns, so a column's
+        units never make it look aliased).
+    SolverError
+        Both solvers failed.
 
     Examples
     --------
@@ -118,20 +199,83 @@ def rq_fit(X: np.ndarray, y: np.ndarray, tau: float,
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != y.shape or np.any(w < 0) or not np.all(np.isfinite(w)):
             raise DataError("rq_fit: weights must be finite, non-negative and of shape (n,)")
-        Xw, yw = X * w[:, None], y * w
-    rank = np.linalg.matrix_rank(Xw)
-    if rank < X.shape[1]:
-        raise DataError(
-            f"rq_fit: singular design matrix (rank {rank} < {X.shape[1]} columns); "
-            "drop collinear terms"
-        )
-    res = linprog(-yw, A_eq=Xw.T, b_eq=(1.0 - tau) * Xw.sum(axis=0), bounds=(0.0, 1.0),
+        # zero-weight rows are zero residuals whatever beta: they would only make ties
+        used = w > 0
+        Xw, yw = X[used] * w[used, None], y[used] * w[used]
+    with one_blas_thread():
+        Q, ys, size, rank = _equilibrate(Xw, yw)
+        if rank < X.shape[1]:
+            raise DataError(
+                f"rq_fit: singular design matrix (rank {rank} < {X.shape[1]} columns); "
+                "drop collinear terms"
+            )
+        h = None
+        if start is not None:
+            if np.shape(start) != (X.shape[1],) or not np.all(np.isfinite(start)):
+                raise DataError(f"rq_fit: start must be {X.shape[1]} finite coefficients, got shape {np.shape(start)}")
+            h = _banded_vertex(Q, ys, tau, (yw - Xw @ np.asarray(start, dtype=np.float64)) / size)
+        if h is None:
+            h = _vertex(Q, ys, tau, fn_solve(Q, ys, tau).beta)
+        if h is None:
+            h, fitted = _highs_vertex(Q, ys, tau)
+            if h is None:
+                # degenerate optimum: the simplex point as it is, back in the original units
+                beta = np.linalg.lstsq(Xw, yw - size * (ys - fitted), rcond=None)[0]
+                return beta, check_loss(y - X @ beta, tau, w)
+        beta = np.linalg.solve(Xw[h], yw[h])
+    return beta, check_loss(y - X @ beta, tau, w)
+
+
+def _banded_vertex(Q: np.ndarray, ys: np.ndarray, tau: float, resid: np.ndarray) -> Optional[np.ndarray]:
+    """The certified optimal vertex from an interior point on the rows near a starting fit.
+
+    Portnoy & Koenker (1997): keep the ``m ~ sqrt(d) n^(2/3)`` rows with the smallest
+    residuals ``resid`` at the start, merge the rows above (below) into one pseudo-observation
+    whose response is high (low) enough to keep its sign, solve that small problem, and
+    accept its vertex only with the certificate of :func:`_vertex` on all rows (None
+    otherwise, and the caller solves the full problem).
+    """
+    n, d = Q.shape
+    m = int(2 * np.sqrt(d) * n ** (2 / 3))
+    if m + 2 >= n // 2:  # too small to gain
+        return None
+    band = np.argpartition(np.abs(resid), m - 1)[:m]
+    cut = np.abs(resid[band]).max()
+    above, below = resid > cut, resid < -cut
+    fitted = ys - resid
+    # far beyond any fitted value the pseudo-rows can reach near the start
+    far = 10.0 * (np.abs(fitted).sum() + np.abs(ys).sum() + 1.0)
+    Xb = np.vstack([Q[band], Q[above].sum(axis=0), Q[below].sum(axis=0)])
+    yb = np.concatenate([ys[band], [far, -far]])
+    gamma = fn_solve(Xb, yb, tau).beta
+    return _vertex(Q, ys, tau, gamma)
+
+
+def _highs_vertex(Q: np.ndarray, ys: np.ndarray, tau: float) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """HiGHS' dual simplex on R's ``br`` dual (equilibrated data): the basic rows of the
+    optimum, or None with the simplex fitted values ``Q gamma``.
+
+    A degenerate optimum (ties) can defeat the certificate of :func:`_vertex`; the ``d``
+    rows the simplex point nearly interpolates are then used if they are no worse.
+    """
+    res = linprog(-ys, A_eq=Q.T, b_eq=(1.0 - tau) * Q.sum(axis=0), bounds=(0.0, 1.0),
                   method="highs-ds")
     if res.status != 0:
         raise SolverError(f"rq_fit: HiGHS failed at tau={tau:g}: {res.message}")
-    # linprog minimises -y'a, so the equality multipliers are -beta
-    beta = _vertex(Xw, yw, tau, -np.asarray(res.eqlin.marginals))
-    return beta, check_loss(y - X @ beta, tau, w)
+    # linprog minimises -y'a, so the equality multipliers are -gamma
+    gamma = -np.asarray(res.eqlin.marginals)
+    fitted = Q @ gamma
+    h = _vertex(Q, ys, tau, gamma)
+    if h is not None:
+        return h, fitted
+    d = Q.shape[1]
+    h = np.sort(np.argsort(np.abs(ys - fitted), kind="stable")[:d])
+    if np.linalg.matrix_rank(Q[h]) == d:
+        snapped = Q @ np.linalg.solve(Q[h], ys[h])
+        before = check_loss(ys - fitted, tau)
+        if check_loss(ys - snapped, tau) <= before + 1e-12 * max(1.0, abs(before)):
+            return h, fitted
+    return None, fitted
 
 
 def bandwidth(tau: float, n: int, hs: bool = True, alpha: float = 0.05) -> float:

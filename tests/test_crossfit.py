@@ -258,3 +258,41 @@ def test_importing_crossfit_does_not_import_dask():
     code = "import sys, qaggstats.crossfit, qaggstats.distributed; print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+class ThreadProbe:
+    """Records the BLAS threads and joblib's default n_jobs it sees in fit and in predict."""
+
+    formula = None
+
+    def fit(self, X, y, taus):
+        from joblib.parallel import get_active_backend
+        from threadpoolctl import threadpool_info
+        self.fit_blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        self.fit_jobs = get_active_backend()[1]
+        self.r = len(taus)
+        return self
+
+    def predict(self, X):
+        from joblib.parallel import get_active_backend
+        self.predict_jobs = get_active_backend()[1]
+        return np.zeros((X.shape[0], self.r))
+
+
+def test_tasks_run_single_threaded_and_prediction_uses_the_cores():
+    X, y = data()
+    cf = crossfit({"probe": ThreadProbe()}, {"probe": X}, y, TAUS, cv=3, n_jobs=1)
+    fitted = cf.fitted["probe"]
+    assert all(n == 1 for n in fitted.fit_blas) and fitted.fit_jobs == 1
+    assert cf.n_jobs == 1
+    cf.n_jobs = -1
+    cf.predict({"probe": X[:5]})
+    assert fitted.predict_jobs == -1
+
+
+def test_default_n_jobs_uses_every_core():
+    import inspect
+    assert inspect.signature(crossfit).parameters["n_jobs"].default == -1
+    X, y = data()
+    cf = crossfit({"knn": KNN(k=5)}, {"knn": X}, y, TAUS, cv=3)
+    assert cf.n_jobs == -1

@@ -200,6 +200,11 @@ BAD_PARAMETERS = [
     (QuantileForest, {"max_features": "all"}, "max_features"),
     (QuantileForest, {"max_features": 1.5}, "max_features"),
     (QuantileForest, {"random_state": "seed"}, "random_state"),
+    (QuantileForest, {"aggregation": "mean"}, "aggregation must be 'trees' or 'pooled'"),
+    (QuantileForest, {"splitter": "cart"}, "splitter must be 'random' or 'best'"),
+    (QuantileForest, {"max_samples": 1.5}, "max_samples"),
+    (QuantileForest, {"n_jobs": 0}, "n_jobs must be None or a non-zero integer"),
+    (GradientBoosting, {"grid": 1}, "grid must be an integer >= 2"),
     (GradientBoosting, {"learning_rate": 0.0}, "learning_rate must be a number > 0"),
     (GradientBoosting, {"max_leaf_nodes": 1}, "max_leaf_nodes must be an integer >= 2"),
     (GradientBoosting, {"l2_regularization": -1.0}, "l2_regularization"),
@@ -299,3 +304,90 @@ def test_linear_qr_drops_aliased_columns_and_matches_the_reduced_fit():
     assert np.all(lin.coef_[lin.aliased_[0]] == 0)
     beta, _ = rq_fit(X[:, :2], y, 0.5)
     np.testing.assert_allclose(lin.predict(X)[:, 1], X[:, :2] @ beta, rtol=1e-9)
+
+
+def test_forest_tree_quantiles_are_the_mean_of_each_trees_leaf_quantiles():
+    X, y, _ = hetero(400, seed=21)
+    qf = QuantileForest(n_estimators=7, random_state=2, aggregation="trees").fit(X, y, TAUS)
+    new = X[:25] + 0.01
+    train_leaves, new_leaves = qf.apply(X), qf.apply(new)
+    inbag = _inbag_counts(qf, 400)
+    expected = np.mean([
+        [np.quantile(np.repeat(y, inbag[:, t])[np.repeat(train_leaves[:, t], inbag[:, t]) == new_leaves[i, t]], TAUS)
+         for t in range(7)]
+        for i in range(25)
+    ], axis=1)
+    np.testing.assert_allclose(qf.predict(new), expected, rtol=1e-12, atol=1e-12)
+    assert np.all(np.diff(qf.predict(X), axis=1) >= 0)
+
+
+def _inbag_counts(qf, n):
+    """The bootstrap multiplicities (n, T) the forest's trees were grown on."""
+    from qaggstats.learners.forest import _inbag, _tree_seeds
+    return np.column_stack([_inbag(int(s), n) for s in _tree_seeds(qf.random_state, qf.n_estimators)])
+
+
+def _mixture_quantiles(y, weights, taus):
+    """Quantiles of the distribution putting weights[i] on y[i]: its CDF interpolated
+    linearly between support points (brute force, for the forest tests)."""
+    values = np.unique(y)
+    mass = np.array([weights[y == v].sum() for v in values])
+    support, cdf = values[mass > 0], np.cumsum(mass[mass > 0])
+    out = []
+    for tau in taus:
+        j = int(np.searchsorted(cdf, tau - 1e-12))
+        if j == 0:
+            out.append(support[0])
+        else:
+            frac = (tau - cdf[j - 1]) / (cdf[j] - cdf[j - 1])
+            out.append(support[j - 1] + frac * (support[j] - support[j - 1]))
+    return np.array(out)
+
+
+def test_forest_pooled_is_meinshausens_weighted_mixture():
+    X, y, _ = hetero(300, seed=22)
+    y = np.round(y, 1)  # ties: several rows per grid point
+    qf = QuantileForest(n_estimators=9, random_state=5).fit(X, y, TAUS)
+    new = X[:20] + 0.02
+    train_leaves, new_leaves = qf.apply(X), qf.apply(new)
+    inbag = _inbag_counts(qf, 300)
+    for i in range(20):
+        same = (train_leaves == new_leaves[i]) * inbag            # (n, T) in-bag multiplicity
+        weights = (same / same.sum(axis=0)).mean(axis=1)          # Meinshausen's weights
+        np.testing.assert_allclose(qf.predict(new[i:i + 1])[0], _mixture_quantiles(y, weights, TAUS),
+                                   rtol=1e-10, atol=1e-10)
+
+
+def test_forest_pooled_agrees_with_quantile_forest_and_estimates_the_truth():
+    from quantile_forest import RandomForestQuantileRegressor
+    X, y, true_q = hetero(1500, seed=22)
+    ours = QuantileForest(n_estimators=40, splitter="best", min_samples_leaf=20).fit(X, y, TAUS).predict(X)
+    ref = RandomForestQuantileRegressor(n_estimators=40, min_samples_leaf=20, random_state=0,
+                                        max_samples_leaf=None).fit(X, y).predict(X, quantiles=list(TAUS))
+    # same estimator up to the interpolation rule and the in-bag rows: close, not equal
+    assert np.median(np.abs(ours - ref)) < 0.1 * np.std(y)
+    assert np.median(np.abs(ours - true_q)) < 0.4
+    # 3,000 rows: two prediction blocks, run in parallel: bitwise the same as one thread, and
+    # a row's quantiles do not depend on its batch beyond rounding (one cumulative sum per block)
+    twice = np.vstack([X, X])
+    same = dict(n_estimators=40, splitter="best", min_samples_leaf=20)
+    one = QuantileForest(n_jobs=1, **same).fit(X, y, TAUS).predict(twice)
+    two = QuantileForest(n_jobs=2, **same).fit(X, y, TAUS).predict(twice)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_allclose(two, np.vstack([ours, ours]), rtol=0, atol=1e-9 * np.std(y))
+
+
+def test_boosting_grid_fits_fewer_models_and_interpolates_monotonically():
+    X, y, _ = hetero(400, seed=23)
+    taus = np.arange(1, 40) / 40
+    gb = GradientBoosting(max_iter=20, grid=5).fit(X, y, taus)
+    assert len(gb.models_) == 5 and gb.fit_levels_[0] == taus[0] and gb.fit_levels_[-1] == taus[-1]
+    pred = gb.predict(X[:50])
+    assert pred.shape == (50, 39) and np.all(np.diff(pred, axis=1) >= 0)
+    # at the grid's end levels the interpolation returns the end models' (sorted) predictions
+    ends = np.sort(np.column_stack([m.predict(X[:50]) for m in gb.models_]), axis=1)
+    np.testing.assert_allclose(pred[:, [0, -1]], ends[:, [0, -1]], rtol=1e-12)
+    per_level = GradientBoosting(max_iter=20, grid=None).fit(X, y, taus)
+    assert len(per_level.models_) == 39
+    few = GradientBoosting(max_iter=20, grid=5).fit(X, y, TAUS)
+    assert len(few.models_) == 3 and np.array_equal(few.fit_levels_, TAUS)

@@ -1,9 +1,10 @@
-"""Gradient-boosted trees on the pinball loss, one model per quantile level."""
+"""Gradient-boosted trees on the pinball loss: one model per level, or per level of a grid."""
 from __future__ import annotations
 
 from typing import Optional
 
 import numpy as np
+from scipy.stats import norm
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
@@ -16,10 +17,19 @@ __all__ = ["GradientBoosting"]
 class GradientBoosting(LearnerBase):
     """Histogram gradient boosting with the quantile (pinball) loss, one model per level.
 
-    Each level ``tau`` gets its own
+    Each fitted level ``tau`` gets its own
     ``sklearn.ensemble.HistGradientBoostingRegressor(loss="quantile", quantile=tau)``; the
     levels are fitted independently, so they can cross (the pipeline sorts them).
     Early stopping is off so that every fold runs the same number of iterations.
+
+    With more requested levels than ``grid``, only ``grid`` boosters are fitted, at levels
+    evenly spaced on the normal-score scale ``Phi^-1(tau)`` between the smallest and the
+    largest requested level (both included, so the tails get more of them); each row's grid
+    quantiles are sorted and interpolated linearly in ``Phi^-1(tau)``, which gives
+    non-crossing quantiles at every requested level. 99 levels then cost 15 models, not 99
+    (13x faster on kin8nm), for a WIS 0.9 % (kin8nm) and 1.7 % (concrete) above one model per
+    level (BENCHMARKS.md). ``grid=None`` fits one model per level whatever their number; up
+    to 15 requested levels (the default 7 or 9) nothing changes.
 
     Parameters
     ----------
@@ -37,6 +47,9 @@ class GradientBoosting(LearnerBase):
         L2 penalty on leaf values (>= 0).
     random_state : int or None, default 0
         Seed (used by scikit-learn for binning subsamples of large data).
+    grid : int or None, default 15
+        Most boosters fitted (>= 2); more requested levels are interpolated (see above).
+        None: one booster per requested level.
     n_threads : int, default 1
         OpenMP threads per fit. One by default because cross-fitting already runs folds and
         models in parallel (``n_jobs``): oversubscribed OpenMP threads made each fit about
@@ -57,7 +70,8 @@ class GradientBoosting(LearnerBase):
     def __init__(self, max_iter: int = 100, learning_rate: float = 0.1, max_leaf_nodes: int = 15,
                  min_samples_leaf: int = 20, max_depth: Optional[int] = None,
                  l2_regularization: float = 0.0, random_state: Optional[int] = 0,
-                 n_threads: int = 1, formula: Optional[str] = None) -> None:
+                 grid: Optional[int] = 15, n_threads: int = 1,
+                 formula: Optional[str] = None) -> None:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
@@ -65,6 +79,7 @@ class GradientBoosting(LearnerBase):
         self.max_depth = max_depth
         self.l2_regularization = l2_regularization
         self.random_state = random_state
+        self.grid = grid
         self.n_threads = n_threads
         self.formula = formula
         self._validate()
@@ -80,6 +95,8 @@ class GradientBoosting(LearnerBase):
             _check_int(self.max_depth, "max_depth", name)
         _check_float(self.l2_regularization, "l2_regularization", name, 0.0, False)
         _check_random_state(self.random_state, name)
+        if self.grid is not None:
+            _check_int(self.grid, "grid", name, low=2)
         _check_int(self.n_threads, "n_threads", name)
 
     def _model(self, tau: float) -> HistGradientBoostingRegressor:
@@ -92,11 +109,13 @@ class GradientBoosting(LearnerBase):
         )
 
     def fit(self, X: np.ndarray, y: np.ndarray, taus: np.ndarray) -> "GradientBoosting":
-        """Fit one booster per level ``taus (r,)`` on ``X (n, d)``, ``y (n,)``."""
+        """Fit one booster per level of ``taus (r,)`` (or of the grid, see ``grid``) on
+        ``X (n, d)``, ``y (n,)``; ``fit_levels_`` holds the levels fitted."""
         self._validate()
         X, y, taus = check_fit_data(X, y, taus, type(self).__name__)
+        self.fit_levels_ = grid_levels(taus, self.grid)
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
-            self.models_ = [self._model(float(t)).fit(X, y) for t in taus]
+            self.models_ = [self._model(float(t)).fit(X, y) for t in self.fit_levels_]
         self.n_features_ = X.shape[1]
         self.taus_ = taus
         return self
@@ -106,4 +125,41 @@ class GradientBoosting(LearnerBase):
         self._check_fitted()
         X = check_predict_data(X, self.n_features_, type(self).__name__)
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
-            return predict_per_level(self.models_, X)
+            Q = predict_per_level(self.models_, X)
+        if self.fit_levels_.size == self.taus_.size:
+            return Q
+        return interpolate_levels(np.sort(Q, axis=1), self.fit_levels_, self.taus_)
+
+
+def grid_levels(taus: np.ndarray, grid: Optional[int]) -> np.ndarray:
+    """The levels to fit: ``taus`` itself, or ``grid`` levels evenly spaced in ``Phi^-1(tau)``
+    from ``taus[0]`` to ``taus[-1]`` when there are more than ``grid`` of them.
+
+    Examples
+    --------
+    >>> grid_levels(np.array([0.1, 0.5, 0.9]), 15).tolist()
+    [0.1, 0.5, 0.9]
+    >>> np.round(grid_levels(np.arange(1, 100) / 100, 5), 3).tolist()
+    [0.01, 0.122, 0.5, 0.878, 0.99]
+    """
+    if grid is None or taus.size <= grid:
+        return taus
+    levels = norm.cdf(np.linspace(norm.ppf(taus[0]), norm.ppf(taus[-1]), grid))
+    levels[0], levels[-1] = taus[0], taus[-1]  # exact ends: no extrapolation
+    return levels
+
+
+def interpolate_levels(Q: np.ndarray, levels: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """Quantiles ``(m, r)`` at ``taus`` from ``Q (m, g)`` at increasing ``levels`` (covering
+    ``taus``), linear in ``Phi^-1(tau)``; non-decreasing rows stay non-decreasing.
+
+    Examples
+    --------
+    >>> interpolate_levels(np.array([[0.0, 1.0, 4.0]]), np.array([0.1, 0.5, 0.9]),
+    ...                    np.array([0.1, 0.5, 0.7, 0.9])).round(3).tolist()
+    [[0.0, 1.0, 2.228, 4.0]]
+    """
+    z, zt = norm.ppf(levels), norm.ppf(taus)
+    j = np.clip(np.searchsorted(z, zt, side="right") - 1, 0, z.size - 2)
+    frac = np.clip((zt - z[j]) / (z[j + 1] - z[j]), 0.0, 1.0)
+    return Q[:, j] * (1.0 - frac) + Q[:, j + 1] * frac
