@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: %(default)s)")
     fit.add_argument("--cv", type=int, default=5, help="cross-fitting folds (default: %(default)s)")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    fit.add_argument("--n-jobs", type=int, default=1, help="parallel jobs (default: %(default)s)")
+    fit.add_argument("--n-jobs", type=int, default=-1,
+                     help="parallel jobs; -1 uses every core (default: %(default)s)")
     fit.add_argument("--test-size", type=_fraction, default=None,
                      help="fraction of rows held out to score the fit (default: none)")
     fit.add_argument("--report", default=None, help="write a report (.html or .pdf)")

@@ -109,7 +109,7 @@ class QuantileAggregator(RegressorMixin, BaseEstimator):
     seed : int, default 0
         Seed of the folds, the calibration split and the random learners (qaggstats' name for
         scikit-learn's ``random_state``).
-    n_jobs : int, default 1
+    n_jobs : int, default -1
     groups : int or sequence, optional
         Level groups for ``family="grouped"``.
     smooth : float, default 0.0
@@ -176,7 +176,7 @@ class QuantileAggregator(RegressorMixin, BaseEstimator):
         cal_size: float = 0.25,
         cv: int = 5,
         seed: int = 0,
-        n_jobs: int = 1,
+        n_jobs: int = -1,
         groups: Any = None,
         smooth: float = 0.0,
     ) -> None:

@@ -27,7 +27,7 @@ What a file holds
      and classes callers add with ``classes=``) become their type name plus their attributes;
    - ``sklearn.neighbors.NearestNeighbors`` becomes its parameters and training matrix and is
      refitted on load (the k-d tree it builds is deterministic, so neighbours are identical);
-   - fitted scikit-learn / quantile-forest estimators used by the learners, limited to
+   - fitted scikit-learn estimators used by the learners, limited to
      :data:`FOREIGN_TYPES`, each become a nested skops archive of their own (bytes), checked
      on load exactly like the outer one.
 
@@ -43,8 +43,8 @@ generator state, tree state) and its type must be on the trusted list; otherwise
 SaveError naming the untrusted type found in the file (e.g. ``builtins.eval``). skops then
 builds the archive with the same list. Tree-shaped compiled models index arrays without
 bounds checks, so after construction and before the object is returned the node count, child
-and feature indices of every ``sklearn.tree._tree.Tree`` and ``TreePredictor`` and the
-quantile-forest leaf table are checked to lie in range and children to come after their
+and feature indices of every ``sklearn.tree._tree.Tree`` and ``TreePredictor`` (and the
+index arrays of CSR matrices) are checked to lie in range and children to come after their
 parent (no cycles); categorical boosting splits (never made by ``GradientBoosting``) are
 refused. A file that fails is refused with a SaveError instead of crashing ``predict``.
 Finally qaggstats' marker dicts are turned back into objects, only for type names on the
@@ -131,9 +131,7 @@ FOREIGN_TYPES: tuple[str, ...] = (
     "sklearn._loss.link.IdentityLink",
     "sklearn._loss.link.Interval",
     "numpy.random._generator.Generator",
-    # QuantileForest
-    "quantile_forest._quantile_forest.RandomForestQuantileRegressor",
-    "quantile_forest._quantile_forest_fast.QuantileForest",
+    # QuantileForest: a list of scikit-learn trees (its leaf tables are plain arrays and CSR data)
     "sklearn.tree._classes.DecisionTreeRegressor",
     "sklearn.tree._tree.Tree",
     # regressors a LocationScale may be given as mean or scale model
@@ -153,7 +151,6 @@ _LOADERS: dict[str, str] = {
     "TupleNode": "builtins.tuple", "TypeNode": "keytype", "NdArrayNode": "numpy",
     "ObjectNode": "foreign", "TreeNode": "sklearn.tree._tree.Tree",
     "LossNode": "loss",
-    "QuantileForestNode": "quantile_forest._quantile_forest_fast.QuantileForest",
     "RandomGeneratorNode": "numpy.random._generator.Generator",
     "RandomStateNode": "numpy.random.mtrand.RandomState", "CachedNode": "cached",
     "BytesNode": "builtins.bytes",
@@ -750,14 +747,12 @@ def _check_foreign(obj: Any, where: str, source: str) -> None:
     def fail(why: str) -> SaveError:
         return SaveError(f"{source} is corrupt at {where}: {why}; qaggstats refuses to load it")
 
-    from quantile_forest import RandomForestQuantileRegressor
-    from quantile_forest._quantile_forest_fast import QuantileForest as FastForest
     from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingRegressor
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
     from sklearn.tree import DecisionTreeRegressor
     from sklearn.tree._tree import Tree
 
-    if isinstance(obj, (Tree, TreePredictor, FastForest)):
+    if isinstance(obj, (Tree, TreePredictor)):
         raise fail(f"a {type(obj).__name__} outside the model that owns it")
     if isinstance(obj, (list, tuple)) or (isinstance(obj, np.ndarray) and obj.dtype == object):
         for i, item in enumerate(np.asarray(obj, dtype=object).ravel()):
@@ -771,9 +766,6 @@ def _check_foreign(obj: Any, where: str, source: str) -> None:
     if isinstance(obj, DecisionTreeRegressor):
         if fitted or hasattr(obj, "tree_"):
             _check_tree(obj.tree_, int(obj.n_features_in_), fail)
-    elif isinstance(obj, RandomForestQuantileRegressor):
-        if fitted or hasattr(obj, "forest_") or hasattr(obj, "estimators_"):
-            _check_qrf(obj, fail)
     elif isinstance(obj, HistGradientBoostingRegressor):
         if fitted or hasattr(obj, "_predictors"):
             if obj.is_categorical_ is not None:
@@ -792,27 +784,6 @@ def _check_foreign(obj: Any, where: str, source: str) -> None:
         # plain arrays is bounds-checked, so arrays themselves need no check)
         for key, value in getattr(obj, "__dict__", {}).items():
             _check_foreign(value, f"{where}.{key}", source)
-
-
-def _check_qrf(obj: Any, fail: Any) -> None:
-    from sklearn.tree import DecisionTreeRegressor
-
-    d = int(obj.n_features_in_)
-    counts = []
-    for est in obj.estimators_:
-        if not isinstance(est, DecisionTreeRegressor) or int(est.n_features_in_) != d:
-            raise fail("a forest tree does not match the forest")
-        _check_tree(est.tree_, d, fail)
-        counts.append(int(est.tree_.node_count))
-    y_train, leaves, bounds = (np.asarray(a) for a in obj.forest_.__reduce__()[1][:3])
-    if (leaves.ndim != 4 or y_train.ndim != 2 or leaves.shape[0] != len(counts)
-            or leaves.shape[1] < max(counts, default=0) or leaves.shape[2] != y_train.shape[0]):
-        raise fail("the forest's leaf table does not match its trees")
-    if leaves.size and (leaves.min() < 0 or leaves.max() > y_train.shape[1]):
-        raise fail("the forest's leaf table points outside the training responses")
-    if bounds.size and (bounds.ndim != 3 or bounds.shape[0] != len(counts)
-                        or bounds.shape[1] < max(counts, default=0)):
-        raise fail("the forest's leaf bounds do not match its trees")
 
 
 def _check_tree(tree: Any, n_features: int, fail: Any) -> None:

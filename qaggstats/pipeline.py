@@ -149,7 +149,7 @@ def qagg(
     cal_size: float = 0.25,
     cv: int = 5,
     seed: int = 0,
-    n_jobs: int = 1,
+    n_jobs: int = -1,
     na: NAPolicy = "drop",
     groups: Any = None,
     local_formula: Optional[str] = None,
@@ -200,7 +200,8 @@ def qagg(
     cal_size : float
         Fraction of rows held out for split conformal calibration.
     cv, seed, n_jobs : int
-        Folds, seed (fold assignment, calibration split, random learners) and parallel jobs.
+        Folds, seed (fold assignment, calibration split, random learners) and parallel jobs
+        (-1: every core; results are identical for any value).
     groups : sequence of int or int, optional
         Level groups for ``family="grouped"``.
     local_formula : str, optional
@@ -267,7 +268,7 @@ def _check_seed(seed: Any) -> int:
 
 def fit_base(formula: str, data: pd.DataFrame, *, models=None, taus: Sequence[float] = DEFAULT_TAUS,
              conformal: Conformal = None, cal_size: float = 0.25, cv: int = 5, seed: int = 0,
-             n_jobs: int = 1, na: NAPolicy = "drop", test: Optional[pd.DataFrame] = None,
+             n_jobs: int = -1, na: NAPolicy = "drop", test: Optional[pd.DataFrame] = None,
              on_error: OnError = "raise", backend: Any = "local", data_name: Optional[str] = None,
              progress: Optional[ProgressFn] = None) -> BaseFit:
     """Model frames, the calibration split and the cross-fitted base learners (see :func:`qagg`)."""

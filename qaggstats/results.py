@@ -70,7 +70,7 @@ def fmt_sig(value: float, digits: int = 4) -> str:
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "qaggstats": __version__}
     for pkg in ("numpy", "scipy", "pandas", "statsmodels", "patsy", "cvxpy", "clarabel",
-                "highspy", "scikit-learn", "quantile-forest", "matplotlib", "jinja2", "weasyprint"):
+                "highspy", "scikit-learn", "skops", "matplotlib", "jinja2", "weasyprint"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

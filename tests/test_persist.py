@@ -387,27 +387,19 @@ def test_out_of_range_tree_indices_are_refused(concrete, tmp_path):
     X = concrete.drop(columns="strength").select_dtypes("number").to_numpy(dtype=float)[:200]
     y = concrete["strength"].to_numpy()[:200]
     qf = L.QuantileForest(n_estimators=3).fit(X, y, TAUS)
-    tree = qf.model_.estimators_[0].tree_
+    tree = qf.trees_[0].tree_
     state = tree.__getstate__()
     state["nodes"]["left_child"][0] = 10 ** 6
     tree.__setstate__(state)
     assert "child index" in _tamper_and_load({"qf": qf}, tmp_path)
 
     qf = L.QuantileForest(n_estimators=3).fit(X, y, TAUS)
-    tree = qf.model_.estimators_[1].tree_
+    tree = qf.trees_[1].tree_
     state = tree.__getstate__()
     inner = np.flatnonzero(state["nodes"]["left_child"] != -1)[0]
     state["nodes"]["feature"][inner] = 50
     tree.__setstate__(state)
     assert "feature index" in _tamper_and_load({"qf": qf}, tmp_path)
-
-    from quantile_forest._quantile_forest_fast import QuantileForest as Fast
-    qf = L.QuantileForest(n_estimators=3).fit(X, y, TAUS)
-    y_train, leaves, bounds, sparse = qf.model_.forest_.__reduce__()[1]
-    leaves = np.array(leaves)
-    leaves[0, leaves.shape[1] - 1, 0, 0] = 10 ** 6
-    qf.model_.forest_ = Fast(np.asarray(y_train), leaves, np.asarray(bounds), sparse)
-    assert "leaf table" in _tamper_and_load({"qf": qf}, tmp_path)
 
     gb = L.GradientBoosting(max_iter=3).fit(X, y, TAUS)
     nodes = gb.models_[0]._predictors[0][0].nodes
