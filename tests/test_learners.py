@@ -361,7 +361,7 @@ def test_forest_pooled_is_meinshausens_weighted_mixture():
 def test_forest_pooled_agrees_with_quantile_forest_and_estimates_the_truth():
     from quantile_forest import RandomForestQuantileRegressor
     X, y, true_q = hetero(1500, seed=22)
-    ours = QuantileForest(n_estimators=40, splitter="best", min_samples_leaf=20).fit(X, y, TAUS).predict(X)
+    ours = QuantileForest(n_estimators=40, splitter="best", min_samples_leaf=20, random_state=0).fit(X, y, TAUS).predict(X)
     ref = RandomForestQuantileRegressor(n_estimators=40, min_samples_leaf=20, random_state=0,
                                         max_samples_leaf=None).fit(X, y).predict(X, quantiles=list(TAUS))
     # same estimator up to the interpolation rule and the in-bag rows: close, not equal
@@ -370,7 +370,7 @@ def test_forest_pooled_agrees_with_quantile_forest_and_estimates_the_truth():
     # 3,000 rows: two prediction blocks, run in parallel: bitwise the same as one thread, and
     # a row's quantiles do not depend on its batch beyond rounding (one cumulative sum per block)
     twice = np.vstack([X, X])
-    same = dict(n_estimators=40, splitter="best", min_samples_leaf=20)
+    same = dict(n_estimators=40, splitter="best", min_samples_leaf=20, random_state=0)
     one = QuantileForest(n_jobs=1, **same).fit(X, y, TAUS).predict(twice)
     two = QuantileForest(n_jobs=2, **same).fit(X, y, TAUS).predict(twice)
     np.testing.assert_array_equal(one, two)

@@ -250,3 +250,14 @@ def test_plots_name_the_response_and_the_column(fit):
     assert fan.axes[0].get_ylabel() == "foodexp"
     cov = fit.plot("coverage", x="income")
     assert any(ax.get_xlabel() == "income" for ax in cov.axes)
+
+
+def test_qagg_seed_reaches_the_learners_a_user_builds(engel):
+    from qaggstats.learners import QuantileForest
+
+    def fit_with(seed):
+        return qa.qagg("foodexp ~ income", engel, models={"forest": QuantileForest(n_estimators=10)},
+                       taus=TAUS, cv=3, seed=seed).Q
+
+    np.testing.assert_array_equal(fit_with(1), fit_with(1))
+    assert not np.array_equal(fit_with(1), fit_with(2))

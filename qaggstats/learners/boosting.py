@@ -45,8 +45,10 @@ class GradientBoosting(LearnerBase):
         Maximum tree depth (None: limited by ``max_leaf_nodes`` only).
     l2_regularization : float, default 0.0
         L2 penalty on leaf values (>= 0).
-    random_state : int or None, default 0
-        Seed (used by scikit-learn for binning subsamples of large data).
+    random_state : int or None, default None
+        None inside :func:`qaggstats.qagg` takes a seed derived from its ``seed`` (so
+        ``qagg(seed=...)`` reaches the learners you build); used alone, None draws fresh
+        randomness as in scikit-learn. Used by scikit-learn for binning subsamples of large data.
     grid : int or None, default 15
         Most boosters fitted (>= 2); more requested levels are interpolated (see above).
         None: one booster per requested level.
@@ -69,7 +71,7 @@ class GradientBoosting(LearnerBase):
 
     def __init__(self, max_iter: int = 100, learning_rate: float = 0.1, max_leaf_nodes: int = 15,
                  min_samples_leaf: int = 20, max_depth: Optional[int] = None,
-                 l2_regularization: float = 0.0, random_state: Optional[int] = 0,
+                 l2_regularization: float = 0.0, random_state: Optional[int] = None,
                  grid: Optional[int] = 15, n_threads: int = 1,
                  formula: Optional[str] = None) -> None:
         self.max_iter = max_iter

@@ -70,8 +70,10 @@ class QuantileForest(LearnerBase):
         traverse.
     aggregation : {"pooled", "trees"}, default "pooled"
         How the leaves give quantiles (see above).
-    random_state : int or None, default 0
-        Seed of the bootstrap and feature sampling.
+    random_state : int or None, default None
+        None inside :func:`qaggstats.qagg` takes a seed derived from its ``seed`` (so
+        ``qagg(seed=...)`` reaches the learners you build); used alone, None draws fresh
+        randomness as in scikit-learn. Seeds the bootstrap and feature sampling.
     n_jobs : int or None, default None
         Threads for growing and traversing trees and for prediction blocks; None follows
         joblib's context: one thread inside cross-fitting tasks (which already run one per
@@ -93,7 +95,7 @@ class QuantileForest(LearnerBase):
     def __init__(self, n_estimators: int = 100, min_samples_leaf: int = 5,
                  max_features: Any = 1.0, max_depth: Optional[int] = None,
                  max_samples: Optional[float] = None, splitter: Splitter = "random",
-                 aggregation: Aggregation = "pooled", random_state: Optional[int] = 0,
+                 aggregation: Aggregation = "pooled", random_state: Optional[int] = None,
                  n_jobs: Optional[int] = None, formula: Optional[str] = None) -> None:
         self.n_estimators = n_estimators
         self.min_samples_leaf = min_samples_leaf
