@@ -81,6 +81,10 @@ def applicable(family: str, constraint: str, smooth: float, solver: str) -> bool
 class DenseDesign:
     """Per-level design held as one array X (n, d, r): level k's row i is ``X[i, :, k]``."""
 
+    # factor of the band of free dual columns (see _band_size); the wide fine and local
+    # designs do best with a narrower band (measured: 3x faster at n = 20,000, d = 45-50)
+    band = 3.0
+
     def __init__(self, X: np.ndarray):
         self.X = X
         self.n, self.d, self.r = X.shape
@@ -103,6 +107,8 @@ class DenseDesign:
 
 class FineDesign(DenseDesign):
     """The "fine" design: every level's row i is the flattened ``Q[i].ravel()`` (d = p r)."""
+
+    band = 0.5
 
     def __init__(self, Q: np.ndarray):
         self.Q = Q
@@ -127,6 +133,8 @@ class LocalDesign(DenseDesign):
 
     Kept factored (Q and the basis) so that the n·p·b·r array is never formed.
     """
+
+    band = 0.5
 
     def __init__(self, Q: np.ndarray, phi: np.ndarray):
         self.Q, self.phi = Q, phi
@@ -323,13 +331,22 @@ def _fitted(X: DenseDesign, alpha_g, c_g, gid):
     return q if c_g is None else q + c_g[gid]
 
 
-def _positivity_violations(P: LocalDesign, alpha_g: np.ndarray, gid: np.ndarray):
-    """(i, j, g) where the local weight ``phi(x_i) . theta_jg`` is negative beyond rounding."""
+def _positivity_violations(P: LocalDesign, alpha_g: np.ndarray, gid: np.ndarray, most: int):
+    """(i, j, g) where the local weight ``phi(x_i) . theta_jg`` is negative beyond rounding.
+
+    At most ``most`` points per (j, g), the most negative: typically a few points at the
+    edge of the basis' range bind, and adding every violated row would flood the LP.
+    """
     found = []
     for g in range(alpha_g.shape[1]):
         a = P.phi @ alpha_g[:, g].reshape(P.p, P.b).T  # (n, p)
-        i, j = np.nonzero(a < -_VIOL)
-        found.append((i, j, np.full(i.size, g)))
+        for j in np.flatnonzero((a < -_VIOL).any(axis=0)):
+            i = np.flatnonzero(a[:, j] < -_VIOL)
+            if i.size > most:
+                i = i[np.argpartition(a[i, j], most - 1)[:most]]
+            found.append((i, np.full(i.size, j), np.full(i.size, g)))
+    if not found:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros(0, dtype=int)
     return tuple(np.concatenate(v) for v in zip(*found))
 
 
@@ -405,7 +422,7 @@ def solve_structured(X, y: np.ndarray, taus: np.ndarray, gid: np.ndarray, constr
     row_of = gid * p
     intercept_row = p * G + gid if intercept else None
     options = dict(equality=equality, penalty=penalty, positive=positive)
-    band = _band_size(n, p)
+    band = _band_size(n, p, X.band)
     if band < n:
         alpha_g, c_g = _initial_weights(X, y, taus, gid, constraint, intercept, w, band,
                                         np.random.default_rng(seed), options)
@@ -476,7 +493,7 @@ def solve_structured(X, y: np.ndarray, taus: np.ndarray, gid: np.ndarray, constr
                     active += idx.size
                     added += idx.size
             if positive:
-                ii, jj, gg = _positivity_violations(P, alpha_g, gid)
+                ii, jj, gg = _positivity_violations(P, alpha_g, gid, 2 * P.b)
                 if ii.size:
                     cols = _positivity_columns(P, ii, jj, gg, group_rows, num_rows)
                     _add_columns(h, np.zeros(ii.size), np.zeros(ii.size), np.full(ii.size, np.inf), cols)
@@ -502,6 +519,7 @@ def _initial_weights(X: DenseDesign, y, taus, gid, constraint, intercept, w, siz
 
 
 
-def _band_size(n: int, p: int) -> int:
+def _band_size(n: int, p: int, factor: float = 3.0) -> int:
     """Points per level kept as dual columns: ~ sqrt(p) n^(2/3) (Portnoy & Koenker 1997)."""
-    return int(min(n, max(2000, 3 * np.sqrt(p) * n ** (2 / 3))))
+    return int(min(n, max(2000, factor * np.sqrt(p) * n ** (2 / 3))))
+
