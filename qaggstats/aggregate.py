@@ -86,6 +86,13 @@ class Weights:
         Non-crossing constraints in the final LP of the structured path.
     attempts : dict
         Status of every solver tried, in order.
+    penalty : float
+        Local family: the absolute l1 penalty on the non-constant basis coefficients.
+    requested : str or None
+        The family asked for when it differs from what was fitted ("auto"), or "local" when
+        its penalty was chosen by inner validation.
+    selection : DataFrame or None
+        What inner validation compared (family, penalty, heldout_wis, chosen, why).
 
     Examples
     --------
@@ -117,6 +124,9 @@ class Weights:
     rounds: int = 0
     active: int = 0
     attempts: dict = field(default_factory=dict)
+    penalty: float = 0.0
+    requested: Optional[str] = None
+    selection: Optional[pd.DataFrame] = None
 
     def weights_at(self, basis: np.ndarray) -> np.ndarray:
         """Local weights ``alpha_jk(x)`` at basis rows ``(m, b)``, shape ``(m, p, r)``."""
@@ -316,7 +326,9 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
                 obs_weights: Optional[np.ndarray] = None, smooth: float = 0.0,
                 extra: Optional[Mapping[str, np.ndarray]] = None, min_gap: float = 0.0,
                 solver: str = "auto", intercept: Optional[bool] = None,
-                n_components: Optional[int] = None, penalty: float = 0.0) -> Weights:
+                n_components: Optional[int] = None, penalty: Union[float, str] = 0.0,
+                folds: Optional[np.ndarray] = None, candidates: Sequence[str] = ("quantile", "local", "fine"),
+                max_folds: int = 3) -> Weights:
     """Fit aggregation weights for base-model quantiles.
 
     Parameters
@@ -326,12 +338,26 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         inputs the non-crossing constraints are always feasible).
     y : (n,) array
     taus : (r,) increasing levels in (0, 1)
-    family : {"mean", "median", "global", "quantile", "grouped", "local", "fine", "qra", "fqra"}
+    family : {"mean", "median", "global", "quantile", "grouped", "local", "fine", "qra", "fqra", "auto"}
         "mean"/"median": fixed, no fit. "global": one weight per model. "quantile": one per
-        model and level. "grouped": shared within level groups. "local": ``alpha_jk(x) =
-        sum_b theta_jkb phi_b(x)``. "fine": every output level mixes every input level of
-        every model. "qra": free weights with a per-level intercept. "fqra": qra on the
-        first principal components of each level's predictions.
+        model and level. "grouped": shared within level groups. "qra": free weights with a
+        per-level intercept. "fqra": qra on the first principal components of each level's
+        predictions.
+
+        "local": ``alpha_jk(x) = sum_b theta_jkb phi_b(x)``, weights that vary with the
+        features through a basis phi (:class:`qaggstats.basis.LocalBasis`). It helps where one
+        model is better in some regions of x and another elsewhere (the paper's finding: e.g.
+        a tree ensemble where data are dense and a linear model where it must extrapolate);
+        where one model is best everywhere it reduces to "quantile" at the cost of b times
+        more weights, so give it a penalty (``penalty="auto"``).
+
+        "fine": output level k mixes every level l of every model, ``qhat_k = sum_jl
+        alpha_jlk Q_jl``. It helps when the models are mis-calibrated — a model whose 0.8
+        quantile is a better 0.9 quantile than its own 0.9 — and costs r times more weights.
+
+        "auto": the family (and local penalty) of lowest held-out WIS among ``candidates``,
+        by inner validation on ``folds`` (see :func:`qaggstats.selection.select_family`);
+        the result carries ``requested = "auto"`` and a ``selection`` table.
     constraint : {"simplex", "nonneg", "free"}
         Simplex (non-negative, summing to one per level; for local at the training and extra
         points; for fine over model x level), non-negative, or unconstrained. qra and fqra
@@ -358,6 +384,18 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         Per-level intercept; default True for constraint "free", qra and fqra, else False.
     n_components : int, optional
         Components for fqra (default: fewest keeping 95% of the variance at every level).
+    penalty : float or "auto"
+        Local only: ``penalty * sum |theta_jkb|`` over the non-constant basis columns b >= 1
+        (column 0 must be the constant), which shrinks the local weights towards weights
+        constant in x. "auto" chooses it by inner validation on ``folds`` (relative grid
+        :data:`qaggstats.selection.PENALTY_GRID` times :func:`qaggstats.selection.penalty_scale`).
+    folds : (n,) array, optional
+        Fold id of each (out-of-fold) row, for family "auto" and penalty "auto": weights are
+        fitted without one fold and scored on it, so the choice is honest.
+    candidates : sequence of str
+        Families compared by "auto", simplest first (ties within 0.1 % go to the simplest).
+    max_folds : int
+        Held-out folds used by the inner validation (each costs one fit per candidate).
 
     Returns
     -------
@@ -383,6 +421,11 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
     True
     """
     t_start = time.perf_counter()
+    if family == "auto" or isinstance(penalty, str):
+        return _select(Q, y, taus, family, penalty, folds, candidates, max_folds, basis=basis,
+                       constraint=constraint, noncrossing=noncrossing, groups=groups, obs_weights=obs_weights,
+                       smooth=smooth, extra=extra, min_gap=min_gap, solver=solver, intercept=intercept,
+                       n_components=n_components)
     if family not in FAMILIES:
         raise DataError(f"unknown weight family {family!r}; choose one of {', '.join(FAMILIES)}")
     if constraint not in CONSTRAINTS:
@@ -488,9 +531,33 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
     agg = pinball_sums(y, fit.combine(Q, basis=basis), taus, w)
     fit.aggregate_losses = agg
     fit.loss = float(agg.sum())
+    fit.penalty = float(penalty)
     fit.objective = fit.loss + smooth * _roughness(fit) + penalty * _size(fit)
     fit.seconds = time.perf_counter() - t_start
     return fit
+
+
+def _select(Q, y, taus, family, penalty, folds, candidates, max_folds, *, basis, obs_weights, **options):
+    """family="auto" / penalty="auto": inner validation (:mod:`qaggstats.selection`)."""
+    from .selection import select_family, select_penalty
+
+    if isinstance(penalty, str) and penalty != "auto":
+        raise DataError(f"penalty must be a number >= 0 or 'auto', got {penalty!r}")
+    if folds is None:
+        raise DataError(f"{'family' if family == 'auto' else 'penalty'}='auto' needs folds= (the fold id of "
+                        "each out-of-fold row) for inner validation")
+    if family not in ("auto", "local"):
+        raise DataError(f"penalty='auto' applies to the 'local' family only; got family {family!r}")
+    if obs_weights is not None:
+        obs_weights = _as_vector(obs_weights, np.shape(y)[0], "obs_weights")
+    if family == "local":
+        if basis is None:
+            raise DataError("family 'local' needs basis= (n, b), the basis phi(x) at the training points")
+        return select_penalty(Q, y, taus, folds, basis, max_folds=max_folds, obs_weights=obs_weights, **options)
+    if isinstance(penalty, (int, float)) and penalty:
+        raise DataError("family='auto' chooses the local penalty itself; leave penalty at 0 or 'auto'")
+    return select_family(Q, y, taus, folds, basis=basis, candidates=candidates, max_folds=max_folds,
+                         obs_weights=obs_weights, **options)
 
 
 def _constant_first(basis: np.ndarray) -> bool:
