@@ -184,3 +184,20 @@ def test_cvxpy_fits_in_threads_do_not_mix_data():
     for th in threads:
         th.join()
     assert out == pytest.approx(alone, rel=1e-6)
+
+
+@pytest.mark.parametrize("family", ["fine", "local"])
+def test_capped_cut_rounds_stay_exact(family, monkeypatch):
+    # few cuts per round (as at large n) only adds rounds; the answer is still the full LP's
+    from qaggstats import _lp
+
+    monkeypatch.setattr(_lp.FineDesign, "cut_cap", 2)
+    monkeypatch.setattr(_lp.LocalDesign, "cut_cap", 2)
+    Q, y, taus, x = regional(n=200, seed=12)
+    Qx = np.sort(Q[:40] + np.linspace(-2, 2, 40)[:, None, None] * np.linspace(0, 1, taus.size)[::-1], axis=2)
+    basis = np.column_stack([np.ones_like(x), x])
+    kw = dict(family=family, extra={"Q": Qx, **({"basis": basis[:40]} if family == "local" else {})},
+              min_gap=0.05, basis=basis if family == "local" else None)
+    fast = fit_weights(Q, y, taus, solver="fast", **kw)
+    assert fast.rounds > 2
+    assert fast.objective == pytest.approx(fit_weights(Q, y, taus, solver="cvxpy", **kw).objective, rel=1e-6)
