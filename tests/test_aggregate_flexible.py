@@ -197,7 +197,7 @@ def test_capped_cut_rounds_stay_exact(family, monkeypatch):
     Qx = np.sort(Q[:40] + np.linspace(-2, 2, 40)[:, None, None] * np.linspace(0, 1, taus.size)[::-1], axis=2)
     basis = np.column_stack([np.ones_like(x), x])
     kw = dict(family=family, extra={"Q": Qx, **({"basis": basis[:40]} if family == "local" else {})},
-              min_gap=0.05, basis=basis if family == "local" else None)
+              min_gap=0.3, basis=basis if family == "local" else None)
     fast = fit_weights(Q, y, taus, solver="fast", **kw)
-    assert fast.rounds > 2
+    assert fast.rounds > 3
     assert fast.objective == pytest.approx(fit_weights(Q, y, taus, solver="cvxpy", **kw).objective, rel=1e-6)
