@@ -1,4 +1,4 @@
-"""Structured LP solver for the level-separable weight families (HiGHS on the dual).
+"""Structured LP solver for the weight families (HiGHS on the dual).
 
 The weight LP of the linear families (one weight vector ``alpha_g`` per level group g,
 optional intercept ``c_g``) is

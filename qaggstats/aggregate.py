@@ -7,9 +7,13 @@ For levels ``tau_1 < ... < tau_r``, models ``j = 1..p`` and points ``i``, the ag
 
 (``psi_tau(u) = u (tau - 1{u < 0})``) over a weight family and a constraint set, optionally
 with non-crossing constraints ``qhat_k <= qhat_k+1 - min_gap`` at the training points and at
-extra points. Every family is a linear programme; the generic route builds it in cvxpy from
-whole arrays, and a structured route (:mod:`qaggstats._lp`) solves the level-separable
-families exactly with HiGHS on the dual, adding only the violated non-crossing constraints.
+extra points. Every family is a linear programme; the generic route
+(:mod:`qaggstats._cvxpy_model`) builds it in cvxpy from whole arrays and is the reference; a
+structured route (:mod:`qaggstats._lp`) solves every family but mean/median exactly with
+HiGHS on the dual when there is no smoothing penalty — "fine" as the per-level family on the
+design ``Q.reshape(n, p*r)``, "local" per level on ``Q_k ⊙ φ(x)`` — adding only the violated
+non-crossing (and, for local, positivity) constraints. ``family="auto"`` and
+``penalty="auto"`` choose by inner validation (:mod:`qaggstats.selection`).
 
 Examples
 --------
@@ -377,7 +381,8 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
     min_gap : float
         Minimum gap between adjacent aggregated quantiles under non-crossing.
     solver : str
-        "auto" (structured HiGHS path when it applies, else cvxpy), "fast" (structured path,
+        "auto" (structured HiGHS path when it applies — every fitted family without ``smooth``;
+        local needs basis column 0 to be the constant 1 — else cvxpy), "fast" (structured path,
         error if not applicable), "cvxpy" (Clarabel, then the other installed solvers), or a
         cvxpy solver name tried first. A failing solver hands over to the next.
     intercept : bool, optional
