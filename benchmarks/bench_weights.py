@@ -10,10 +10,22 @@ for the per-level family, by HiGHS IPM on hand-built sparse matrices (scipy linp
 "highs-ipm"); every answer's objective is checked against the default route (1e-6 relative).
 Target rows: per-level + non-crossing at n = 45,000 with r = 9 and r = 99.
 
+``--flexible`` times the issue-13 targets instead: "local" (basis b = 10: the default
+LocalBasis spread columns plus x, x², x³) and "fine" through the structured path at
+n = 45,000 (r = 9, and local at r = 99), and at n = 20,000, r = 19 local and fine as a ratio
+to the per-level ("quantile") family fitted in the same run, next to a yardstick: one
+single-threaded scikit-learn HistGradientBoostingRegressor(loss="quantile") fit on the same
+rows. ``--real`` cross-fits the default learners on 20,000 rows of the UCI protein data with
+a factor (x0 binned into 8 labelled classes), caches the out-of-fold and test predictions
+(``--cache``), and reports the test pinball loss of quantile, local (default basis, penalty
+chosen by inner validation), fine and "auto".
+
 Usage::
 
     python benchmarks/bench_weights.py --quick        # n = 1000, all but "fine" (< 3 min)
     python benchmarks/bench_weights.py --sizes 1000 10000 50000 200000
+    python benchmarks/bench_weights.py --flexible [--no-r99]
+    python benchmarks/bench_weights.py --real --cache /tmp/protein.npz
 """
 from __future__ import annotations
 
@@ -129,6 +141,125 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
+def yardstick(n: int, seed: int = 0) -> float:
+    """Seconds of one single-threaded HistGradientBoostingRegressor(loss="quantile") fit on n rows."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
+    y = X[:, 0] + rng.normal(size=n)
+    t0 = time.perf_counter()
+    HistGradientBoostingRegressor(loss="quantile", quantile=0.5, random_state=0).fit(X, y)
+    return time.perf_counter() - t0
+
+
+def flexible_basis(Q):
+    """b = 10: the default spread basis with 6 hinges of the models' central prediction."""
+    from qaggstats.basis import LocalBasis
+
+    return LocalBasis(knots=6).fit(None, Q).transform(None, Q)
+
+
+def flexible(r99: bool) -> list[dict]:
+    """The issue-13 timing targets: rows of (what, n, r, seconds, ratio, note)."""
+    rows = []
+    yard = yardstick(45000)
+    rows.append(dict(what="yardstick: HGB quantile fit", n=45000, r=1, seconds=yard, cpu=float("nan"), ratio=float("nan"),
+                     note=""))
+    print(rows[-1], flush=True)
+    for n, r, families in ((20000, 19, ("quantile", "fine", "local")), (45000, 9, ("quantile", "fine", "local"))) + \
+            (((45000, 99, ("quantile", "local")),) if r99 else ()):
+        y, Q, taus, basis3 = simulate(n, r=r)
+        phi = flexible_basis(Q)
+        base = None
+        for fam in families:
+            kw = {"basis": phi} if fam == "local" else {}
+            cpu0 = time.process_time()
+            fit, secs, _ = timed(lambda: fit_weights(Q, y, taus, family=fam, **kw))
+            cpu = time.process_time() - cpu0
+            base = cpu if fam == "quantile" else base
+            rows.append(dict(what=f"{fam} (b = {phi.shape[1]})" if fam == "local" else fam, n=n, r=r, seconds=secs,
+                             cpu=cpu, ratio=cpu / base, note=f"{fit.solver}, {fit.rounds} rounds, {fit.active} cuts"))
+            print(rows[-1], flush=True)
+    return rows
+
+
+def flexible_table(rows) -> str:
+    lines = ["| fit | n | r | wall s | CPU s | CPU × per-level family | notes |", "|---|---|---|---|---|---|---|"]
+    for o in rows:
+        lines.append(f"| {o['what']} | {o['n']:,} | {o['r']} | {o['seconds']:.2f} | {o['cpu']:.2f} | {o['ratio']:.1f} | "
+                     f"{o['note']} |")
+    return "\n".join(lines)
+
+
+def real_crossfit(cache: Path):
+    """Out-of-fold and test predictions of the default learners on protein with a factor (cached)."""
+    if cache.exists():
+        return dict(np.load(cache, allow_pickle=False))
+    import pandas as pd
+
+    from _common import load_uci
+    from qaggstats.formula import design_newdata
+    from qaggstats.pipeline import fit_base, sort_base
+
+    df = load_uci("protein-tertiary-structure")
+    idx = np.random.default_rng(0).permutation(len(df))
+    df["grp"] = pd.cut(df["x0"], np.quantile(df["x0"], np.linspace(0, 1, 9)), include_lowest=True,
+                       labels=[f"g{i}" for i in range(8)]).astype(str)
+    df = df.drop(columns=["x0"])
+    train, test = df.iloc[idx[:20000]].reset_index(drop=True), df.iloc[idx[20000:30000]].reset_index(drop=True)
+    taus = np.round(np.linspace(0.05, 0.95, 19), 2)
+    base = fit_base("y ~ .", train, quantiles=taus, cv=5, seed=0)
+    specs = {m: base.frames.specs[m] for m in base.crossfit.models}
+    X, ok = design_newdata(specs, test)
+    out = dict(Q=base.Q, y=base.frames.y[base.split.train], folds=base.crossfit.folds,
+               Qt=sort_base(base.crossfit.predict({m: X[m] for m in base.crossfit.models})),
+               yt=test["y"].to_numpy()[ok], taus=taus)
+    np.savez(cache, **out)
+    return out
+
+
+def real(cache: Path) -> list[dict]:
+    """Test pinball (mean over rows and levels) of each family on the protein cross-fit."""
+    from qaggstats.basis import LocalBasis
+    from qaggstats.scoring import pinball_loss
+
+    d = real_crossfit(cache)
+    Q, y, folds, Qt, yt, taus = d["Q"], d["y"], d["folds"], d["Qt"], d["yt"], d["taus"]
+    lb = LocalBasis().fit(None, Q)
+    phi, phit = lb.transform(None, Q), lb.transform(None, Qt)
+    rows = []
+    for label, kw in (("quantile", dict(family="quantile")),
+                      ("local, penalty 0", dict(family="local", basis=phi)),
+                      ("local, penalty auto", dict(family="local", basis=phi, penalty="auto", folds=folds)),
+                      ("fine", dict(family="fine")),
+                      ("auto", dict(family="auto", basis=phi, folds=folds))):
+        fit, secs, _ = timed(lambda: fit_weights(Q, y, taus, **kw))
+        q = fit.combine(Qt, basis=phit if fit.family == "local" else None)
+        note = "" if fit.selection is None else "; ".join(
+            f"{r.family}{'' if np.isnan(r.penalty) else f' {r.penalty:g}'}: {r.heldout_wis:.4f}"
+            + (" ←" if r.chosen else "") for r in fit.selection.itertuples())
+        rows.append(dict(what=label, chosen=fit.family, seconds=secs,
+                         pinball=float(pinball_loss(yt, q, taus).mean()), note=note))
+        print(rows[-1], flush=True)
+    ref = rows[0]["pinball"]
+    for o in rows:
+        o["vs"] = 100 * (o["pinball"] / ref - 1)
+    return rows
+
+
+def real_table(rows) -> str:
+    lines = ["| weights | fitted family | fit s | test pinball | vs per-level | inner validation (held-out WIS) |",
+             "|---|---|---|---|---|---|"]
+    for o in rows:
+        lines.append(f"| {o['what']} | {o['chosen']} | {o['seconds']:.1f} | {o['pinball']:.4f} | {o['vs']:+.2f}% | "
+                     f"{o['note']} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="n = 1000 only, no 'fine', no target rows (< 3 min)")
@@ -137,7 +268,22 @@ def main(argv=None) -> None:
     ap.add_argument("--max-generic-n", type=int, default=10000,
                     help="largest n solved by generic cvxpy / HiGHS IPM (and cvxpy-only families)")
     ap.add_argument("--no-targets", action="store_true", help="skip the n = 45,000 r = 9 / 99 target rows")
+    ap.add_argument("--flexible", action="store_true", help="issue-13 timing targets for local and fine")
+    ap.add_argument("--no-r99", action="store_true", help="with --flexible: skip local at r = 99")
+    ap.add_argument("--real", action="store_true", help="test pinball of the families on protein with a factor")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/qagg_protein_crossfit.npz"),
+                    help="with --real: cache of the cross-fit predictions")
     args = ap.parse_args(argv)
+    if args.flexible or args.real:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _common import machine
+
+        print(f"# bench_weights {dt.datetime.now().isoformat(timespec='seconds')}, {machine()}", flush=True)
+        if args.flexible:
+            print(flexible_table(flexible(not args.no_r99)))
+        if args.real:
+            print(real_table(real(args.cache)))
+        return
     sizes = [1000] if args.quick else args.sizes
     if args.quick:
         # fine is cvxpy-only and takes minutes even at n = 1000 (p r^2 weights)

@@ -7,9 +7,13 @@ For levels ``tau_1 < ... < tau_r``, models ``j = 1..p`` and points ``i``, the ag
 
 (``psi_tau(u) = u (tau - 1{u < 0})``) over a weight family and a constraint set, optionally
 with non-crossing constraints ``qhat_k <= qhat_k+1 - min_gap`` at the training points and at
-extra points. Every family is a linear programme; the generic route builds it in cvxpy from
-whole arrays, and a structured route (:mod:`qaggstats._lp`) solves the level-separable
-families exactly with HiGHS on the dual, adding only the violated non-crossing constraints.
+extra points. Every family is a linear programme; the generic route
+(:mod:`qaggstats._cvxpy_model`) builds it in cvxpy from whole arrays and is the reference; a
+structured route (:mod:`qaggstats._lp`) solves every family but mean/median exactly with
+HiGHS on the dual when there is no smoothing penalty — "fine" as the per-level family on the
+design ``Q.reshape(n, p*r)``, "local" per level on ``Q_k ⊙ φ(x)`` — adding only the violated
+non-crossing (and, for local, positivity) constraints. ``family="auto"`` and
+``penalty="auto"`` choose by inner validation (:mod:`qaggstats.selection`).
 
 Examples
 --------
@@ -28,13 +32,13 @@ Examples
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
+from ._cvxpy_model import CVXPY_ORDER as _CVXPY_ORDER, fit_cvxpy as _fit_cvxpy  # noqa: F401 (re-export)
 from .errors import DataError, SolverError
 from .scoring import validate_levels
 
@@ -44,7 +48,6 @@ FAMILIES = ("mean", "median", "global", "quantile", "grouped", "local", "fine", 
 CONSTRAINTS = ("simplex", "nonneg", "free")
 # Families whose weights are one (p,) vector per level group: alpha (p, r) after expansion.
 _LINEAR = ("global", "quantile", "grouped", "qra", "fqra")
-_CVXPY_ORDER = ("CLARABEL", "HIGHS", "SCIPY", "ECOS")
 # Crossings smaller than this are rounding, not violations (the issue's 1e-9).
 CROSS_TOL = 1e-9
 
@@ -87,6 +90,13 @@ class Weights:
         Non-crossing constraints in the final LP of the structured path.
     attempts : dict
         Status of every solver tried, in order.
+    penalty : float
+        Local family: the absolute l1 penalty on the non-constant basis coefficients.
+    requested : str or None
+        The family asked for when it differs from what was fitted ("auto"), or "local" when
+        its penalty was chosen by inner validation.
+    selection : DataFrame or None
+        What inner validation compared (family, penalty, heldout_wis, chosen, why).
 
     Examples
     --------
@@ -118,6 +128,9 @@ class Weights:
     rounds: int = 0
     active: int = 0
     attempts: dict = field(default_factory=dict)
+    penalty: float = 0.0
+    requested: Optional[str] = None
+    selection: Optional[pd.DataFrame] = None
 
     def weights_at(self, basis: np.ndarray) -> np.ndarray:
         """Local weights ``alpha_jk(x)`` at basis rows ``(m, b)``, shape ``(m, p, r)``."""
@@ -305,172 +318,9 @@ def _pca_maps(Q: np.ndarray, n_components: Optional[int]) -> tuple[np.ndarray, n
     return V, mean, n_components
 
 
-# ----------------------------------------------------------------------------- cvxpy model
-_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
-_CACHE_SIZE = 2
-_DPP_MAX_ENTRIES = 20_000
 # Above this many base-prediction entries (n·p·r) the generic cvxpy model is not built as a
 # fallback: its canonicalisation needs tens of GB (23 GB seen at n = 1e6, p = 5, r = 19).
 _CVXPY_MAX_ENTRIES = 20_000_000
-
-
-def _weight_var(cp, shape, constraint: str):
-    # Simplex weights are declared with bounds [0, 1]: cvxpy 1.9.3 otherwise let HiGHS/SciPy
-    # report "infeasible" when base predictions are negative (tests cover this).
-    if constraint == "simplex":
-        return cp.Variable(shape, bounds=[np.zeros(shape), np.ones(shape)])
-    if constraint == "nonneg":
-        return cp.Variable(shape, nonneg=True)
-    return cp.Variable(shape)
-
-
-def _build(spec: dict):
-    """The cvxpy problem of a weight fit, with Parameters for all data when DPP allows it.
-
-    Returns (problem, params: dict name -> Parameter, vars: dict). Data enter through
-    Parameters (linear families and fine), so a refit on same-shape data reuses cvxpy's
-    cached canonicalisation; the local family multiplies two data arrays (Q and the basis),
-    which DPP does not allow, so it is built from constants.
-    """
-    import cvxpy as cp
-
-    fam, n, p, r = spec["family"], spec["n"], spec["p"], spec["r"]
-    gid, constraint, intercept = np.asarray(spec["gid"]), spec["constraint"], spec["intercept"]
-    m = spec["m_extra"]
-    dpp = spec["dpp"]
-    params: dict[str, Any] = {}
-
-    def data(name, shape, value=None, **kw):
-        if dpp:
-            params[name] = cp.Parameter(shape, **kw)
-            return params[name]
-        return value
-
-    y = data("y", (n, 1), spec.get("y"))
-    wpos = data("wpos", (n, r), spec.get("wpos"), nonneg=True)
-    wneg = data("wneg", (n, r), spec.get("wneg"), nonneg=True)
-    cons = []
-    if fam == "fine":
-        A = _weight_var(cp, (p * r, r), "nonneg" if constraint != "free" else "free")
-        if constraint == "simplex":
-            cons.append(cp.sum(A, axis=0) == 1)
-        Qf = data("Qflat", (n, p * r), spec.get("Qflat"))
-        qhat = Qf @ A
-        qx = data("Qflat_x", (m, p * r), spec.get("Qflat_x")) @ A if m else None
-        rough = cp.sum(cp.abs(A[:, 1:] - A[:, :-1])) if r > 1 else 0
-        variables = {"A": A}
-    elif fam == "local":
-        bdim = spec["basis"].shape[1]
-        Theta = [cp.Variable((bdim, r)) for _ in range(p)]
-        alphas = [spec["basis"] @ T for T in Theta]  # (n, r) each: alpha_j(x_i) per level
-        qhat = sum(cp.multiply(spec["Q"][:, j, :], alphas[j]) for j in range(p))
-        points = [alphas]
-        qx = None
-        if m:
-            xalphas = [spec["basis_x"] @ T for T in Theta]
-            points.append(xalphas)
-            qx = sum(cp.multiply(spec["Q_x"][:, j, :], xalphas[j]) for j in range(p))
-        for al in points:
-            if constraint in ("simplex", "nonneg"):
-                cons += [a >= 0 for a in al]
-            if constraint == "simplex":
-                cons.append(sum(al) == 1)
-        rough = sum(cp.sum(cp.abs(T[:, 1:] - T[:, :-1])) for T in Theta) if r > 1 else 0
-        variables = {"Theta": Theta}
-    else:
-        G = int(gid.max()) + 1
-        A = _weight_var(cp, (p, G), constraint)
-        if constraint == "simplex":
-            cons.append(cp.sum(A, axis=0) == 1)
-        Al = A[:, gid] if G != r or not np.array_equal(gid, np.arange(r)) else A  # (p, r)
-        Qj = [data(f"Q{j}", (n, r), spec.get(f"Q{j}")) for j in range(p)]
-        qhat = sum(cp.multiply(Qj[j], cp.reshape(Al[j, :], (1, r), order="C")) for j in range(p))
-        qx = None
-        if m:
-            Qx = [data(f"Qx{j}", (m, r), spec.get(f"Qx{j}")) for j in range(p)]
-            qx = sum(cp.multiply(Qx[j], cp.reshape(Al[j, :], (1, r), order="C")) for j in range(p))
-        rough = cp.sum(cp.abs(Al[:, 1:] - Al[:, :-1])) if r > 1 and spec["smooth"] else 0
-        variables = {"A": A}
-    c = None
-    if intercept:
-        G = int(gid.max()) + 1 if fam in _LINEAR else r
-        c = cp.Variable(G)
-        cl = c[gid] if fam in _LINEAR and G != r else c
-        row = cp.reshape(cl, (1, r), order="C")
-        qhat = qhat + np.ones((n, 1)) @ row
-        if qx is not None:
-            qx = qx + np.ones((m, 1)) @ row
-        variables["c"] = c
-    # Explicit residual parts u+ - u- = y - qhat keep the objective "parameter x variable" (DPP).
-    upos, uneg = cp.Variable((n, r), nonneg=True), cp.Variable((n, r), nonneg=True)
-    ymat = y @ np.ones((1, r)) if dpp else np.outer(spec["y"], np.ones(r))
-    cons.append(qhat + upos - uneg == ymat)
-    objective = cp.sum(cp.multiply(wpos, upos) + cp.multiply(wneg, uneg))
-    if spec["smooth"] and r > 1:
-        lam = data("smooth", (), spec["smooth"], nonneg=True)
-        objective = objective + lam * rough
-    if spec["noncrossing"] and r > 1:
-        gap = data("gap", (), spec["min_gap"], nonneg=True)
-        cons.append(qhat[:, 1:] - qhat[:, :-1] >= gap)
-        if qx is not None:
-            cons.append(qx[:, 1:] - qx[:, :-1] >= gap)
-    return cp.Problem(cp.Minimize(objective), cons), params, variables
-
-
-def _problem(spec: dict, arrays: dict):
-    """Build or fetch the cached cvxpy problem for ``spec`` and load ``arrays`` into it."""
-    key = tuple((k, tuple(v) if isinstance(v, np.ndarray) else v) for k, v in sorted(spec.items())
-                if k not in ("y", "wpos", "wneg", "Q", "Q_x", "basis", "basis_x", "smooth", "min_gap")) + (
-        ("smooth>0", bool(spec["smooth"])),)
-    if not spec["dpp"] or key not in _CACHE:
-        built = _build({**spec, **arrays})
-        if spec["dpp"]:
-            _CACHE[key] = built
-            while len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
-    else:
-        built = _CACHE[key]
-        _CACHE.move_to_end(key)
-    problem, params, variables = built
-    for name, par in params.items():
-        par.value = arrays[name]
-    return problem, variables
-
-
-def _solver_chain(solver: str) -> list[str]:
-    import cvxpy as cp
-
-    installed = cp.installed_solvers()
-    chain = [s for s in _CVXPY_ORDER if s in installed]
-    if solver in ("auto", "cvxpy"):
-        return chain
-    if solver.upper() not in installed:
-        raise DataError(f"solver {solver!r} is not available; installed: {', '.join(installed)}")
-    return [solver.upper()] + [s for s in chain if s != solver.upper()]
-
-
-def _solve_cvxpy(problem, chain: list[str], attempts: Optional[dict] = None) -> tuple[str, str, float, float, dict]:
-    """Solve with each solver in turn until one reports optimal; raise SolverError otherwise.
-
-    ``attempts`` carries earlier failures (e.g. of the structured path) into the final message.
-    """
-    import cvxpy as cp
-
-    attempts = dict(attempts or {})
-    compile_s = solve_s = 0.0
-    for name in chain:
-        try:
-            problem.solve(solver=name)
-            status = problem.status
-        except (cp.error.SolverError, ValueError, ArithmeticError) as err:
-            status = f"error: {err}".splitlines()[0][:200]
-        compile_s += float(getattr(problem, "compilation_time", 0.0) or 0.0)
-        stats = problem.solver_stats
-        solve_s += float(stats.solve_time or 0.0) if stats is not None and status == "optimal" else 0.0
-        attempts[name] = status
-        if status == cp.OPTIMAL:
-            return name, status, compile_s, solve_s, attempts
-    raise SolverError("weight fit failed with every solver: " + "; ".join(f"{k}: {v}" for k, v in attempts.items()))
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -480,7 +330,9 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
                 obs_weights: Optional[np.ndarray] = None, smooth: float = 0.0,
                 extra: Optional[Mapping[str, np.ndarray]] = None, min_gap: float = 0.0,
                 solver: str = "auto", intercept: Optional[bool] = None,
-                n_components: Optional[int] = None) -> Weights:
+                n_components: Optional[int] = None, penalty: Union[float, str] = 0.0,
+                folds: Optional[np.ndarray] = None, candidates: Sequence[str] = ("quantile", "local", "fine"),
+                max_folds: int = 3) -> Weights:
     """Fit aggregation weights for base-model quantiles.
 
     Parameters
@@ -490,12 +342,26 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         inputs the non-crossing constraints are always feasible).
     y : (n,) array
     taus : (r,) increasing levels in (0, 1)
-    family : {"mean", "median", "global", "quantile", "grouped", "local", "fine", "qra", "fqra"}
+    family : {"mean", "median", "global", "quantile", "grouped", "local", "fine", "qra", "fqra", "auto"}
         "mean"/"median": fixed, no fit. "global": one weight per model. "quantile": one per
-        model and level. "grouped": shared within level groups. "local": ``alpha_jk(x) =
-        sum_b theta_jkb phi_b(x)``. "fine": every output level mixes every input level of
-        every model. "qra": free weights with a per-level intercept. "fqra": qra on the
-        first principal components of each level's predictions.
+        model and level. "grouped": shared within level groups. "qra": free weights with a
+        per-level intercept. "fqra": qra on the first principal components of each level's
+        predictions.
+
+        "local": ``alpha_jk(x) = sum_b theta_jkb phi_b(x)``, weights that vary with the
+        features through a basis phi (:class:`qaggstats.basis.LocalBasis`). It helps where one
+        model is better in some regions of x and another elsewhere (the paper's finding: e.g.
+        a tree ensemble where data are dense and a linear model where it must extrapolate);
+        where one model is best everywhere it reduces to "quantile" at the cost of b times
+        more weights, so give it a penalty (``penalty="auto"``).
+
+        "fine": output level k mixes every level l of every model, ``qhat_k = sum_jl
+        alpha_jlk Q_jl``. It helps when the models are mis-calibrated — a model whose 0.8
+        quantile is a better 0.9 quantile than its own 0.9 — and costs r times more weights.
+
+        "auto": the family (and local penalty) of lowest held-out WIS among ``candidates``,
+        by inner validation on ``folds`` (see :func:`qaggstats.selection.select_family`);
+        the result carries ``requested = "auto"`` and a ``selection`` table.
     constraint : {"simplex", "nonneg", "free"}
         Simplex (non-negative, summing to one per level; for local at the training and extra
         points; for fine over model x level), non-negative, or unconstrained. qra and fqra
@@ -515,13 +381,26 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
     min_gap : float
         Minimum gap between adjacent aggregated quantiles under non-crossing.
     solver : str
-        "auto" (structured HiGHS path when it applies, else cvxpy), "fast" (structured path,
+        "auto" (structured HiGHS path when it applies — every fitted family without ``smooth``;
+        local needs basis column 0 to be the constant 1 — else cvxpy), "fast" (structured path,
         error if not applicable), "cvxpy" (Clarabel, then the other installed solvers), or a
         cvxpy solver name tried first. A failing solver hands over to the next.
     intercept : bool, optional
         Per-level intercept; default True for constraint "free", qra and fqra, else False.
     n_components : int, optional
         Components for fqra (default: fewest keeping 95% of the variance at every level).
+    penalty : float or "auto"
+        Local only: ``penalty * sum |theta_jkb|`` over the non-constant basis columns b >= 1
+        (column 0 must be the constant), which shrinks the local weights towards weights
+        constant in x. "auto" chooses it by inner validation on ``folds`` (relative grid
+        :data:`qaggstats.selection.PENALTY_GRID` times :func:`qaggstats.selection.penalty_scale`).
+    folds : (n,) array, optional
+        Fold id of each (out-of-fold) row, for family "auto" and penalty "auto": weights are
+        fitted without one fold and scored on it, so the choice is honest.
+    candidates : sequence of str
+        Families compared by "auto", simplest first (ties within 0.1 % go to the simplest).
+    max_folds : int
+        Held-out folds used by the inner validation (each costs one fit per candidate).
 
     Returns
     -------
@@ -547,6 +426,11 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
     True
     """
     t_start = time.perf_counter()
+    if family == "auto" or isinstance(penalty, str):
+        return _select(Q, y, taus, family, penalty, folds, candidates, max_folds, basis=basis,
+                       constraint=constraint, noncrossing=noncrossing, groups=groups, obs_weights=obs_weights,
+                       smooth=smooth, extra=extra, min_gap=min_gap, solver=solver, intercept=intercept,
+                       n_components=n_components)
     if family not in FAMILIES:
         raise DataError(f"unknown weight family {family!r}; choose one of {', '.join(FAMILIES)}")
     if constraint not in CONSTRAINTS:
@@ -560,7 +444,7 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         w = _as_vector(obs_weights, n, "obs_weights")
         if (w < 0).any():
             raise DataError(f"obs_weights must be non-negative (row {int(np.argmax(w < 0))} is {w[w < 0][0]})")
-    for name, val in (("smooth", smooth), ("min_gap", min_gap)):
+    for name, val in (("smooth", smooth), ("min_gap", min_gap), ("penalty", penalty)):
         if not np.isfinite(val) or val < 0:
             raise DataError(f"{name} must be a finite number >= 0, got {val!r}")
     Q = np.sort(Q, axis=2)
@@ -603,14 +487,22 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
 
     from . import _lp
 
+    if penalty and family != "local":
+        raise DataError(f"penalty= applies to the 'local' family only; got family {family!r} "
+                        "(use smooth= for smoothness across levels)")
     use_fast = _lp.applicable(family, constraint, smooth, solver)
-    if solver == "fast" and not use_fast:
-        raise DataError(f"solver='fast' covers the global, quantile, grouped, qra and fqra families "
-                        f"without smoothing; got family {family!r} with smooth={smooth}")
+    constant_first = family != "local" or _constant_first(basis) and (bx is None or _constant_first(bx))
+    if solver == "fast" and not (use_fast and constant_first):
+        raise DataError(f"solver='fast' covers the global, quantile, grouped, qra, fqra, fine and local "
+                        f"families without smoothing (local: basis column 0 the constant 1); got family "
+                        f"{family!r} with smooth={smooth}" + ("" if constant_first else
+                                                             ", basis column 0 not constant 1"))
+    use_fast = use_fast and constant_first
     res, failed = None, {}
     if use_fast:
         try:
-            res = _lp.solve_structured(X, y, taus, gid, constraint, intercept, noncrossing, w, Qx_design, min_gap)
+            res = _solve_fast(family, X, Qx_design, basis, bx, y, taus, gid, constraint, intercept, noncrossing,
+                              w, min_gap, penalty)
         except SolverError as err:
             if solver == "fast":  # the structured path alone was asked for: nothing to hand over to
                 raise
@@ -629,7 +521,7 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         # the generic model is the fallback when the structured path fails under "auto"
         A, c, solver_name, status, compile_s, solve_s, attempts = _fit_cvxpy(
             family, constraint, intercept, X, y, taus, gid, basis, w, smooth, noncrossing, Qx_design, bx,
-            min_gap, "auto" if failed else solver, failed)
+            min_gap, "auto" if failed else solver, failed, penalty=penalty)
         rounds = active = 0
 
     if family == "fqra":
@@ -644,52 +536,71 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
     agg = pinball_sums(y, fit.combine(Q, basis=basis), taus, w)
     fit.aggregate_losses = agg
     fit.loss = float(agg.sum())
-    fit.objective = fit.loss + smooth * _roughness(fit)
+    fit.penalty = float(penalty)
+    fit.objective = fit.loss + smooth * _roughness(fit) + penalty * _size(fit)
     fit.seconds = time.perf_counter() - t_start
     return fit
+
+
+def _select(Q, y, taus, family, penalty, folds, candidates, max_folds, *, basis, obs_weights, **options):
+    """family="auto" / penalty="auto": inner validation (:mod:`qaggstats.selection`)."""
+    from .selection import select_family, select_penalty
+
+    if isinstance(penalty, str) and penalty != "auto":
+        raise DataError(f"penalty must be a number >= 0 or 'auto', got {penalty!r}")
+    if folds is None:
+        raise DataError(f"{'family' if family == 'auto' else 'penalty'}='auto' needs folds= (the fold id of "
+                        "each out-of-fold row) for inner validation")
+    if family not in ("auto", "local"):
+        raise DataError(f"penalty='auto' applies to the 'local' family only; got family {family!r}")
+    if obs_weights is not None:
+        obs_weights = _as_vector(obs_weights, np.shape(y)[0], "obs_weights")
+    if family == "local":
+        if basis is None:
+            raise DataError("family 'local' needs basis= (n, b), the basis phi(x) at the training points")
+        return select_penalty(Q, y, taus, folds, basis, max_folds=max_folds, obs_weights=obs_weights, **options)
+    if isinstance(penalty, (int, float)) and penalty:
+        raise DataError("family='auto' chooses the local penalty itself; leave penalty at 0 or 'auto'")
+    return select_family(Q, y, taus, folds, basis=basis, candidates=candidates, max_folds=max_folds,
+                         obs_weights=obs_weights, **options)
+
+
+def _constant_first(basis: np.ndarray) -> bool:
+    """Whether basis column 0 is the constant 1 (then the local simplex is sum_j theta_jk = e_1)."""
+    return basis.shape[1] >= 1 and bool(np.all(basis[:, 0] == 1.0))
+
+
+def _solve_fast(family, X, Xx, basis, bx, y, taus, gid, constraint, intercept, noncrossing, w, min_gap, penalty):
+    """The structured HiGHS path (:mod:`qaggstats._lp`), weights returned in the family's shape."""
+    from . import _lp
+
+    n, p, r = X.shape
+    if family == "fine":
+        res = _lp.solve_structured(_lp.FineDesign(X), y, taus, np.arange(r), constraint, intercept, noncrossing, w,
+                                   None if Xx is None else _lp.FineDesign(Xx), min_gap)
+        res.alpha = res.alpha.reshape(p, r, r)
+        return res
+    if family == "local":
+        b = basis.shape[1]
+        # simplex at the points <=> sum_j theta_jk = e_1 (column 0 is the constant 1 and the
+        # basis has full column rank on the points, or theta's null-space part is immaterial)
+        E = np.tile(np.eye(b), (p, 1))
+        equality = (E, np.eye(b)[0]) if constraint == "simplex" else None
+        pen = np.tile(np.r_[0.0, np.full(b - 1, penalty)], p) if penalty else None
+        res = _lp.solve_structured(_lp.LocalDesign(X, basis), y, taus, np.arange(r), "free", intercept,
+                                   noncrossing, w, None if Xx is None else _lp.LocalDesign(Xx, bx), min_gap,
+                                   equality=equality, penalty=pen, positive=constraint != "free")
+        res.alpha = res.alpha.reshape(p, b, r).transpose(0, 2, 1)
+        return res
+    return _lp.solve_structured(X, y, taus, gid, constraint, intercept, noncrossing, w, Xx, min_gap)
+
+
+def _size(fit: Weights) -> float:
+    """``sum |theta_jkb|`` over the non-constant basis columns b >= 1 (local's penalty)."""
+    return float(np.abs(fit.alpha[:, :, 1:]).sum()) if fit.family == "local" else 0.0
 
 
 def _roughness(fit: Weights) -> float:
     """``sum |alpha_k+1 - alpha_k|`` over adjacent output levels (the smoothness penalty)."""
     a = fit.alpha
     return float(np.abs(np.diff(a, axis=1 if a.ndim == 2 or fit.family == "local" else 2)).sum())
-
-
-def _fit_cvxpy(family, constraint, intercept, X, y, taus, gid, basis, w, smooth, noncrossing, Qx, bx,
-               min_gap, solver, attempts=None):
-    """Solve the weight LP through cvxpy; returns alpha, intercept, solver, status, timings."""
-    n, p, r = X.shape
-    ww = np.ones(n) if w is None else w
-    m = 0 if Qx is None or not noncrossing and family != "local" else Qx.shape[0]
-    # DPP pays off for repeated small fits; its canonicalisation grows much faster than the
-    # plain one with the data size (n=5000, p=5, r=9: 390 s against seconds), so large
-    # problems are built from constants. The local family is never DPP (Q times basis).
-    dpp = family != "local" and n * p * r <= _DPP_MAX_ENTRIES
-    spec = dict(family=family, dpp=dpp, n=n, p=p, r=r, gid=gid if gid is not None else np.arange(r),
-                constraint=constraint, intercept=bool(intercept), m_extra=m, smooth=float(smooth),
-                noncrossing=bool(noncrossing), min_gap=float(min_gap))
-    arrays: dict[str, Any] = {"y": y[:, None], "wpos": np.outer(ww, taus), "wneg": np.outer(ww, 1 - taus),
-                              "smooth": float(smooth), "gap": float(min_gap)}
-    if family == "fine":
-        arrays["Qflat"] = X.reshape(n, p * r)
-        if m:
-            arrays["Qflat_x"] = Qx.reshape(m, p * r)
-    elif family == "local":
-        arrays.update(Q=X, basis=basis, Q_x=Qx, basis_x=bx)
-    else:
-        arrays.update({f"Q{j}": X[:, j, :] for j in range(p)})
-        if m:
-            arrays.update({f"Qx{j}": Qx[:, j, :] for j in range(p)})
-    problem, variables = _problem(spec, arrays)
-    name, status, compile_s, solve_s, attempts = _solve_cvxpy(problem, _solver_chain(solver), attempts)
-    if family == "local":
-        alpha = np.stack([T.value.T for T in variables["Theta"]])  # (p, r, b)
-    elif family == "fine":
-        alpha = variables["A"].value.reshape(p, r, r)
-    else:
-        alpha = variables["A"].value[:, gid]
-    c = None
-    if intercept:
-        cv = np.asarray(variables["c"].value)
-        c = cv[gid] if family in _LINEAR else cv
-    return alpha, c, name, status, compile_s, solve_s, attempts

@@ -2,16 +2,20 @@
 
 The basis is learnt on the training rows (centring and scaling, the columns kept) and applied
 unchanged to new rows, so predictions never re-standardise on the data they are made for.
+:class:`LocalBasis` is the object form (default: a basis from the base models' own predicted
+location, spread and disagreement, which needs no formula); :func:`standardized_basis` and
+:func:`apply_basis` are the formula-driven functions it generalises.
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Literal, Optional, Sequence
 
 import numpy as np
 
 from .errors import DataError
 
-__all__ = ["local_formula_with_response", "standardized_basis", "apply_basis"]
+__all__ = ["LocalBasis", "BasisKind", "local_formula_with_response", "standardized_basis", "apply_basis"]
 
 
 def local_formula_with_response(local_formula: Optional[str], formula: str) -> str:
@@ -53,3 +57,145 @@ def apply_basis(X: np.ndarray, state) -> np.ndarray:
     keep, mean, sd = state
     Z = (X[:, keep] - mean) / sd
     return np.column_stack([np.ones(X.shape[0]), Z])
+
+
+BasisKind = Literal["spread", "design", "both"]
+_EPS = 1e-12
+
+
+@dataclass
+class LocalBasis:
+    """The basis φ(x) of local weights, learnt on training rows and applied unchanged to new ones.
+
+    Three kinds; column 0 is always the constant 1, every other column is standardised on the
+    training rows and clipped to its training range on new rows (so local weights, which are
+    kept non-negative at the training points, are not extrapolated linearly beyond them):
+
+    ``"spread"`` (default)
+        Built from the base models' own predictions ``Q (n, p, r)``, so it needs no formula and
+        works with factors and any learner: the models' average central prediction ``loc``
+        with hinges ``(loc - kappa)_+`` at its training quartiles (a piecewise-linear spline),
+        the log of the models' average predicted spread (``Q[:, :, -1] - Q[:, :, 0]``) and the
+        models' disagreement (sd of their central predictions over the spread). Weights may
+        then move towards the model that is better where the outcome is high or low, noisy or
+        quiet, or where the models disagree — the regions where local aggregation helps.
+    ``"design"``
+        The standardised non-constant columns of a design matrix (e.g. the model matrix of a
+        ``local_formula``; factor dummies included), as :func:`standardized_basis`.
+    ``"both"``
+        The spread columns followed by the design columns.
+
+    All state is plain data (numpy arrays, strings, tuples), so a fitted basis can be stored
+    without pickle.
+
+    Parameters
+    ----------
+    kind : {"spread", "design", "both"}
+    knots : int
+        Hinges of ``loc`` (at its training quantiles ``1/(knots+1) .. knots/(knots+1)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> Q = np.sort(rng.normal(size=(100, 2, 3)), axis=2)
+    >>> lb = LocalBasis().fit(None, Q)
+    >>> phi = lb.transform(None, Q)
+    >>> phi.shape, lb.columns[:3]
+    ((100, 7), ('(constant)', 'loc', 'loc>k1'))
+    >>> bool(np.all(phi[:, 0] == 1.0))
+    True
+    """
+
+    kind: BasisKind = "spread"
+    knots: int = 3
+    columns: tuple = ()
+    design_columns: tuple = ()
+    keep: Optional[np.ndarray] = None
+    center: Optional[np.ndarray] = None
+    scale: Optional[np.ndarray] = None
+    low: Optional[np.ndarray] = None
+    high: Optional[np.ndarray] = None
+    knot_values: Optional[np.ndarray] = None
+
+    def fit(self, X_design: Optional[np.ndarray], Q: Optional[np.ndarray],
+            column_names: Optional[Sequence[str]] = None) -> "LocalBasis":
+        """Learn the standardisation (and knots) on the training rows; returns self."""
+        if self.kind not in ("spread", "design", "both"):
+            raise DataError(f"unknown local basis kind {self.kind!r}; choose 'spread', 'design' or 'both'")
+        if not isinstance(self.knots, (int, np.integer)) or self.knots < 0:
+            raise DataError(f"knots must be an integer >= 0, got {self.knots!r}")
+        names: list[str] = []
+        raw = []
+        if self.kind in ("spread", "both"):
+            feats = _spread_features(_check_Q(Q))
+            self.knot_values = np.quantile(feats[:, 0], np.arange(1, self.knots + 1) / (self.knots + 1))
+            raw.append(self._spread_columns(feats))
+            names += ["loc"] + [f"loc>k{i + 1}" for i in range(self.knots)] + ["log_spread", "disagreement"]
+        if self.kind in ("design", "both"):
+            X = _check_design(X_design)
+            sd = X.std(axis=0)
+            self.keep = sd > 1e-12 * np.maximum(1.0, np.abs(X).max(axis=0))
+            cols = list(column_names) if column_names is not None else [f"x{j}" for j in range(X.shape[1])]
+            if len(cols) != X.shape[1]:
+                raise DataError(f"column_names has {len(cols)} names for {X.shape[1]} design columns")
+            self.design_columns = tuple(str(c) for c in cols)
+            raw.append(X[:, self.keep])
+            names += [c for c, k in zip(self.design_columns, self.keep) if k]
+        Z = np.column_stack(raw)
+        self.center = Z.mean(axis=0)
+        sd = Z.std(axis=0)
+        # a constant spread column (e.g. identical models) carries nothing: scaled by 1
+        self.scale = np.where(sd > _EPS, sd, 1.0)
+        S = (Z - self.center) / self.scale
+        self.low, self.high = S.min(axis=0), S.max(axis=0)
+        self.columns = ("(constant)",) + tuple(names)
+        return self
+
+    def transform(self, X_design: Optional[np.ndarray], Q: Optional[np.ndarray]) -> np.ndarray:
+        """φ at rows (m, b): column 0 the constant, the others standardised and clipped."""
+        if self.center is None:
+            raise DataError("LocalBasis.transform before fit: call fit(X_design, Q) on the training rows")
+        raw = []
+        if self.kind in ("spread", "both"):
+            raw.append(self._spread_columns(_spread_features(_check_Q(Q))))
+        if self.kind in ("design", "both"):
+            X = _check_design(X_design)
+            if X.shape[1] != self.keep.size:
+                raise DataError(f"the design has {X.shape[1]} columns; the basis was fitted on {self.keep.size} "
+                                f"({', '.join(self.design_columns)})")
+            raw.append(X[:, self.keep])
+        S = np.clip((np.column_stack(raw) - self.center) / self.scale, self.low, self.high)
+        return np.column_stack([np.ones(S.shape[0]), S])
+
+    def _spread_columns(self, feats: np.ndarray) -> np.ndarray:
+        loc = feats[:, :1]
+        return np.column_stack([loc, np.maximum(loc - self.knot_values, 0.0), feats[:, 1:]])
+
+
+def _check_Q(Q) -> np.ndarray:
+    if Q is None:
+        raise DataError("the 'spread' local basis needs the base predictions Q (n, p, r)")
+    arr = np.asarray(Q, dtype=float)
+    if arr.ndim != 3 or not np.isfinite(arr).all():
+        raise DataError(f"Q must be a finite (n, p, r) array, got shape {arr.shape}")
+    return arr
+
+
+def _check_design(X) -> np.ndarray:
+    if X is None:
+        raise DataError("the 'design' local basis needs the design matrix X_design (n, d)")
+    arr = np.asarray(X, dtype=float)
+    if arr.ndim != 2 or not np.isfinite(arr).all():
+        raise DataError(f"X_design must be a finite (n, d) array, got shape {arr.shape}")
+    return arr
+
+
+def _spread_features(Q: np.ndarray) -> np.ndarray:
+    """Per row: models' mean central prediction, log mean spread, disagreement / spread."""
+    Qs = np.sort(Q, axis=2)
+    mid = Qs[:, :, Qs.shape[2] // 2]
+    spread = (Qs[:, :, -1] - Qs[:, :, 0]).mean(axis=1)
+    scale = np.maximum(spread, _EPS + 1e-9 * np.abs(mid).mean(axis=1))
+    disagreement = mid.std(axis=1) / scale
+    return np.column_stack([mid.mean(axis=1), np.log(scale), disagreement])

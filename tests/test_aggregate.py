@@ -15,7 +15,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from qaggstats import aggregate
+from qaggstats import _cvxpy_model, aggregate
 from qaggstats.aggregate import fit_weights, level_groups, pinball_sums
 from qaggstats.errors import DataError, SolverError
 
@@ -149,8 +149,6 @@ def test_quantile_never_worse_than_best_model(seed):
 @pytest.mark.parametrize("family,kw", [("quantile", {}), ("grouped", {"groups": 2}),
                                        ("qra", {}), ("fine", {}), ("local", {})])
 def test_noncrossing_on_training_and_extra_points(family, kw, solver):
-    if solver == "auto" and family in ("fine", "local"):
-        pytest.skip("no structured path for this family")
     Q, y, taus, x = simulate(n=200, seed=4)
     Qx, yx, _, xx = simulate(n=60, seed=5)
     Qx = Qx + np.linspace(-3, 3, 60)[:, None, None] * np.linspace(0, 1, taus.size)[::-1]  # crossing-prone
@@ -255,12 +253,12 @@ def test_mean_median_combine_and_frames():
 
 def test_dpp_refit_reuses_the_compiled_problem():
     Q, y, taus, _ = simulate(n=300, seed=15)
-    aggregate._CACHE.clear()
+    _cvxpy_model._CACHE.clear()
     first = fit_weights(Q, y, taus, solver="cvxpy")
-    cached = list(aggregate._CACHE.values())[0][0]
+    cached = list(_cvxpy_model._CACHE.values())[0][0]
     Q2, y2, _, _ = simulate(n=300, seed=16)
     second = fit_weights(Q2, y2, taus, solver="cvxpy")
-    assert list(aggregate._CACHE.values())[0][0] is cached
+    assert list(_cvxpy_model._CACHE.values())[0][0] is cached
     assert second.compile_seconds < first.compile_seconds
     assert second.objective == pytest.approx(fit_weights(Q2, y2, taus).objective, rel=1e-6)
 
@@ -280,7 +278,11 @@ def test_errors_name_the_culprit():
     with pytest.raises(DataError, match="groups"):
         fit_weights(Q, y, taus, family="grouped")
     with pytest.raises(DataError, match="solver='fast'"):
-        fit_weights(Q, y, taus, family="fine", solver="fast")
+        fit_weights(Q, y, taus, family="fine", smooth=0.1, solver="fast")
+    with pytest.raises(DataError, match="column 0 not constant 1"):
+        fit_weights(Q, y, taus, family="local", basis=np.column_stack([Q[:, 0, 0], Q[:, 1, 1]]), solver="fast")
+    with pytest.raises(DataError, match="penalty= applies to the 'local' family only"):
+        fit_weights(Q, y, taus, family="quantile", penalty=1.0)
     # a gap no simplex combination can reach: every solver fails and is named
     with pytest.raises(SolverError, match="CLARABEL: infeasible.*HIGHS: infeasible"):
         fit_weights(Q, y, taus, min_gap=1e3, solver="cvxpy")
