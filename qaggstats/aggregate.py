@@ -558,10 +558,12 @@ def _select(Q, y, taus, family, penalty, folds, candidates, max_folds, *, basis,
     if family == "local":
         if basis is None:
             raise DataError("family 'local' needs basis= (n, b), the basis phi(x) at the training points")
-        return select_penalty(Q, y, taus, folds, basis, max_folds=max_folds, obs_weights=obs_weights, **options)
+        return select_penalty(Q, y, taus, folds, basis, fit_weights=fit_weights, max_folds=max_folds,
+                              obs_weights=obs_weights, **options)
     if isinstance(penalty, (int, float)) and penalty:
         raise DataError("family='auto' chooses the local penalty itself; leave penalty at 0 or 'auto'")
-    return select_family(Q, y, taus, folds, basis=basis, candidates=candidates, max_folds=max_folds,
+    return select_family(Q, y, taus, folds, fit_weights=fit_weights, basis=basis, candidates=candidates,
+                         max_folds=max_folds,
                          obs_weights=obs_weights, **options)
 
 
@@ -590,7 +592,8 @@ def _solve_fast(family, X, Xx, basis, bx, y, taus, gid, constraint, intercept, n
         res = _lp.solve_structured(_lp.LocalDesign(X, basis), y, taus, np.arange(r), "free", intercept,
                                    noncrossing, w, None if Xx is None else _lp.LocalDesign(Xx, bx), min_gap,
                                    equality=equality, penalty=pen, positive=constraint != "free")
-        res.alpha = res.alpha.reshape(p, b, r).transpose(0, 2, 1)
+        # contiguous, so combine() sums in the same order before and after a save/load
+        res.alpha = np.ascontiguousarray(res.alpha.reshape(p, b, r).transpose(0, 2, 1))
         return res
     return _lp.solve_structured(X, y, taus, gid, constraint, intercept, noncrossing, w, Xx, min_gap)
 

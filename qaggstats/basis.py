@@ -2,9 +2,9 @@
 
 The basis is learnt on the training rows (centring and scaling, the columns kept) and applied
 unchanged to new rows, so predictions never re-standardise on the data they are made for.
-:class:`LocalBasis` is the object form (default: a basis from the base models' own predicted
-location, spread and disagreement, which needs no formula); :func:`standardized_basis` and
-:func:`apply_basis` are the formula-driven functions it generalises.
+:class:`LocalBasis` holds it (default: a basis from the base models' own predicted location,
+spread and disagreement, which needs no formula; or the standardised design of a
+``local_formula``).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["LocalBasis", "BasisKind", "local_formula_with_response", "standardized_basis", "apply_basis"]
+__all__ = ["LocalBasis", "BasisKind", "local_formula_with_response"]
 
 
 def local_formula_with_response(local_formula: Optional[str], formula: str) -> str:
@@ -35,28 +35,6 @@ def local_formula_with_response(local_formula: Optional[str], formula: str) -> s
     if not rhs:
         raise DataError(f"local_formula {local_formula!r} has an empty right-hand side")
     return f"{lhs} ~ {rhs}"
-
-
-def standardized_basis(X: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Basis φ(x) = [1, standardised non-constant design columns] with its training state.
-
-    Returns
-    -------
-    basis : (n, b) array
-    state : (keep, mean, sd) to apply the same map to new rows
-    """
-    sd = X.std(axis=0)
-    keep = sd > 1e-12 * np.maximum(1.0, np.abs(X).max(axis=0))
-    mean = X[:, keep].mean(axis=0)
-    state = (keep, mean, sd[keep])
-    return apply_basis(X, state), state
-
-
-def apply_basis(X: np.ndarray, state) -> np.ndarray:
-    """Apply a :func:`standardized_basis` state to new rows: (m, d) -> (m, b)."""
-    keep, mean, sd = state
-    Z = (X[:, keep] - mean) / sd
-    return np.column_stack([np.ones(X.shape[0]), Z])
 
 
 BasisKind = Literal["spread", "design", "both"]
@@ -81,7 +59,7 @@ class LocalBasis:
         quiet, or where the models disagree — the regions where local aggregation helps.
     ``"design"``
         The standardised non-constant columns of a design matrix (e.g. the model matrix of a
-        ``local_formula``; factor dummies included), as :func:`standardized_basis`.
+        ``local_formula``; factor dummies included): the non-constant columns, standardised.
     ``"both"``
         The spread columns followed by the design columns.
 

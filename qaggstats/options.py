@@ -39,7 +39,7 @@ OPTIONS: dict[str, tuple[Any, ...]] = {
 
 
 # The settings of the aggregation stage: what QaggResults.reweight may change without a refit.
-REWEIGHT_SETTINGS = ("constraint", "noncrossing", "postprocess", "groups", "local_formula", "smooth",
+REWEIGHT_SETTINGS = ("constraint", "noncrossing", "postprocess", "groups", "local_formula", "penalty", "smooth",
                      "obs_weights", "min_gap", "noncrossing_at", "weight_rows", "solver")
 
 _LABELS = {"family": "weight family", "conformal": "conformal method", "na": "na policy"}

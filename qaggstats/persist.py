@@ -115,6 +115,7 @@ QAGG_TYPES: tuple[str, ...] = (
     "qaggstats.conformal.CVPlusCQR",
     "qaggstats.formula.NAReport",
     "qaggstats.predictor.Predictor",
+    "qaggstats.basis.LocalBasis",
     "qaggstats.diagnostics.Diagnostic",
 )
 

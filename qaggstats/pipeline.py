@@ -25,7 +25,7 @@ import pandas as pd
 from . import conformal as conformal_mod
 from . import learners as learners_mod
 from .aggregate import fit_weights
-from .basis import apply_basis, local_formula_with_response, standardized_basis
+from .basis import LocalBasis, local_formula_with_response
 from .crossfit import CrossFit, crossfit
 from .errors import CalibrationError, DataError, SolverError
 from .formula import design_newdata, model_frames
@@ -153,6 +153,7 @@ def qagg(
     na: NAPolicy = "drop",
     groups: Any = None,
     local_formula: Optional[str] = None,
+    penalty: float | str = "auto",
     smooth: float = 0.0,
     obs_weights: Any = None,
     min_gap: float = 0.0,
@@ -183,7 +184,9 @@ def qagg(
         error.
     family : str
         Weight family: "mean", "median", "global", "quantile", "grouped", "local", "fine",
-        "qra", "fqra" or "auto" (see :func:`qaggstats.aggregate.fit_weights`).
+        "qra", "fqra" or "auto" (see :func:`qaggstats.aggregate.fit_weights`). "auto" compares
+        "quantile", "local" and "fine" by held-out out-of-fold WIS on the cross-fitting folds
+        and keeps the best; the summary shows the comparison.
     constraint : {"simplex", "nonneg", "free"}
     noncrossing : bool
         Impose q̂_k ≤ q̂_k+1 at the training points in the weight fit.
@@ -205,8 +208,14 @@ def qagg(
     groups : sequence of int or int, optional
         Level groups for ``family="grouped"``.
     local_formula : str, optional
-        Right-hand side (``"~ x1 + x2"``) whose standardised design is the basis φ(x) of
-        ``family="local"``; default: the standardised design of ``formula``.
+        Right-hand side (``"~ x1 + x2"``, factors allowed) whose standardised design is the
+        basis φ(x) of ``family="local"``. Default: a basis built from the base models' own
+        out-of-fold predictions (their location with hinges, log spread and disagreement;
+        :class:`qaggstats.basis.LocalBasis`), which needs no formula.
+    penalty : float or "auto"
+        ``family="local"``: L1 penalty on the basis coefficients beyond the constant, shrinking
+        local weights towards weights constant in x; "auto" (default) chooses it by inner
+        validation on the cross-fitting folds.
     smooth : float
         Penalty λ·Σ|α_k+1 − α_k| across adjacent levels.
     obs_weights : str or array, optional
@@ -255,7 +264,7 @@ def qagg(
                     on_error=on_error, backend=backend, data_name=data_name, progress=progress)
     return fit_aggregate(base, family=family, constraint=constraint, noncrossing=noncrossing,
                          postprocess=postprocess, groups=groups, local_formula=local_formula,
-                         smooth=smooth, obs_weights=obs_weights, min_gap=min_gap,
+                         penalty=penalty, smooth=smooth, obs_weights=obs_weights, min_gap=min_gap,
                          noncrossing_at=noncrossing_at, weight_rows=weight_rows, solver=solver,
                          progress=progress)
 
@@ -305,27 +314,24 @@ def fit_base(formula: str, data: pd.DataFrame, *, models=None, taus: Sequence[fl
 
 def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Constraint = "simplex",
                   noncrossing: bool = True, postprocess: Postprocess = "sort", groups: Any = None,
-                  local_formula: Optional[str] = None, smooth: float = 0.0, obs_weights: Any = None,
-                  min_gap: float = 0.0, noncrossing_at: Optional[pd.DataFrame] = None,
+                  local_formula: Optional[str] = None, penalty: float | str = "auto", smooth: float = 0.0,
+                  obs_weights: Any = None, min_gap: float = 0.0, noncrossing_at: Optional[pd.DataFrame] = None,
                   weight_rows: Optional[int] = 200_000, solver: str = "auto",
                   progress: Optional[ProgressFn] = None) -> QaggResults:
     """Weights, monotone post-processing and calibration on a :class:`BaseFit` (see :func:`qagg`)."""
     check_option("family", family)
     check_option("postprocess", postprocess)
     report = as_progress(progress)
-    taus, split, y = base.taus, base.split, base.frames.y
+    taus, split, y, cf = base.taus, base.split, base.frames.y, base.crossfit
     timings = dict(base.timings)
 
-    basis_spec = basis_state = basis = basis_all = None
-    if family == "local":
-        basis_frames = model_frames({"basis": local_formula_with_response(local_formula, base.formula)},
-                                    base.data_used, na="raise")
-        basis_spec = basis_frames.specs["basis"]
-        basis, basis_state = standardized_basis(basis_frames.X["basis"][split.train])
-        basis_all = apply_basis(basis_frames.X["basis"], basis_state)
+    # The local basis (also for "auto", which may choose local): learnt on the training rows
+    basis_spec = local = basis = None
+    if family in ("local", "auto"):
+        basis_spec, local, basis = _local_basis(base, local_formula)
     extra, notes = None, []
     if noncrossing_at is not None:
-        extra, skipped = _extra_points(base, noncrossing_at, basis_spec, basis_state)
+        extra, skipped = _extra_points(base, noncrossing_at, basis_spec, local)
         if skipped:
             notes.append(f"noncrossing_at: {skipped:,} of {len(noncrossing_at):,} rows have missing predictors "
                          "and carry no non-crossing constraint")
@@ -338,6 +344,10 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
         fit_kwargs["groups"] = groups
     if basis is not None:
         fit_kwargs["basis"] = basis
+    if family in ("local", "auto"):
+        fit_kwargs["folds"] = cf.folds  # inner validation of the penalty / the family, on the same folds
+    if family == "local":
+        fit_kwargs["penalty"] = penalty
     if obs_weights is not None:
         fit_kwargs["obs_weights"] = _observation_weights(obs_weights, base)
     if min_gap:
@@ -346,7 +356,7 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
         fit_kwargs["extra"] = extra
     rows = weight_subsample(y[split.train], weight_rows, base.seed)
     if rows is not None:
-        for key in ("basis", "obs_weights"):
+        for key in ("basis", "obs_weights", "folds"):
             if key in fit_kwargs:
                 fit_kwargs[key] = fit_kwargs[key][rows]
     Q_fit, y_fit = (base.Q, y[split.train]) if rows is None else (base.Q[rows], y[split.train][rows])
@@ -360,20 +370,24 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
     timings["weight fit"] = time.perf_counter() - t0
     report("weight fit", 1, 1)
 
-    cf = base.crossfit
-    used = needed_models(wfit, list(cf.models))
+    if wfit.family != "local":  # "auto" chose another family: no basis at predict time
+        basis_spec = local = basis = None
+    # a basis built from the models' predictions needs every model at predict time
+    used = needed_models(wfit, list(cf.models), uses_all=local is not None and local.kind != "design")
     predictor = Predictor(taus=taus, models=tuple(cf.models),
                           specs={m: base.frames.specs[m] for m in used},
                           learners={m: cf.fitted[m] for m in used}, weights=wfit,
-                          postprocess=postprocess, basis_spec=basis_spec, basis_state=basis_state)
+                          postprocess=postprocess, basis_spec=basis_spec, basis=local)
     q_oof_raw = predictor.combine(base.Q, basis)
     q_oof = predictor.finish(q_oof_raw)
 
     t0 = time.perf_counter()
     if base.conformal in ("cqr", "cqr-asymmetric"):
-        Q_cal = predictor.base_quantiles({m: base.frames.X[m][split.cal] for m in used}, where=" on calibration rows")
-        b_cal = basis_all[split.cal] if basis_all is not None else None
-        q_cal = predictor.finish(predictor.combine(Q_cal, b_cal))
+        cal = {m: base.frames.X[m][split.cal] for m in used}
+        if basis_spec is not None:
+            cal[_BASIS] = _basis_design(base, basis_spec)[split.cal]
+        Q_cal = predictor.base_quantiles(cal, where=" on calibration rows")
+        q_cal = predictor.finish(predictor.combine(Q_cal, predictor.basis_rows(cal.get(_BASIS), Q_cal)))
         method = "asymmetric" if base.conformal == "cqr-asymmetric" else "symmetric"
         predictor = predictor.with_calibration(conformal_mod.fit_cqr(q_cal, y[split.cal], taus, method=method))
     elif base.conformal == "cv+":
@@ -385,11 +399,37 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
     return QaggResults(
         base=base, predictor=predictor, q_oof_raw=q_oof_raw, q_oof=q_oof, timings=timings, refit=fit_aggregate,
         settings=dict(family=family, constraint=constraint, noncrossing=noncrossing,
-                      postprocess=postprocess, groups=groups, local_formula=local_formula,
+                      postprocess=postprocess, groups=groups, local_formula=local_formula, penalty=penalty,
                       smooth=smooth, obs_weights=obs_weights, min_gap=min_gap,
                       noncrossing_at=noncrossing_at, weight_rows=weight_rows, solver=solver),
         weight_fit_rows=None if rows is None else int(rows.size), notes=notes,
     )
+
+
+_BASIS = "__basis__"
+
+
+def _basis_design(base: BaseFit, spec) -> np.ndarray:
+    """The design of a local formula on every used row (training and calibration)."""
+    return spec.design(base.data_used)
+
+
+def _local_basis(base: BaseFit, local_formula: Optional[str]):
+    """(spec or None, fitted LocalBasis, basis at the training rows (n_train, b)).
+
+    Without ``local_formula`` the basis is built from the base models' own out-of-fold
+    predictions (location, spread, disagreement), so it needs no formula and works with
+    factors; with one, from the standardised design of that formula.
+    """
+    if local_formula is None:
+        local = LocalBasis(kind="spread").fit(None, base.Q)
+        return None, local, local.transform(None, base.Q)
+    frames = model_frames({"basis": local_formula_with_response(local_formula, base.formula)},
+                          base.data_used, na="raise")
+    spec = frames.specs["basis"]
+    X = frames.X["basis"][base.split.train]
+    local = LocalBasis(kind="design").fit(X, None, column_names=spec.column_names)
+    return spec, local, local.transform(X, None)
 
 
 def weight_subsample(y: np.ndarray, max_rows: Optional[int], seed: int) -> Optional[np.ndarray]:
@@ -464,7 +504,7 @@ def _observation_weights(obs_weights: Any, base: BaseFit) -> np.ndarray:
     return w
 
 
-def _extra_points(base: BaseFit, points: pd.DataFrame, basis_spec, basis_state) -> tuple[dict, int]:
+def _extra_points(base: BaseFit, points: pd.DataFrame, basis_spec, local) -> tuple[dict, int]:
     """Sorted base predictions (and basis) at extra points for the non-crossing constraints.
 
     Returns the arrays and the number of points left out for missing predictors.
@@ -473,11 +513,11 @@ def _extra_points(base: BaseFit, points: pd.DataFrame, basis_spec, basis_state) 
         raise DataError(f"noncrossing_at must be a pandas DataFrame, got {type(points).__name__}")
     specs = {m: base.frames.specs[m] for m in base.crossfit.models}
     if basis_spec is not None:
-        specs["__basis__"] = basis_spec
+        specs[_BASIS] = basis_spec
     X, ok = design_newdata(specs, points)
     extra = {"Q": sort_base(base.crossfit.predict({m: X[m] for m in base.crossfit.models}))}
-    if basis_spec is not None:
-        extra["basis"] = apply_basis(X["__basis__"], basis_state)
+    if local is not None:
+        extra["basis"] = local.transform(X.get(_BASIS), extra["Q"])
     return extra, int((~ok).sum())
 
 

@@ -27,7 +27,6 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import pandas as pd
 
-from .basis import apply_basis
 from .crossfit import check_predictions
 from .errors import DataError, FitError, QaggError
 from .formula import FormulaSpec, design_newdata
@@ -52,12 +51,13 @@ def sort_base(Q: np.ndarray) -> np.ndarray:
     return np.sort(Q, axis=-1)
 
 
-def needed_models(weights: Any, models: list[str]) -> list[str]:
+def needed_models(weights: Any, models: list[str], uses_all: bool = False) -> list[str]:
     """The models whose predictions the fitted weights use (non-zero weight somewhere).
 
     A model with weight exactly zero at every level (and, for local weights, every basis
     coefficient zero) never enters a prediction, so it need not be kept or evaluated: its
-    columns are filled with zeros. "mean" and "median" use every model.
+    columns are filled with zeros. "mean" and "median" use every model, and so does a local
+    basis built from the models' own predictions (``uses_all``).
 
     Examples
     --------
@@ -67,7 +67,7 @@ def needed_models(weights: Any, models: list[str]) -> list[str]:
     ['a', 'b']
     """
     alpha = np.asarray(weights.alpha, dtype=float)
-    if weights.family in ("mean", "median") or not np.isfinite(alpha).all():
+    if weights.family in ("mean", "median") or not np.isfinite(alpha).all() or uses_all:
         return list(models)
     used = np.abs(alpha.reshape(alpha.shape[0], -1)).max(axis=1) > 0
     return [m for m, keep in zip(models, used) if keep]
@@ -110,9 +110,9 @@ class Predictor:
     postprocess : str
         Monotone post-processing method.
     basis_spec : FormulaSpec or None
-        Formula of the local-weight basis (``family="local"``).
-    basis_state : tuple of arrays or None
-        Standardisation learnt on the training rows for the basis.
+        Formula of the local-weight basis when it is built from a ``local_formula``.
+    basis : basis.LocalBasis or None
+        The local-weight basis φ (``family="local"``), learnt on the training rows.
     calibration : SplitCQR, CVPlusCQR or None
         Conformal calibration.
     fold_learners : dict model -> list of learners, or None
@@ -126,7 +126,7 @@ class Predictor:
     weights: Any
     postprocess: str
     basis_spec: Optional[FormulaSpec] = None
-    basis_state: Optional[tuple] = None
+    basis: Any = None
     calibration: Any = None
     fold_learners: Optional[Mapping[str, list]] = field(default=None)
 
@@ -159,9 +159,10 @@ class Predictor:
         """Monotone post-processing of combined quantiles (m, r)."""
         return monotone_postprocess(raw, self.taus, self.postprocess)
 
-    def basis_rows(self, X_basis: Optional[np.ndarray]) -> Optional[np.ndarray]:
-        """The local-weight basis φ(x) of design rows, or None for other families."""
-        return None if self.basis_spec is None else apply_basis(X_basis, self.basis_state)
+    def basis_rows(self, X_basis: Optional[np.ndarray], Q: np.ndarray) -> Optional[np.ndarray]:
+        """The local-weight basis φ (m, b) from the basis design and the sorted base quantiles,
+        or None for other families."""
+        return None if self.basis is None else self.basis.transform(X_basis, Q)
 
     # ------------------------------------------------------------------ from data frames
     def designs(self, newdata: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -176,8 +177,8 @@ class Predictor:
     def predict_parts(self, newdata: pd.DataFrame, calibrated: bool = True) -> PredictionParts:
         """Run the whole chain on new data (rows with missing predictors are left out, see ``ok``)."""
         X, ok = self.designs(newdata)
-        basis = self.basis_rows(X.get(_BASIS))
         Q = self.base_quantiles(X)
+        basis = self.basis_rows(X.get(_BASIS), Q)
         raw = self.combine(Q, basis)
         final = self.finish(raw)
         if calibrated and self.calibration is not None:
@@ -194,4 +195,4 @@ class Predictor:
     def with_calibration(self, calibration: Any, fold_learners: Optional[Mapping[str, list]] = None) -> "Predictor":
         """A copy with a conformal calibration (and, for CV+, the fold models) attached."""
         return Predictor(self.taus, self.models, self.specs, self.learners, self.weights, self.postprocess,
-                         self.basis_spec, self.basis_state, calibration, fold_learners)
+                         self.basis_spec, self.basis, calibration, fold_learners)

@@ -569,7 +569,10 @@ class QaggResults(SummaryMixin):
         if self.family != "local":
             raise DataError(f"plot('local_weights') needs weights='local'; this fit uses {self.family!r}")
         spec = self.predictor.basis_spec
-        alpha = self.weight_fit.weights_at(self.predictor.basis_rows(spec.design(self.frame)))
+        X_basis = None if spec is None else spec.design(self.frame)
+        alpha = self.weight_fit.weights_at(self.predictor.basis_rows(X_basis, self.Q))
+        if x is None and spec is None:
+            raise DataError("plot('local_weights') needs x=, a column of the data, to draw the weights along")
         name = x if x is not None else spec.columns[0]
         if isinstance(name, str):
             kwargs.setdefault("xlabel", name)

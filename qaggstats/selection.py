@@ -16,18 +16,20 @@ Examples
 >>> y = x + rng.normal(size=n) * 0.3
 >>> good, bad = x[:, None] + 0.3 * np.array([-1.28, 0, 1.28]), np.zeros((n, 3)) + [-1, 0, 1]
 >>> Q = np.stack([good, bad], axis=1)
->>> w = select_family(Q, y, taus, np.arange(n) % 3, candidates=("global", "quantile"))
+>>> from qaggstats.aggregate import fit_weights
+>>> w = select_family(Q, y, taus, np.arange(n) % 3, fit_weights=fit_weights, candidates=("global", "quantile"))
 >>> w.requested, w.family in ("global", "quantile"), list(w.selection.columns)
 ('auto', True, ['family', 'penalty', 'heldout_wis', 'chosen', 'why'])
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .options import OPTIONS
 from .scoring import wis
 
 __all__ = ["select_family", "select_penalty", "PENALTY_GRID", "penalty_scale", "CANDIDATES"]
@@ -70,10 +72,8 @@ def _held_out_folds(folds: Any, n: int, max_folds: int) -> tuple[np.ndarray, np.
     return folds, ids[:max_folds]
 
 
-def _heldout_wis(Q, y, taus, folds, held, family, basis, obs_weights, penalty, options) -> float:
+def _heldout_wis(fit_weights, Q, y, taus, folds, held, family, basis, obs_weights, penalty, options) -> float:
     """Mean WIS over the held-out folds' rows, each fold predicted by weights fitted without it."""
-    from .aggregate import fit_weights
-
     total, count = 0.0, 0.0
     for f in held:
         test = folds == f
@@ -93,7 +93,7 @@ def _heldout_wis(Q, y, taus, folds, held, family, basis, obs_weights, penalty, o
 
 
 def select_penalty(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: Any, basis: np.ndarray, *,
-                   penalties: Sequence[float] = PENALTY_GRID, max_folds: int = 3,
+                   fit_weights: Callable[..., Any], penalties: Sequence[float] = PENALTY_GRID, max_folds: int = 3,
                    obs_weights: Optional[np.ndarray] = None, **options):
     """Fit "local" weights with the penalty of lowest held-out WIS (inner validation on ``folds``).
 
@@ -104,6 +104,8 @@ def select_penalty(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: A
     taus : (r,)
     folds : (n,) fold id of each out-of-fold row
     basis : (n, b) local basis, column 0 the constant (see :class:`qaggstats.basis.LocalBasis`)
+    fit_weights : callable
+        :func:`qaggstats.aggregate.fit_weights`, passed in so this module never imports it back.
     penalties : relative penalties tried (times :func:`penalty_scale`)
     max_folds : int
         Held-out folds used (the first ``max_folds`` fold ids): each costs one fit per penalty.
@@ -117,8 +119,6 @@ def select_penalty(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: A
         Refitted on all rows with the chosen penalty; ``requested`` is "local" and
         ``selection`` the table of penalties tried.
     """
-    from .aggregate import fit_weights
-
     Q = np.sort(np.asarray(Q, dtype=float), axis=2)
     y = np.asarray(y, dtype=float)
     folds, held = _held_out_folds(folds, Q.shape[0], max_folds)
@@ -127,7 +127,7 @@ def select_penalty(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: A
     for rel in penalties:
         if not np.isfinite(rel) or rel < 0:
             raise DataError(f"penalties must be finite and >= 0, got {rel!r}")
-        score = _heldout_wis(Q, y, taus, folds, held, "local", basis, obs_weights, rel * unit, options)
+        score = _heldout_wis(fit_weights, Q, y, taus, folds, held, "local", basis, obs_weights, rel * unit, options)
         rows.append({"family": "local", "penalty": float(rel), "heldout_wis": score})
     table, best = _choose(rows, "penalty")
     fit = fit_weights(Q, y, taus, family="local", basis=basis, penalty=best["penalty"] * unit,
@@ -137,7 +137,7 @@ def select_penalty(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: A
 
 
 def select_family(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: Any, *,
-                  basis: Optional[np.ndarray] = None, candidates: Sequence[str] = CANDIDATES,
+                  fit_weights: Callable[..., Any], basis: Optional[np.ndarray] = None, candidates: Sequence[str] = CANDIDATES,
                   penalties: Sequence[float] = PENALTY_GRID, max_folds: int = 3,
                   obs_weights: Optional[np.ndarray] = None, **options):
     """``weights="auto"``: the family (and local penalty) of lowest held-out WIS, refitted on all rows.
@@ -152,6 +152,8 @@ def select_family(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: An
     y : (n,)
     taus : (r,)
     folds : (n,) fold id of each out-of-fold row
+    fit_weights : callable
+        :func:`qaggstats.aggregate.fit_weights`, passed in so this module never imports it back.
     basis : (n, b), needed when "local" is a candidate
     candidates : families to compare, simplest first
     penalties : relative local penalties (times :func:`penalty_scale`)
@@ -168,15 +170,14 @@ def select_family(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: An
         columns family, penalty (relative; NaN for families without one), heldout_wis, chosen
         and why.
     """
-    from .aggregate import FAMILIES, fit_weights
-
     Q = np.sort(np.asarray(Q, dtype=float), axis=2)
     y = np.asarray(y, dtype=float)
     if not candidates:
         raise DataError("candidates must name at least one weight family")
+    families = [f for f in OPTIONS["family"] if f != "auto"]
     for fam in candidates:
-        if fam not in FAMILIES:
-            raise DataError(f"unknown candidate family {fam!r}; choose from {', '.join(FAMILIES)}")
+        if fam not in families:
+            raise DataError(f"unknown candidate family {fam!r}; choose from {', '.join(families)}")
     if "local" in candidates and basis is None:
         raise DataError("candidate 'local' needs basis= (n, b); see qaggstats.basis.LocalBasis")
     folds, held = _held_out_folds(folds, Q.shape[0], max_folds)
@@ -184,7 +185,7 @@ def select_family(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: An
     rows = []
     for fam in candidates:
         for rel in (penalties if fam == "local" else (np.nan,)):
-            score = _heldout_wis(Q, y, taus, folds, held, fam, basis, obs_weights,
+            score = _heldout_wis(fit_weights, Q, y, taus, folds, held, fam, basis, obs_weights,
                                  0.0 if np.isnan(rel) else rel * unit, options)
             rows.append({"family": fam, "penalty": float(rel), "heldout_wis": score})
     table, best = _choose(rows, "family")

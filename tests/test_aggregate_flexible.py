@@ -148,7 +148,7 @@ def test_auto_prefers_the_simpler_family_when_local_adds_nothing():
     y = rng.normal(size=n)
     z = np.array([-1.2816, 0.0, 1.2816])
     Q = np.stack([np.tile(z, (n, 1)), np.tile(z * 2 + 1, (n, 1))], axis=1) + rng.normal(0, 0.01, (n, 2, 3))
-    w = select_family(Q, y, taus, np.arange(n) % 3, candidates=("global", "quantile"))
+    w = select_family(Q, y, taus, np.arange(n) % 3, fit_weights=fit_weights, candidates=("global", "quantile"))
     assert w.family in ("global", "quantile") and w.selection["chosen"].sum() == 1
     assert (w.selection["why"].str.contains("vs chosen")).sum() == 1
 

@@ -119,7 +119,7 @@ def test_everything_in_one_dict(fit, newdata, tmp_path):
     everything = {
         "taus": fit.taus, "models": tuple(fit.models), "specs": fit._base.frames.specs,
         "learners": fit._base.crossfit.fitted, "fold_learners": fit._base.crossfit.fold_models,
-        "weights": fit.weight_fit, "basis_state": None, "postprocess": fit.postprocess,
+        "weights": fit.weight_fit, "basis": None, "postprocess": fit.postprocess,
         "calibration": fit.calibration, "oof_scores": fit.oof_scores, "diagnostics": fit.diagnostics,
         "na": fit.na, "notes": list(fit.notes), "n_train": fit.n_train, "cal_size": fit.cal_size,
         "noncrossing": fit.noncrossing, "y": fit.y, "versions": fit.versions,
@@ -453,20 +453,16 @@ def test_missing_directory_is_a_save_error(tmp_path):
 
 
 def test_local_weights_basis_round_trips(concrete, tmp_path):
-    from qaggstats.basis import apply_basis
-
     fit = qa.qagg("strength ~ .", concrete.iloc[:300], models={"lin": L.LinearQR(), "knn": L.KNN(k=10)},
-                  taus=TAUS, family="local", local_formula="~ cement", cv=3)
-    back = roundtrip({"basis_spec": fit.predictor.basis_spec, "basis_state": fit.predictor.basis_state,
-                      "weights": fit.weight_fit}, tmp_path)
-    assert type(back["basis_state"]) is tuple
+                  taus=TAUS, family="local", local_formula="~ cement + age_group", cv=3)
+    pred = fit.predictor
+    back = roundtrip({"basis_spec": pred.basis_spec, "basis": pred.basis, "weights": fit.weight_fit}, tmp_path)
     new = concrete.iloc[300:360]
-    basis = apply_basis(back["basis_spec"].design(new), back["basis_state"])
-    assert np.array_equal(basis, apply_basis(fit.predictor.basis_spec.design(new), fit.predictor.basis_state))
+    X = pred.basis_spec.design(new)
+    basis = back["basis"].transform(back["basis_spec"].design(new), None)
+    assert np.array_equal(basis, pred.basis.transform(X, None))
     Q = np.sort(fit.Q[:60], axis=2)
-    assert np.array_equal(back["weights"].combine(Q, basis),
-                          fit.weight_fit.combine(Q, basis))
-
+    assert np.array_equal(back["weights"].combine(Q, basis), fit.weight_fit.combine(Q, basis))
 
 def test_sparse_matrices_round_trip_and_are_checked(tmp_path):
     import scipy.sparse as sp

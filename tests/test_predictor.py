@@ -261,3 +261,37 @@ def test_qagg_seed_reaches_the_learners_a_user_builds(engel):
 
     np.testing.assert_array_equal(fit_with(1), fit_with(1))
     assert not np.array_equal(fit_with(1), fit_with(2))
+
+
+@pytest.fixture(scope="module")
+def regions():
+    """Two regions of x where different models are right: where local weights should help."""
+    rng = np.random.default_rng(5)
+    n = 600
+    x = rng.uniform(-2, 2, n)
+    g = np.where(rng.random(n) < 0.5, "a", "b")
+    y = np.where(x < 0, 1.0 + 0.5 * x, np.sin(3 * x)) + (g == "b") * 0.5 + rng.normal(0, 0.2 + 0.2 * (x > 0), n)
+    return pd.DataFrame({"y": y, "x": x, "g": g})
+
+
+def test_local_default_basis_needs_no_formula_and_works_with_factors(regions, tmp_path):
+    train, new = regions.iloc[:500], regions.iloc[500:]
+    fit = qa.qagg("y ~ x + g", train, models={"lin": LinearQR(), "knn": KNN(k=15)}, taus=TAUS, cv=3,
+                  family="local")
+    assert fit.family == "local" and fit.predictor.basis.kind == "spread" and fit.predictor.basis_spec is None
+    assert fit.weight_fit.selection is not None  # the penalty was chosen by inner validation
+    back = qa.load(fit.save(tmp_path / "local.qagg"))
+    pd.testing.assert_frame_equal(back.predict(new), fit.predict(new), check_exact=True)
+    by_formula = fit.reweight("local", local_formula="~ x + g")
+    assert by_formula.predictor.basis.kind == "design" and "gb" in by_formula.predictor.basis.columns
+
+
+def test_auto_says_what_it_compared_and_why(regions):
+    fit = qa.qagg("y ~ x + g", regions, models={"lin": LinearQR(), "knn": KNN(k=15)}, taus=TAUS, cv=3,
+                  family="auto")
+    assert fit.family_requested == "auto" and fit.family in ("quantile", "local", "fine")
+    table = fit.selection
+    assert set(table["family"]) == {"quantile", "local", "fine"} and table["chosen"].sum() == 1
+    assert table.loc[table["chosen"], "family"].item() == fit.family
+    text = str(fit.summary())
+    assert "Weight family selection" in text and "(chosen by auto)" in text
