@@ -27,7 +27,23 @@ def _fits(ref):
         yield model, formula, rows
 
 
+def _tie(fit, j, tau, r_estimate) -> bool:
+    """R's coefficients are another optimum of the same LP (a degenerate, non-unique solution).
+
+    A quantile regression LP can have a face of optima; R's simplex ("br") and our interior
+    point + vertex snap may stop at different vertices of it. Then the objectives agree to
+    rounding and the coefficients need not.
+    """
+    from qaggstats.quantreg import check_loss
+
+    X, y = fit._data["X"], fit._data["y"]
+    ours = check_loss(y - X @ fit.params.iloc[:, j].to_numpy(), tau)
+    theirs = check_loss(y - X @ np.asarray(r_estimate), tau)
+    return abs(ours - theirs) <= 1e-12 * max(1.0, abs(theirs))
+
+
 def test_coefficients_labels_and_order_match_r(ref):
+    ties = []
     for model, formula, rows in _fits(ref):
         taus = sorted(rows.tau.unique())
         fit = qa.rq(formula, ref["data"], tau=taus, se="iid")
@@ -35,8 +51,10 @@ def test_coefficients_labels_and_order_match_r(ref):
             want = rows[rows.tau == tau]
             assert list(fit.params.index) == want.term.tolist(), model
             got = fit.params.iloc[:, j].to_numpy()
-            np.testing.assert_allclose(got, want.estimate.to_numpy(), rtol=1e-6, atol=1e-6,
-                                       err_msg=f"{model} at tau={tau}")
+            if not np.allclose(got, want.estimate.to_numpy(), rtol=1e-6, atol=1e-6):
+                assert _tie(fit, j, tau, want.estimate.to_numpy()), f"{model} at tau={tau}: not R's optimum"
+                ties.append((model, tau))
+    assert len(ties) <= 1, ties  # the one degenerate case of these data (logy at 0.5), no more
 
 
 def test_predictions_inside_and_outside_range_match_r(ref):
@@ -52,6 +70,10 @@ def test_predictions_inside_and_outside_range_match_r(ref):
         assert bool(pred.attrs["notes"]) == splines
         for j, tau in enumerate(taus):
             want = ref["predict"].query("model == @model and tau == @tau").sort_values("row")
+            r_coef = ref["coef"].query("model == @model and tau == @tau").estimate.to_numpy()
+            if not np.allclose(fit.params.iloc[:, j].to_numpy(), r_coef, rtol=1e-6, atol=1e-6):
+                assert _tie(fit, j, tau, r_coef)  # another optimum: its predictions differ too
+                continue
             np.testing.assert_allclose(pred.iloc[:, j].to_numpy(), want.pred.to_numpy(),
                                        rtol=1e-6, atol=1e-6, err_msg=f"{model} at tau={tau}")
 
