@@ -195,8 +195,7 @@ def fit_family(c: dict, family: str, proto: Protocol, noncrossing: bool, rows: O
     if family == "grouped":
         kw["groups"] = proto.groups
     if family in ("local", "auto"):
-        basis, state = standardized_basis(c["X"])
-        kw["basis"] = basis
+        kw["basis"], _ = standardized_basis(c["X"])
     if rows is not None:
         Q, y = Q[rows], y[rows]
         if "basis" in kw:
@@ -279,11 +278,14 @@ def aggregate_split(proto: Protocol, name: str, rep: int, families: list[str], c
     best = min(oof_wis, key=oof_wis.get)
     test_wis = {m: scoring.wis(yte, np.sort(c["Q_test"][:, j], axis=1), taus) for j, m in enumerate(models)}
     version = code_version()
+    # the weight fits' own yardstick: the machine's load changes between the stages
+    yard = yardstick_seconds(c["X"], c["y"])
     common = {"dataset": name, "split": rep, "levels": taus.size, "n_train": c["y"].size,
               "n_train_full": int(c["n_train_full"]), "n_test": yte.size,
               "best_model": best, "best_wis": test_wis[best], "code": version,
               "crossfit_seconds": float(c["crossfit_seconds"]),
-              "yardstick_seconds": float(c["yardstick_seconds"]), "noncrossing": noncrossing}
+              "crossfit_yardstick_seconds": float(c["yardstick_seconds"]), "yardstick_seconds": yard,
+              "noncrossing": noncrossing}
     rows = []
     # base models (one row each; not aggregators, kept for the reading)
     for j, m in enumerate(models):
@@ -334,7 +336,15 @@ COLUMNS = ["dataset", "split", "levels", "family", "conformal", "wis", "rel_best
            "rel_quantile", "wis_none", "wis_sort", "wis_isotonic", "wis_minmax", "crossing_raw",
            "coverage_80", "length_80", "coverage_80_raw", "length_80_raw", "fit_seconds", "oof_wis",
            "best_model", "best_wis", "solver", "noncrossing", "n_train", "n_train_full", "n_test",
-           "crossfit_seconds", "yardstick_seconds", "code"]
+           "crossfit_seconds", "crossfit_yardstick_seconds", "yardstick_seconds", "code"]
+
+
+def wanted(families: list[str], conf_families: list[str]) -> set:
+    """(family, conformal) rows a split should have, for the families this qaggstats offers."""
+    offered = [f for f in families if f in aggregate.FAMILIES]
+    keys = {(f, "none") for f in offered}
+    keys |= {(f, k) for f in offered if f in conf_families for k in ("cqr", "cv+")}
+    return keys
 
 
 def csv_path(proto: Protocol) -> Path:
@@ -353,9 +363,15 @@ def done_keys(path: Path) -> dict:
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append rows; a file written with other columns (an older version of this script) is
+    rewritten once with the current columns, its missing values left empty."""
     if not rows:
         return
     frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    if path.exists() and pd.read_csv(path, nrows=0).columns.tolist() != COLUMNS:
+        frame = pd.concat([pd.read_csv(path).reindex(columns=COLUMNS), frame], ignore_index=True)
+        frame.to_csv(path, index=False)
+        return
     frame.to_csv(path, mode="a", header=not path.exists(), index=False)
 
 
@@ -372,6 +388,28 @@ def mean_se(x: pd.Series) -> str:
         return "–"
     se = x.std(ddof=1) / np.sqrt(x.size) if x.size > 1 else np.nan
     return f"{x.mean():.3f} ± {se:.3f}" if np.isfinite(se) else f"{x.mean():.3f}"
+
+
+def describe(proto: Protocol) -> str:
+    """The protocol in words, from the settings actually used."""
+    caps = ", ".join(f"{d} {c:,}" for d, c in proto.max_train.items()) or "none"
+    t = proto.taus
+    return (f"- Levels: {t.size} ({t[0]:g}, ..., {t[-1]:g}); {proto.splits} random split(s) with "
+            f"{proto.test_frac:.0%} test; X and y standardised on the training part, so WIS is in "
+            "units of the training standard deviation of y.\n"
+            f"- Base learners (one cross-fit per split, {proto.cv} folds, refit on the whole training "
+            f"part for the test predictions): linear QR (exact LP per level), quantile forest "
+            f"({proto.n_trees} trees, 20 rows per leaf), LightGBM quantile boosting per level "
+            f"({proto.n_trees} rounds, 15 leaves), k-NN (k = 30), Gaussian location-scale (OLS mean and "
+            "OLS of |residual|).\n"
+            f"- Training rows capped (seeded subsample per split, test part kept whole): {caps}.\n"
+            "- Weights fitted on the out-of-fold predictions without non-crossing constraints, then "
+            f"sorted; \"grouped\" uses {proto.groups} contiguous level groups; \"local\" weights are "
+            "linear in [1, standardised x]. \"WIS\" below is after sorting; the raw, isotonic and "
+            "min-max variants are in the CSV.\n"
+            "- Conformal (80 % interval): split CQR fits the weights on 75 % of the training rows and "
+            "calibrates on the out-of-fold aggregate of the other 25 %; CV+ uses the weights fitted on "
+            "all rows, out-of-fold scores and the five fold models at the test points.\n\n")
 
 
 def report(proto: Protocol, figure: Path) -> str:
@@ -466,12 +504,35 @@ def plot(agg: pd.DataFrame, fams: list[str], sets: list[str], path: Path) -> Non
     fig.savefig(path, dpi=110)
 
 
+def boosting_timing(proto: Protocol, name: str = "kin8nm", n: int = 2000) -> str:
+    """Seconds of one 99-level fit of scikit-learn's per-level boosting and of LightGBM, with
+    the same trees (100 rounds, 15 leaves, 20 rows per leaf), as ratios to the yardstick."""
+    df = load_uci(name).sample(n, random_state=0)
+    X = df.drop(columns="y").to_numpy(float)
+    y = df["y"].to_numpy(float)
+    X, y = (X - X.mean(0)) / X.std(0), (y - y.mean()) / y.std()
+    out = [f"| learner ({name}, {n} rows, {proto.taus.size} levels) | seconds | ratio to yardstick |",
+           "|---|---:|---:|"]
+    yard = yardstick_seconds(X, y)
+    for label, learner in (("GradientBoosting (sklearn HistGradientBoostingRegressor per level)",
+                            learners.GradientBoosting(max_iter=proto.n_trees)),
+                           ("LightGBMQuantile (LightGBM per level)",
+                            learners.LightGBMQuantile(n_estimators=proto.n_trees))):
+        t0 = time.perf_counter()
+        learner.fit(X, y, proto.taus)
+        sec = time.perf_counter() - t0
+        out.append(f"| {label} | {sec:.1f} | {sec / yard:.0f}× |")
+    out.append(f"| yardstick: one HistGradientBoostingRegressor(loss=\"quantile\") fit | {yard:.2f} | 1× |")
+    return "\n".join(out)
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="CI-sized: ≤ 800 rows, 7 levels, one split")
     ap.add_argument("--protocol", choices=("paper",), default="paper")
-    ap.add_argument("--stage", choices=("crossfit", "aggregate", "report", "all"), default="all")
+    ap.add_argument("--stage", choices=("crossfit", "aggregate", "report", "all", "boosting"), default="all",
+                    help="boosting: time scikit-learn's per-level boosting against LightGBM")
     ap.add_argument("--datasets", default=",".join(PAPER_SETS))
     ap.add_argument("--splits", default=None, help="comma-separated split ids (default: all)")
     ap.add_argument("--families", default=",".join(FAMILIES))
@@ -500,6 +561,9 @@ def main(argv=None) -> int:
             frames[name] = df
         return frames[name]
 
+    if args.stage == "boosting":
+        print(boosting_timing(proto))
+        return 0
     start = time.perf_counter()
     # split-major order: every data set gets split 0 before any gets split 1
     for rep in reps:
@@ -514,13 +578,15 @@ def main(argv=None) -> int:
             if args.stage in ("aggregate", "all") and cache_path(proto, name, rep).exists():
                 path = csv_path(proto)
                 done = done_keys(path).get((name, rep), set())
+                if wanted(families, conf_families) <= done:
+                    continue
                 rows = aggregate_split(proto, name, rep, families, conf_families, args.noncrossing, done)
                 append_rows(path, rows)
     if args.stage in ("report", "all"):
         body = report(proto, RESULTS / f"paper_{proto.name}.png")
         cmd = "python benchmarks/paper.py" + (" --quick" if args.quick else "")
         text = (f"## Paper protocol{' (quick)' if args.quick else ''}\n\n{today()} on {machine()}; "
-                f"`{cmd}` (stages crossfit, aggregate, report).\n\n" + body)
+                f"`{cmd}` (stages crossfit, aggregate, report).\n\n" + describe(proto) + body)
         print(text)
         if args.write:
             replace_section(ROOT / "BENCHMARKS.md", f"paper-{proto.name}", text)
