@@ -196,10 +196,15 @@ def fit_family(c: dict, family: str, proto: Protocol, noncrossing: bool, rows: O
         kw["groups"] = proto.groups
     if family in ("local", "auto"):
         kw["basis"], _ = standardized_basis(c["X"])
+    if family == "auto":
+        # inner validation on the cross-fit's own folds (qaggstats.selection); one held-out
+        # fold instead of the default three keeps the 19 candidate fits within the budget
+        kw["folds"], kw["max_folds"] = c["folds"], 1
     if rows is not None:
         Q, y = Q[rows], y[rows]
-        if "basis" in kw:
-            kw["basis"] = kw["basis"][rows]
+        for key in ("basis", "folds"):
+            if key in kw:
+                kw[key] = kw[key][rows]
     w = aggregate.fit_weights(Q, y, c["taus"], family=family, noncrossing=noncrossing, **kw)
     return w
 
@@ -314,7 +319,7 @@ def aggregate_split(proto: Protocol, name: str, rep: int, families: list[str], c
         q_raw = combine(w, c, c["Q_test"], c["X_test"])
         q_oof = np.sort(combine(w, c, c["Q"], c["X"]), axis=1)
         r = score_rows(c, family, q_raw, seconds, {"oof_wis": scoring.wis(c["y"], q_oof, taus),
-                                                    "solver": w.solver})
+                                                    "solver": w.solver, "chosen": w.family})
         ref[family] = r["wis"]
         if (family, "none") not in done:
             rows.append(r)
@@ -335,7 +340,7 @@ def aggregate_split(proto: Protocol, name: str, rep: int, families: list[str], c
 COLUMNS = ["dataset", "split", "levels", "family", "conformal", "wis", "rel_best", "rel_mean",
            "rel_quantile", "wis_none", "wis_sort", "wis_isotonic", "wis_minmax", "crossing_raw",
            "coverage_80", "length_80", "coverage_80_raw", "length_80_raw", "fit_seconds", "oof_wis",
-           "best_model", "best_wis", "solver", "noncrossing", "n_train", "n_train_full", "n_test",
+           "best_model", "best_wis", "solver", "chosen", "noncrossing", "n_train", "n_train_full", "n_test",
            "crossfit_seconds", "crossfit_yardstick_seconds", "yardstick_seconds", "code"]
 
 
