@@ -387,12 +387,25 @@ def load_results(proto: Protocol) -> pd.DataFrame:
     return df.drop_duplicates(["dataset", "split", "family", "conformal"], keep="last")
 
 
-def mean_se(x: pd.Series) -> str:
+def mean_se(x: pd.Series, total: int) -> str:
+    """"mean ± standard error"; "[k]" when only k of the data set's ``total`` splits have it."""
     x = x.dropna()
     if x.empty:
         return "–"
     se = x.std(ddof=1) / np.sqrt(x.size) if x.size > 1 else np.nan
-    return f"{x.mean():.3f} ± {se:.3f}" if np.isfinite(se) else f"{x.mean():.3f}"
+    text = f"{x.mean():.3f} ± {se:.3f}" if np.isfinite(se) else f"{x.mean():.3f}"
+    return text + (f" [{x.size}]" if x.size < total else "")
+
+
+def rank_table(agg: pd.DataFrame, fams: list[str], sets: list[str]) -> tuple[pd.Series, int, int]:
+    """Average rank (1 = best) of the families' test WIS over data sets, each family compared on
+    the same splits: per data set, the mean over the splits where every family in ``fams`` has a
+    row; data sets with no such split are left out. Returns ranks, data sets and splits used."""
+    wide = agg[agg.family.isin(fams)].pivot_table(index=["dataset", "split"], columns="family",
+                                                  values="wis").reindex(columns=fams).dropna()
+    wide = wide[wide.index.get_level_values(0).isin(sets)]
+    means = wide.groupby(level=0).mean()
+    return means.rank(axis=1).mean(), len(means), len(wide)
 
 
 def describe(proto: Protocol) -> str:
@@ -434,22 +447,25 @@ def report(proto: Protocol, figure: Path) -> str:
         lines.append("| data | " + " | ".join(fams) + " |")
         lines.append("|---|" + "---:|" * len(fams))
         for d in sets:
-            cells = [mean_se(agg[(agg.dataset == d) & (agg.family == f)][col]) for f in fams]
+            cells = [mean_se(agg[(agg.dataset == d) & (agg.family == f)][col], splits[d]) for f in fams]
             lines.append(f"| {d} | " + " | ".join(cells) + " |")
         lines.append("")
 
     table("wis", "Test WIS (sorted), standardised y")
     table("rel_best", "Test WIS / best single model (chosen on out-of-fold WIS)")
     table("rel_quantile", "Test WIS / per-level (\"quantile\") family")
-    # average ranks across data sets (rank of mean WIS within each data set; ties averaged)
-    means = agg.groupby(["dataset", "family"]).wis.mean().unstack()[fams].loc[sets]
-    complete = means.dropna()
-    ranks = complete.rank(axis=1).mean()
-    lines.append(f"**Average rank** of mean test WIS across the {len(complete)} data sets where every "
-                 "listed family has rows (1 = best):\n")
-    lines.append("| " + " | ".join(fams) + " |")
-    lines.append("|" + "---:|" * len(fams))
-    lines.append("| " + " | ".join(f"{ranks.get(f, np.nan):.2f}" for f in fams) + " |\n")
+    lines.append("A cell marked [k] averages only the k splits where that family has been run; the "
+                 "ranks below compare families on common splits only.\n")
+    fast = [f for f in fams if f not in ("fine", "local", "auto")]
+    for title, group in (("every family", fams), ("the families run on every split", fast)):
+        ranks, n_sets, n_splits = rank_table(agg, group, sets)
+        if not n_sets:
+            continue
+        lines.append(f"**Average rank**, {title} (1 = best; per data set the mean test WIS over the "
+                     f"splits where all of them have rows; {n_sets} data sets, {n_splits} splits):\n")
+        lines.append("| " + " | ".join(group) + " |")
+        lines.append("|" + "---:|" * len(group))
+        lines.append("| " + " | ".join(f"{ranks[f]:.2f}" for f in group) + " |\n")
     # post-processing: does sorting / isotonic / min-max ever raise WIS?
     pp = agg.assign(sort_up=agg.wis_sort > agg.wis_none + 1e-12,
                     iso_up=agg.wis_isotonic > agg.wis_none + 1e-12,
