@@ -484,12 +484,14 @@ def report(proto: Protocol, figure: Path) -> str:
     if not conf.empty:
         lines.append("**80 % intervals**: coverage and length, raw → calibrated (mean over splits); "
                      "length ratio = calibrated / raw.\n")
-        lines.append("| data | family | method | coverage raw | coverage calibrated | length raw | "
-                     "length calibrated | length ratio |")
-        lines.append("|---|---|---|---:|---:|---:|---:|---:|")
-        g = conf.groupby(["dataset", "family", "conformal"], sort=False)
+        lines.append("| data | family | method | splits | test rows | coverage raw | coverage calibrated | "
+                     "length raw | length calibrated | length ratio |")
+        lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        conf = conf.assign(order=conf.dataset.map({d: i for i, d in enumerate(sets)}))
+        g = conf.sort_values(["order", "family", "conformal"]).groupby(["dataset", "family", "conformal"], sort=False)
         for (d, f, m), x in g:
-            lines.append(f"| {d} | {f} | {m} | {x.coverage_80_raw.mean():.3f} | {x.coverage_80.mean():.3f} | "
+            lines.append(f"| {d} | {f} | {m} | {len(x)} | {x.n_test.mean():.0f} | {x.coverage_80_raw.mean():.3f} | "
+                         f"{x.coverage_80.mean():.3f} | "
                          f"{x.length_80_raw.mean():.3f} | {x.length_80.mean():.3f} | "
                          f"{(x.length_80 / x.length_80_raw).mean():.2f} |")
         lines.append("")
@@ -502,7 +504,7 @@ def report(proto: Protocol, figure: Path) -> str:
                  "training rows):\n")
     lines.append("| " + " | ".join(fams) + " |")
     lines.append("|" + "---:|" * len(fams))
-    lines.append("| " + " | ".join(f"{s[f]:.2f} s ({t[f]:.0f}×)" for f in fams) + " |\n")
+    lines.append("| " + " | ".join(f"{s[f]:.3g} s ({t[f]:.2g}×)" for f in fams) + " |\n")
     plot(agg, fams, sets, figure)
     lines.append(f"![relative WIS per data set]({figure.relative_to(ROOT)})\n")
     return "\n".join(lines)
