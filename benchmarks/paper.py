@@ -32,6 +32,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import subprocess
 import sys
@@ -305,7 +306,7 @@ def aggregate_split(proto: Protocol, name: str, rep: int, families: list[str], c
         need = any((family, k) not in done for k in ["none"] + (["cqr", "cv+"] if family in conf_families else []))
         if family not in ("mean", "quantile") and not need:
             continue
-        if family not in aggregate.FAMILIES:
+        if not offers(family):
             print(f"  {name} split {rep}: family {family!r} is not in this qaggstats.aggregate "
                   f"({version}); skipped", file=sys.stderr, flush=True)
             continue
@@ -344,9 +345,17 @@ COLUMNS = ["dataset", "split", "levels", "family", "conformal", "wis", "rel_best
            "crossfit_seconds", "crossfit_yardstick_seconds", "yardstick_seconds", "code"]
 
 
+def offers(family: str) -> bool:
+    """Whether the imported qaggstats.aggregate fits this family ("auto" is not in FAMILIES: it
+    is a choice among them, offered where fit_weights takes the folds to validate on)."""
+    if family == "auto":
+        return "folds" in inspect.signature(aggregate.fit_weights).parameters
+    return family in aggregate.FAMILIES
+
+
 def wanted(families: list[str], conf_families: list[str]) -> set:
     """(family, conformal) rows a split should have, for the families this qaggstats offers."""
-    offered = [f for f in families if f in aggregate.FAMILIES]
+    offered = [f for f in families if offers(f)]
     keys = {(f, "none") for f in offered}
     keys |= {(f, k) for f in offered if f in conf_families for k in ("cqr", "cv+")}
     return keys
