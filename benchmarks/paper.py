@@ -470,7 +470,10 @@ def report(proto: Protocol, figure: Path) -> str:
     lines.append("A cell marked [k] averages only the k splits where that family has been run; the "
                  "ranks below compare families on common splits only.\n")
     fast = [f for f in fams if f not in ("fine", "local", "auto")]
-    for title, group in (("every family", fams), ("the families run on every split", fast)):
+    groups = [("every family", fams), ("the seven fixed and linear families and local",
+                                        fast + [f for f in ("local",) if f in fams]),
+              ("the families run on every split", fast)]
+    for title, group in groups:
         ranks, n_sets, n_splits = rank_table(agg, group, sets)
         if not n_sets:
             continue
