@@ -3,7 +3,7 @@
 Every learner has ``formula`` (str or None), ``fit(X (n, d), y (n,), taus (r,)) -> self`` and
 ``predict(X (m, d)) -> (m, r)``; see :class:`QuantileLearner`. Provided: ``LinearQR``
 (linear quantile regression), ``QuantileForest``, ``GradientBoosting``, ``KNN``,
-``LocationScale`` and ``SklearnQuantile`` (wrap any scikit-learn regressor).
+``LocationScale``, ``LightGBMQuantile`` (optional LightGBM) and ``SklearnQuantile`` (wrap any scikit-learn regressor).
 
 Examples
 --------
@@ -19,6 +19,7 @@ from .base import (LearnerTypeError, QuantileLearner, check_learner, check_predi
 from .boosting import GradientBoosting
 from .forest import QuantileForest
 from .knn import KNN
+from .lightgbm import LightGBMQuantile
 from .linear import LinearQR
 from .locscale import LocationScale
 from .sklearn import SklearnQuantile
@@ -32,6 +33,7 @@ __all__ = [
     "QuantileForest",
     "GradientBoosting",
     "KNN",
+    "LightGBMQuantile",
     "LocationScale",
     "SklearnQuantile",
 ]
