@@ -1,6 +1,7 @@
 """The two README commands, CI, and the wheel's contents."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -64,3 +65,23 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), {"print": lambda *a, **k: None})
     assert (tmp_path / "engel.html").stat().st_size > 10_000
     assert (tmp_path / "engel.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_report_from_the_source_tree_and_no_solver_banner(tmp_path):
+    """Python started in the repository root imports the source tree: the report must still find
+    its templates, and no solver banner may reach stdout or stderr during a fit."""
+    code = (
+        "import qaggstats as qa, sys\n"
+        "assert qa.__file__.startswith(sys.argv[1]), qa.__file__\n"
+        "df = qa.datasets.load('engel')\n"
+        "fit = qa.qagg('foodexp ~ income', df, models={'lin': qa.learners.LinearQR(), 'knn': qa.learners.KNN(k=20)},"
+        " taus=[0.1, 0.5, 0.9], cv=3, n_jobs=1)\n"
+        "fit.reweight('fine'); qa.rq('foodexp ~ income', df, tau=[0.25, 0.5])\n"
+        f"fit.report({str(tmp_path / 'r.html')!r})\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code, str(root)], cwd=root, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "r.html").stat().st_size > 10_000
+    assert "HiGHS" not in out.stdout + out.stderr and "Copyright" not in out.stdout + out.stderr
