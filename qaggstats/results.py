@@ -17,10 +17,8 @@ Examples
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import os
 import platform
-import textwrap
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -40,9 +38,9 @@ from .options import REWEIGHT_SETTINGS
 from .monotone import postprocess as monotone_postprocess
 from .formula import design_newdata
 from .predictor import Predictor, sort_base
-from .summary import SummaryMixin
+from .summary import Summary, SummaryMixin
 
-__all__ = ["QaggResults", "QaggSummary", "Diagnostic", "fmt_sig", "load", "SAVED_KIND"]
+__all__ = ["QaggResults", "Diagnostic", "fmt_sig", "load", "SAVED_KIND"]
 
 SAVED_KIND = "qaggstats-fit"
 
@@ -89,118 +87,61 @@ def _describe_learner(obj: Any) -> str:
     return repr(obj) if type(obj).__repr__ is not object.__repr__ else type(obj).__name__
 
 
-class QaggSummary:
-    """Text and HTML rendering of a :class:`QaggResults` (``print(fit.summary())``)."""
+def _summary(r: "QaggResults") -> Summary:
+    """The boxed summary of a fit, rendered by :class:`qaggstats.summary.Summary`."""
+    calib = "none"
+    if r.conformal in ("cqr", "cqr-asymmetric"):
+        calib = f"{r.conformal} (n_cal = {r.n_cal:,})"
+    elif r.conformal == "cv+":
+        calib = f"cv+ ({r.cv} folds)"
+    rows = f"{r.na.n_input:,} given, {r.na.n_used:,} used"
+    if r.na.n_dropped:
+        rows += f" ({r.na.n_dropped:,} dropped for missing values)"
+    header = [
+        ("Data", r.data_name), ("Response", r.response), ("Rows", rows),
+        ("Training / calibration", f"{r.n_train:,} / {r.n_cal:,}"),
+    ]
+    if r.n_test is not None:
+        header.append(("Test rows", f"{r.n_test:,} held out (scored, not fitted)"))
+    header += [
+        ("Levels", ", ".join(f"{t:g}" for t in r.taus)),
+        ("Weight family", r.family if r.family == r.family_requested else f"{r.family} (chosen by auto)"),
+        ("Constraint", r.constraint + (", non-crossing" if r.noncrossing else "")),
+        ("Post-processing", r.postprocess), ("Conformal", calib),
+        ("Folds / seed", f"{r.cv} / {r.seed}"),
+        ("Solver", f"{r.weight_fit.solver} ({r.weight_fit.status}, {r.weight_fit.seconds:.2f} s)"),
+    ]
+    if r.na.n_dropped:
+        header.append(("NA by column", ", ".join(f"{k}: {v}" for k, v in r.na.by_column.items() if v)))
+    models = [f"{m}: {r.learners[m]}; formula: {r.formulas[m]}" for m in r.models]
+    if r.family == "local":
+        weights = r.weights.pivot_table(index=["model", "basis"], columns="tau", values="coef", sort=False)
+    elif "model" in r.weights and "weight" in r.weights:
+        weights = r.weights.pivot_table(index="model", columns="tau", values="weight", sort=False)
+    else:
+        weights = r.weights
+    keep = ("wis", "dispersion", "overprediction", "underprediction", "crossing_rate")
+    score_cols = [c for c in r.oof_scores.columns if c in keep or c.startswith("coverage_")]
+    short = {"wis": "WIS", "dispersion": "disp", "overprediction": "over",
+             "underprediction": "under", "crossing_rate": "crossing"}
 
-    def __init__(self, results: "QaggResults") -> None:
-        self.results = results
+    def scores(table: pd.DataFrame) -> pd.DataFrame:
+        # short headers keep the table within 78 columns
+        return table[score_cols].rename(columns=lambda c: short.get(c, c.replace("coverage_", "cov")))
 
-    def _blocks(self) -> list[tuple[str, Any]]:
-        r = self.results
-        calib = "none"
-        if r.conformal in ("cqr", "cqr-asymmetric"):
-            calib = f"{r.conformal} (n_cal = {r.n_cal:,})"
-        elif r.conformal == "cv+":
-            calib = f"cv+ ({r.cv} folds)"
-        rows = f"{r.na.n_input:,} given, {r.na.n_used:,} used"
-        if r.na.n_dropped:
-            rows += f" ({r.na.n_dropped:,} dropped for missing values)"
-        header = [
-            ("Data", r.data_name), ("Response", r.response), ("Rows", rows),
-            ("Training / calibration", f"{r.n_train:,} / {r.n_cal:,}"),
-        ]
-        if r.n_test is not None:
-            header.append(("Test rows", f"{r.n_test:,} held out (scored, not fitted)"))
-        header += [
-            ("Levels", ", ".join(f"{t:g}" for t in r.taus)),
-            ("Weight family", r.family if r.family == r.family_requested else f"{r.family} (chosen by auto)"),
-            ("Constraint", r.constraint + (", non-crossing" if r.noncrossing else "")),
-            ("Post-processing", r.postprocess), ("Conformal", calib),
-            ("Folds / seed", f"{r.cv} / {r.seed}"),
-            ("Solver", f"{r.weight_fit.solver} ({r.weight_fit.status}, {r.weight_fit.seconds:.2f} s)"),
-        ]
-        if r.na.n_dropped:
-            header.append(("NA by column", ", ".join(f"{k}: {v}" for k, v in r.na.by_column.items() if v)))
-        models = pd.DataFrame(
-            {"learner": [r.learners[m] for m in r.models], "formula": [r.formulas[m] for m in r.models]},
-            index=pd.Index(r.models, name="model"),
-        )
-        if r.family == "local":
-            weights = r.weights.pivot_table(index=["model", "basis"], columns="tau", values="coef", sort=False)
-        elif "model" in r.weights and "weight" in r.weights:
-            weights = r.weights.pivot_table(index="model", columns="tau", values="weight", sort=False)
-        else:
-            weights = r.weights
-        keep = ("wis", "dispersion", "overprediction", "underprediction", "crossing_rate")
-        score_cols = [c for c in r.oof_scores.columns if c in keep or c.startswith("coverage_")]
-        short = {"wis": "WIS", "dispersion": "disp", "overprediction": "over",
-                 "underprediction": "under", "crossing_rate": "crossing"}
-
-        def scores(table: pd.DataFrame) -> pd.DataFrame:
-            # short headers keep the table within 78 columns
-            return table[score_cols].rename(columns=lambda c: short.get(c, c.replace("coverage_", "cov")))
-
-        blocks: list[tuple[str, Any]] = [
-            ("header", header), ("Base models", models), ("Weights", weights),
-        ]
-        if r.selection is not None:
-            blocks.append(("Weight family selection (held-out out-of-fold WIS)", r.selection))
-        blocks.append(("Out-of-fold scores", scores(r.oof_scores)))
-        if r.test_scores is not None:
-            blocks.append(("Test scores", scores(r.test_scores)))
-        blocks.append(("Monotone post-processing (out-of-fold)", r.monotone))
-        if len(r.coverage):
-            blocks.append(("Coverage", r.coverage))
-        blocks.append(("Diagnostics", [f"[{d.verdict}] {d.claim} ({d.source}): {d.observed}" for d in r.diagnostics]))
-        if r.notes:
-            blocks.append(("Notes", list(r.notes)))
-        return blocks
-
-    def as_text(self) -> str:
-        width = 78
-        lines = ["Quantile aggregation results".center(width), "=" * width]
-        for title, body in self._blocks():
-            if title == "header":
-                lines += [f"{k + ':':<24}{v}" for k, v in body]
-                continue
-            lines += ["-" * width, title]
-            if title == "Base models":  # long learner reprs and formulas: wrapped, not a wide table
-                for name, row in body.iterrows():
-                    lines += textwrap.wrap(f"{name}: {row['learner']}", width, subsequent_indent="    ")
-                    lines += textwrap.wrap(f"formula: {row['formula']}", width, initial_indent="    ",
-                                           subsequent_indent="      ")
-            elif isinstance(body, pd.DataFrame):
-                with pd.option_context("display.width", width, "display.max_columns", 50,
-                                       "display.float_format", fmt_sig):
-                    lines.append(body.to_string(index=not isinstance(body.index, pd.RangeIndex)))
-            else:
-                for line in body:
-                    lines += textwrap.wrap(line, width, initial_indent="  ", subsequent_indent="      ")
-        lines.append("=" * width)
-        return "\n".join(lines)
-
-    def as_html(self) -> str:
-        parts = ['<div class="qagg-summary"><h4>Quantile aggregation results</h4>']
-        for title, body in self._blocks():
-            if title == "header":
-                rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in body)
-                parts.append(f"<table>{rows}</table>")
-            elif isinstance(body, pd.DataFrame):
-                parts.append(f"<h5>{html.escape(title)}</h5>" + body.to_html(float_format=fmt_sig, escape=True))
-            else:
-                items = "".join(f"<li>{html.escape(line)}</li>" for line in body)
-                parts.append(f"<h5>{html.escape(title)}</h5><ul>{items}</ul>")
-        parts.append("</div>")
-        return "".join(parts)
-
-    def __str__(self) -> str:
-        return self.as_text()
-
-    def __repr__(self) -> str:
-        return self.as_text()
-
-    def _repr_html_(self) -> str:
-        return self.as_html()
+    sections: list[tuple[str, Any]] = [("Base models", models), ("Weights", weights)]
+    if r.selection is not None:
+        sections.append(("Weight family selection (held-out out-of-fold WIS)", r.selection))
+    sections.append(("Out-of-fold scores", scores(r.oof_scores)))
+    if r.test_scores is not None:
+        sections.append(("Test scores", scores(r.test_scores)))
+    sections.append(("Monotone post-processing (out-of-fold)", r.monotone))
+    if len(r.coverage):
+        sections.append(("Coverage", r.coverage))
+    sections.append(("Diagnostics", [f"[{d.verdict}] {d.claim} ({d.source}): {d.observed}" for d in r.diagnostics]))
+    if r.notes:
+        sections.append(("Notes", list(r.notes)))
+    return Summary(header, sections, title="Quantile aggregation results", width=78, float_format=fmt_sig)
 
 
 def _cached(compute: Callable[["QaggResults"], Any]) -> property:
@@ -489,9 +430,9 @@ class QaggResults(SummaryMixin):
         return int(ilo[0]), int(ihi[0])
 
     # ------------------------------------------------------------------ summary, plots, reports
-    def summary(self) -> QaggSummary:
+    def summary(self) -> Summary:
         """A printable summary (text in the console, HTML in a notebook)."""
-        return QaggSummary(self)
+        return _summary(self)
 
     def __repr__(self) -> str:
         return (f"<QaggResults: {self.response} on {self.n_train:,} rows, {len(self.models)} models, "

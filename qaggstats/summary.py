@@ -17,7 +17,8 @@ True
 from __future__ import annotations
 
 import html
-from typing import Any, Sequence
+import textwrap
+from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
@@ -25,45 +26,88 @@ __all__ = ["Summary", "SummaryMixin", "format_pval"]
 
 
 class Summary:
-    """Header lines (label, value) followed by titled tables.
+    """The one summary renderer: header lines (label, value), then titled sections, then notes.
+
+    Two layouts share it: R's (``title=None``: ``label: value`` lines and plain tables, as
+    ``summary.rq`` prints) and a boxed report (``title=...``: a centred title between rules,
+    aligned labels, sections separated by rules, long lines wrapped to ``width``).
 
     Parameters
     ----------
     header : sequence of (label, value)
-        Shown as ``label: value`` lines.
-    tables : sequence of (title, DataFrame)
-        Each table is printed under its title ("" for none).
+    tables : sequence of (title, DataFrame or sequence of str)
+        Each section under its title ("" for none); a list of strings is printed as wrapped
+        bullet lines (HTML: a list).
     footer : sequence of str
         Notes printed at the end.
+    title : str, optional
+        Boxed layout with this title.
+    width : int
+        Line width of the boxed layout.
+    float_format : callable, optional
+        Formats the floats of every table.
     """
 
-    def __init__(self, header: Sequence[tuple[str, Any]], tables: Sequence[tuple[str, pd.DataFrame]],
-                 footer: Sequence[str] = ()) -> None:
+    def __init__(self, header: Sequence[tuple[str, Any]], tables: Sequence[tuple[str, Any]],
+                 footer: Sequence[str] = (), *, title: Optional[str] = None, width: int = 78,
+                 float_format: Optional[Callable[[float], str]] = None) -> None:
         self.header = list(header)
         self.tables = list(tables)
         self.footer = list(footer)
+        self.title = title
+        self.width = width
+        self.float_format = float_format
+
+    def _table_text(self, table: pd.DataFrame) -> str:
+        options = ["display.width", self.width, "display.max_columns", 50]
+        if self.float_format is not None:
+            options += ["display.float_format", self.float_format]
+        with pd.option_context(*options):
+            return table.to_string(index=not isinstance(table.index, pd.RangeIndex))
+
+    def _lines_text(self, lines: Sequence[str]) -> list[str]:
+        out: list[str] = []
+        for line in lines:
+            out += textwrap.wrap(str(line), self.width, initial_indent="  ", subsequent_indent="      ") or [""]
+        return out
 
     def as_text(self) -> str:
         """Plain text, as printed in a console."""
-        lines = [f"{k}: {v}" for k, v in self.header]
-        for title, table in self.tables:
-            lines += ["", title] if title else [""]
-            lines.append(table.to_string())
+        if self.title is None:
+            lines = [f"{k}: {v}" for k, v in self.header]
+            for title, body in self.tables:
+                lines += ["", title] if title else [""]
+                lines += [body.to_string()] if isinstance(body, pd.DataFrame) else [str(v) for v in body]
+            if self.footer:
+                lines += [""] + self.footer
+            return "\n".join(lines)
+        rule = self.width
+        lines = [self.title.center(rule), "=" * rule]
+        lines += [f"{k + ':':<24}{v}" for k, v in self.header]
+        for title, body in self.tables:
+            lines += ["-" * rule, title]
+            lines += [self._table_text(body)] if isinstance(body, pd.DataFrame) else self._lines_text(body)
         if self.footer:
-            lines += [""] + self.footer
+            lines += ["-" * rule] + self._lines_text(self.footer)
+        lines.append("=" * rule)
         return "\n".join(lines)
 
     def as_html(self) -> str:
         """An HTML fragment with every value escaped."""
         parts = ["<div class='qagg-summary'>"]
+        if self.title:
+            parts.append(f"<h4>{html.escape(self.title)}</h4>")
         if self.header:
             parts.append("<table>" + "".join(
                 f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                 for k, v in self.header) + "</table>")
-        for title, table in self.tables:
+        for title, body in self.tables:
             if title:
-                parts.append(f"<h4>{html.escape(title)}</h4>")
-            parts.append(table.to_html(escape=True))
+                parts.append(f"<h5>{html.escape(title)}</h5>")
+            if isinstance(body, pd.DataFrame):
+                parts.append(body.to_html(escape=True, float_format=self.float_format))
+            else:
+                parts.append("<ul>" + "".join(f"<li>{html.escape(str(v))}</li>" for v in body) + "</ul>")
         parts += [f"<p>{html.escape(line)}</p>" for line in self.footer]
         parts.append("</div>")
         return "\n".join(parts)
@@ -73,6 +117,9 @@ class Summary:
 
     def __repr__(self) -> str:
         return self.as_text()
+
+    def _repr_html_(self) -> str:
+        return self.as_html()
 
 
 class SummaryMixin:
