@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import sys
 import types
 from pathlib import Path
 
@@ -251,14 +252,33 @@ def artifacts() -> Path:
 _OUTSIDE_READS: list[str] = []
 
 
+def _allowed_roots() -> tuple[str, ...]:
+    """Places beside the repository that are the environment, not data: the Python installation
+    and virtual environment, site-packages, the temporary folder."""
+    import os
+    import site
+    import sysconfig
+    import tempfile
+
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, tempfile.gettempdir(),
+             *sysconfig.get_paths().values(), *site.getsitepackages()}
+    return tuple(os.path.abspath(r) + os.sep for r in roots if r)
+
+
 def _outside_repository(path: object) -> str | None:
+    """``path`` if it lies beside the repository (in its parent folder, outside the repository,
+    the environment and hidden folders such as caches), else None."""
     import os
 
     if not isinstance(path, (str, bytes, os.PathLike)):
         return None
     full = os.path.abspath(os.fsdecode(path))
     parent, root = str(ROOT.parent) + os.sep, str(ROOT) + os.sep
-    return full if full.startswith(parent) and not full.startswith(root) and full != str(ROOT) else None
+    if not full.startswith(parent) or full.startswith(root) or full == str(ROOT):
+        return None
+    if full[len(parent):].startswith(".") or full.startswith(_ALLOWED):
+        return None
+    return full
 
 
 def _audit(event: str, args: tuple) -> None:
@@ -268,10 +288,9 @@ def _audit(event: str, args: tuple) -> None:
             _OUTSIDE_READS.append(hit)
 
 
+_ALLOWED = _allowed_roots()
 if str(ROOT.parent) != ROOT.anchor:  # a repository at the file-system root has no "beside"
-    import sys as _sys
-
-    _sys.addaudithook(_audit)
+    sys.addaudithook(_audit)
 
 
 def pytest_sessionfinish(session, exitstatus):
