@@ -810,6 +810,34 @@ def _inference(data: dict, tau: float, beta: np.ndarray, se: str, level: float, 
                          "p_value": pval, "lower": lower, "upper": upper})
 
 
+def _check_collinear(X: np.ndarray, names: list[str]) -> None:
+    """Raise a DataError naming the design columns that are linear combinations of earlier ones.
+
+    Columns are scaled to unit norm first (so units do not decide), then a pivoted QR finds the
+    rank; the columns left out, in formula order, are named (as R's ``lm`` would alias them).
+    """
+    from scipy.linalg import qr
+
+    norms = np.linalg.norm(X, axis=0)
+    Z = X / np.where(norms > 0, norms, 1.0)
+    _, R, piv = qr(Z, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(R))
+    rank = int((diag > diag.max() * max(X.shape) * np.finfo(float).eps).sum()) if diag.size else 0
+    if rank == X.shape[1] and (norms > 0).all():
+        return
+    # greedy in formula order: a column is aliased if it adds nothing to those kept before it
+    kept: list[int] = []
+    aliased = []
+    for j in range(X.shape[1]):
+        trial = Z[:, kept + [j]]
+        if norms[j] == 0 or np.linalg.matrix_rank(trial, tol=max(X.shape) * np.finfo(float).eps * 10) <= len(kept):
+            aliased.append(names[j])
+        else:
+            kept.append(j)
+    raise DataError(f"rq: design column(s) {', '.join(repr(a) for a in aliased)} are collinear with earlier "
+                    f"terms (rank {len(kept)} < {X.shape[1]} columns); drop them from the formula")
+
+
 def rq(formula: str, data: pd.DataFrame, tau: float | Sequence[float] = 0.5,
        se: Optional[SE] = None, level: float = 0.9, na: str = "drop",
        weights: Optional[np.ndarray] = None, replications: int = 200, bsmethod: BootMethod = "xy",
@@ -891,6 +919,7 @@ def rq(formula: str, data: pd.DataFrame, tau: float | Sequence[float] = 0.5,
     n, d = X.shape
     if n <= d:
         raise DataError(f"rq: {n} rows for {d} design columns; need more rows than columns")
+    _check_collinear(X, list(spec.column_names))
     notes = list(frames.notes)
     if se is None:
         # R's summary.rq: rank inversion below 1,001 rows, else the Huber sandwich

@@ -295,3 +295,22 @@ def test_auto_says_what_it_compared_and_why(regions):
     assert table.loc[table["chosen"], "family"].item() == fit.family
     text = str(fit.summary())
     assert "Weight family selection" in text and "(chosen by auto)" in text
+
+
+def test_cli_names_a_semicolon_csv_and_predict_keeps_ids(fit, engel, tmp_path, capsys):
+    from qaggstats.cli import main
+
+    bad = tmp_path / "semi.csv"
+    engel.to_csv(bad, sep=";", index=False)
+    assert main(["fit", str(bad), "-f", "foodexp ~ income"]) == 2
+    assert "looks semicolon-separated" in capsys.readouterr().err
+    saved = fit.save(tmp_path / "fit.qagg")
+    new = engel.iloc[180:190].assign(id=[f"r{i}" for i in range(10)])
+    new.to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(saved), str(tmp_path / "new.csv"), "-o", str(out), "--id", "id",
+                 "--keep", "income"]) == 0
+    pred = pd.read_csv(out)
+    assert list(pred.columns[:2]) == ["id", "income"] and pred["id"].tolist() == new["id"].tolist()
+    np.testing.assert_allclose(pred[["q0.1", "q0.5", "q0.9"]].to_numpy(), fit.predict(new).to_numpy(), rtol=1e-12)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

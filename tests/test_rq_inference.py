@@ -172,3 +172,17 @@ def test_anova_nested_models_matches_r(sim):
         qa.rq("y ~ x + z", sim, tau=0.5).anova(qa.rq("y ~ g", sim, tau=0.5))
     with pytest.raises(DataError, match="same single level"):
         f1.anova(qa.rq("y ~ x", sim, tau=0.25))
+
+
+def test_collinear_design_names_the_column():
+    import numpy as np
+    import pandas as pd
+
+    import qaggstats as qa
+    from qaggstats.errors import DataError
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=60)
+    df = pd.DataFrame({"y": x + rng.normal(size=60), "x": x, "x2": 2 * x, "z": rng.normal(size=60)})
+    with pytest.raises(DataError, match=r"'x2' are collinear with earlier terms \(rank 3 < 4"):
+        qa.rq("y ~ x + z + x2", df)
