@@ -254,15 +254,19 @@ _OUTSIDE_READS: list[str] = []
 
 def _allowed_roots() -> tuple[str, ...]:
     """Places beside the repository that are the environment, not data: the Python installation
-    and virtual environment, site-packages, the temporary folder."""
+    and virtual environment, site-packages, and the folders that tempfile and pytest create in
+    the temporary folder (when the repository itself sits there)."""
     import os
     import site
     import sysconfig
     import tempfile
 
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, tempfile.gettempdir(),
-             *sysconfig.get_paths().values(), *site.getsitepackages()}
-    return tuple(os.path.abspath(r) + os.sep for r in roots if r)
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *sysconfig.get_paths().values(),
+             *site.getsitepackages()}
+    allowed = [os.path.abspath(r) + os.sep for r in roots if r]
+    temp = os.path.abspath(tempfile.gettempdir()) + os.sep
+    allowed += [temp + "tmp", temp + "pytest-of-"]
+    return tuple(allowed)
 
 
 def _outside_repository(path: object) -> str | None:
