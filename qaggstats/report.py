@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -43,6 +44,7 @@ from markupsafe import Markup
 from . import plots
 from .errors import QaggError, SaveError
 from .files import atomic_write
+from .quantreg import NonPositiveFisWarning
 from .scoring import central_pairs
 
 __all__ = ["build_context", "render_html", "write_report", "write_reports"]
@@ -465,8 +467,11 @@ def _coef_figure(r, num: _Numbering) -> dict | None:
         return None
     try:
         # "nid" as the caption says: the rank-inversion bands (R's default below 1,001 rows)
-        # cost seconds per level and would dominate the report's time
-        fig = r.plot("coef", se="nid", ncols=4)
+        # cost seconds per level and would dominate the report's time. R's "non-positive fis"
+        # warnings belong to an rq() a user runs, not to a figure of the report.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NonPositiveFisWarning)
+            fig = r.plot("coef", se="nid", ncols=4)
     except QaggError:
         return None
     return _svg_figure(fig, "Coefficients of the linear base model across levels (refitted on the training rows) "
