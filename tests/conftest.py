@@ -246,7 +246,7 @@ def artifacts() -> Path:
 
 
 # ----------------------------------------------------------------------------- self-containment
-# The suite must read nothing outside the repository: a user's clone has no ../shared beside it.
+# The suite must read nothing outside the repository: a user's clone has nothing beside it.
 # An audit hook records every file opened in the repository's parent folder but outside the
 # repository itself; the session fails if any test did so.
 _OUTSIDE_READS: list[str] = []
