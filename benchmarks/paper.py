@@ -54,7 +54,7 @@ from _common import RESULTS, ROOT, load_uci, machine, replace_section, today  # 
 
 import qaggstats  # noqa: E402
 from qaggstats import aggregate, conformal, learners, monotone, scoring  # noqa: E402
-from qaggstats.basis import apply_basis, standardized_basis  # noqa: E402
+from qaggstats.basis import LocalBasis  # noqa: E402
 from qaggstats.crossfit import crossfit  # noqa: E402
 
 PAPER_SETS = ("bostonHousing", "concrete", "energy", "kin8nm", "naval-propulsion-plant",
@@ -193,6 +193,12 @@ def load_split(path: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- stage 2
+def _design_basis(X: np.ndarray) -> LocalBasis:
+    """The local basis of the benchmark: the standardised features (the paper's x), learnt on
+    the training part and applied unchanged (clipped to its range) to the test part."""
+    return LocalBasis(kind="design").fit(X, None)
+
+
 def fit_family(c: dict, family: str, proto: Protocol, noncrossing: bool, rows: Optional[np.ndarray] = None):
     """Weights of one family on the out-of-fold predictions (all rows or ``rows``)."""
     Q, y = c["Q"], c["y"]
@@ -200,7 +206,7 @@ def fit_family(c: dict, family: str, proto: Protocol, noncrossing: bool, rows: O
     if family == "grouped":
         kw["groups"] = proto.groups
     if family in ("local", "auto"):
-        kw["basis"], _ = standardized_basis(c["X"])
+        kw["basis"] = _design_basis(c["X"]).transform(c["X"], None)
     if family == "auto":
         # inner validation on the cross-fit's own folds (qaggstats.selection); one held-out
         # fold instead of the default three keeps the 19 candidate fits within the budget
@@ -218,8 +224,7 @@ def combine(w, c: dict, Q: np.ndarray, X: np.ndarray) -> np.ndarray:
     """Aggregate ``Q (m, p, r)`` at rows ``X (m, d)`` (local weights need the basis there)."""
     if w.family != "local":
         return w.combine(Q)
-    _, state = standardized_basis(c["X"])
-    return w.combine(Q, basis=apply_basis(X, state))
+    return w.combine(Q, basis=_design_basis(c["X"]).transform(X, None))
 
 
 def interval80(y: np.ndarray, q: np.ndarray, taus: np.ndarray) -> tuple[float, float]:
