@@ -38,7 +38,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from ._cvxpy_model import CVXPY_ORDER as _CVXPY_ORDER, fit_cvxpy as _fit_cvxpy  # noqa: F401 (re-export)
+from ._cvxpy_model import fit_cvxpy as _fit_cvxpy
 from .errors import DataError, SolverError
 from .scoring import validate_levels
 

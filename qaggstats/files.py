@@ -15,7 +15,7 @@ b'hello'
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -42,8 +42,11 @@ def atomic_write(path: str | os.PathLike, payload: Payload) -> Path:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise SaveError(f"cannot write {path}: directory {directory} does not exist")
+    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        # os.open with 0o666 honours the umask as open() would (mkstemp gives 0600), without
+        # changing the process-wide umask
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as err:
         raise SaveError(f"cannot write {path}: {err.strerror}") from err
     try:
@@ -52,14 +55,11 @@ def atomic_write(path: str | os.PathLike, payload: Payload) -> Path:
                 payload(fh)
             else:
                 fh.write(payload)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise SaveError(f"cannot write {path}: {err.strerror}") from err
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path

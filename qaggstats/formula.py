@@ -237,7 +237,7 @@ class _Uses:
 
 def _unknown_function(name: str, code: str) -> FormulaError:
     if name in _CONTRASTS:
-        lower = f"; for polynomials of a number write poly(x, 2) (R's poly)" if name == "Poly" else ""
+        lower = "; for polynomials of a number write poly(x, 2) (R's poly)" if name == "Poly" else ""
         return FormulaError(f"{name!r} in formula term {code!r} is a contrast: write C(g, {name}) "
                             f"for a factor g{lower}")
     known = sorted(SUPPORTED_FUNCTIONS)

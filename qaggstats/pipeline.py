@@ -326,9 +326,10 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
     timings = dict(base.timings)
 
     # The local basis (also for "auto", which may choose local): learnt on the training rows
-    basis_spec = local = basis = None
+    basis_spec = local = basis = X_basis = None
     if family in ("local", "auto"):
-        basis_spec, local, basis = _local_basis(base, local_formula)
+        basis_spec, local, X_basis = _local_basis(base, local_formula)
+        basis = local.transform(None if X_basis is None else X_basis[split.train], base.Q)
     extra, notes = None, []
     if noncrossing_at is not None:
         extra, skipped = _extra_points(base, noncrossing_at, basis_spec, local)
@@ -385,7 +386,7 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
     if base.conformal in ("cqr", "cqr-asymmetric"):
         cal = {m: base.frames.X[m][split.cal] for m in used}
         if basis_spec is not None:
-            cal[_BASIS] = _basis_design(base, basis_spec)[split.cal]
+            cal[_BASIS] = X_basis[split.cal]
         Q_cal = predictor.base_quantiles(cal, where=" on calibration rows")
         q_cal = predictor.finish(predictor.combine(Q_cal, predictor.basis_rows(cal.get(_BASIS), Q_cal)))
         method = "asymmetric" if base.conformal == "cqr-asymmetric" else "symmetric"
@@ -409,27 +410,22 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
 _BASIS = "__basis__"
 
 
-def _basis_design(base: BaseFit, spec) -> np.ndarray:
-    """The design of a local formula on every used row (training and calibration)."""
-    return spec.design(base.data_used)
-
-
 def _local_basis(base: BaseFit, local_formula: Optional[str]):
-    """(spec or None, fitted LocalBasis, basis at the training rows (n_train, b)).
+    """(spec or None, LocalBasis fitted on the training rows, the formula's design on every used
+    row or None).
 
     Without ``local_formula`` the basis is built from the base models' own out-of-fold
     predictions (location, spread, disagreement), so it needs no formula and works with
     factors; with one, from the standardised design of that formula.
     """
     if local_formula is None:
-        local = LocalBasis(kind="spread").fit(None, base.Q)
-        return None, local, local.transform(None, base.Q)
+        return None, LocalBasis(kind="spread").fit(None, base.Q), None
     frames = model_frames({"basis": local_formula_with_response(local_formula, base.formula)},
                           base.data_used, na="raise")
     spec = frames.specs["basis"]
-    X = frames.X["basis"][base.split.train]
-    local = LocalBasis(kind="design").fit(X, None, column_names=spec.column_names)
-    return spec, local, local.transform(X, None)
+    X = frames.X["basis"]
+    local = LocalBasis(kind="design").fit(X[base.split.train], None, column_names=spec.column_names)
+    return spec, local, X
 
 
 def weight_subsample(y: np.ndarray, max_rows: Optional[int], seed: int) -> Optional[np.ndarray]:

@@ -36,6 +36,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .errors import DataError
+from .levels import validate_levels
 from .scoring import binomial_band, central_pairs
 
 __all__ = [
@@ -143,9 +144,7 @@ def _taus(taus: object, r: int) -> np.ndarray:
     t = np.asarray(taus, dtype=float).ravel()
     if t.size != r:
         raise DataError(f"taus has {t.size} levels but q has {r} columns")
-    if t.size and (np.any(np.diff(t) <= 0) or t[0] <= 0 or t[-1] >= 1):
-        raise DataError("taus must be strictly increasing and inside (0, 1)")
-    return t
+    return validate_levels(t) if t.size else t
 
 
 def _yq(y: object, q: object, taus: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ Examples
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -194,5 +194,4 @@ class Predictor:
 
     def with_calibration(self, calibration: Any, fold_learners: Optional[Mapping[str, list]] = None) -> "Predictor":
         """A copy with a conformal calibration (and, for CV+, the fold models) attached."""
-        return Predictor(self.taus, self.models, self.specs, self.learners, self.weights, self.postprocess,
-                         self.basis_spec, self.basis, calibration, fold_learners)
+        return replace(self, calibration=calibration, fold_learners=fold_learners)

@@ -24,6 +24,7 @@ from ._fn import fn_solve, one_blas_thread
 from .errors import DataError, SolverError
 from .formula import FormulaSpec, NAReport, design_newdata, model_frames
 from .scoring import validate_levels
+from .levels import quantile_column
 from .summary import Summary, SummaryMixin, format_pval
 
 __all__ = ["rq", "RQResults", "rq_fit", "rq_se", "rq_boot", "rq_rank_ci", "anova", "AnovaRQ",
@@ -552,17 +553,6 @@ def rq_rank_ci(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray,
         scale = np.sqrt(qn[j] * tau * (1 - tau))
         out[j] = [_rank_walk(Xu, yu, w.astype(float), tau, j, beta, s, cutoff, scale) for s in (-1, 1)]
     return out
-
-
-def quantile_column(tau: float) -> str:
-    """Column name of level ``tau`` in prediction frames (``rq`` and ``qagg`` alike).
-
-    Examples
-    --------
-    >>> quantile_column(0.05)
-    'q0.05'
-    """
-    return f"q{tau:g}"
 
 
 class RQResults(SummaryMixin):

@@ -174,11 +174,10 @@ class QaggResults(SummaryMixin):
         notes = list(base.notes) + list(base.frames.notes) + list(notes)
         notes += [f"learner {name!r} was dropped: {why}" for name, why in cf.dropped.items()]
         for name in models:
-            aliased = list(getattr(cf.fitted[name], "aliased_", None) or ()) if not isinstance(
-                getattr(cf.fitted[name], "aliased_", None), np.ndarray) else list(cf.fitted[name].aliased_)
-            if aliased:
+            aliased = getattr(cf.fitted[name], "aliased_", None)  # design column positions (LinearQR)
+            if aliased is not None and len(aliased):
                 columns = base.frames.specs[name].column_names
-                named = [columns[int(a)] if isinstance(a, (int, np.integer)) else str(a) for a in aliased]
+                named = [columns[int(a)] for a in aliased]
                 notes.append(f"model {name!r}: aliased (collinear) design column(s) dropped from the fit: "
                              f"{', '.join(named)}")
         unused = [m for m in models if m not in predictor.learners]

@@ -20,7 +20,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import qaggstats as qa
-from qaggstats import estimator as est_mod
 from qaggstats.errors import DataError, QaggError
 from qaggstats.estimator import SKLEARN_EXPECTED_FAILED_CHECKS, QuantileAggregator
 from qaggstats.learners import KNN, LinearQR

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import qaggstats as qa
-from qaggstats import _lp, aggregate, files
+from qaggstats import _cvxpy_model, _lp, aggregate
 from qaggstats.errors import (CalibrationError, DataError, FitError, FormulaError, LearnerTypeError,
                               QaggError, SaveError, SolverError)
 from qaggstats.learners import KNN, LinearQR, LocationScale
@@ -231,7 +231,7 @@ def test_infeasible_constraints_list_every_solver_tried():
     Q, y, taus = _sorted_Q()
     with pytest.raises(SolverError) as info:
         aggregate.fit_weights(Q, y, taus, family="quantile", min_gap=1e3, solver="cvxpy")
-    chain = [s for s in aggregate._CVXPY_ORDER if s in cp.installed_solvers()]
+    chain = [s for s in _cvxpy_model.CVXPY_ORDER if s in cp.installed_solvers()]
     assert len(chain) >= 2
     for name in chain:
         assert f"{name}: infeasible" in str(info.value)

@@ -238,6 +238,28 @@ class LearnerBase:
         return f"{type(self).__name__}({', '.join(shown)})"
 
 
+class PerLevelLearner(LearnerBase):
+    """A learner fitting one regressor per level; subclasses define ``_make(tau)``."""
+
+    def _make(self, tau: float) -> Any:
+        raise NotImplementedError
+
+    def fit(self, X: np.ndarray, y: np.ndarray, taus: np.ndarray) -> "PerLevelLearner":
+        """Fit ``_make(tau)`` on ``X (n, d)``, ``y (n,)`` for each level ``taus (r,)``."""
+        self._validate()
+        X, y, taus = check_fit_data(X, y, taus, type(self).__name__)
+        self.models_ = [self._make(float(t)).fit(X, y) for t in taus]
+        self.n_features_ = X.shape[1]
+        self.taus_ = taus
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Quantiles ``(m, r)`` at the rows of ``X (m, d)``."""
+        self._check_fitted()
+        X = check_predict_data(X, self.n_features_, type(self).__name__)
+        return predict_per_level(self.models_, X)
+
+
 def predict_per_level(models: list, X: np.ndarray) -> np.ndarray:
     """Stack the predictions of one fitted regressor per level into ``(m, r)`` float64.
 

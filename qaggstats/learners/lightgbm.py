@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
-
 from ..errors import LearnerTypeError
-from .base import (LearnerBase, _check_float, _check_int, _check_random_state, check_fit_data,
-                   check_predict_data, predict_per_level)
+from .base import PerLevelLearner, _check_float, _check_int, _check_random_state
 
 __all__ = ["LightGBMQuantile"]
 
@@ -31,7 +28,7 @@ def _lightgbm():
     return lightgbm
 
 
-class LightGBMQuantile(LearnerBase):
+class LightGBMQuantile(PerLevelLearner):
     """LightGBM boosting with the quantile objective, one booster per level.
 
     Each level ``tau`` gets ``lightgbm.LGBMRegressor(objective="quantile", alpha=tau)``; levels
@@ -53,8 +50,9 @@ class LightGBMQuantile(LearnerBase):
         Row fraction per round (bagging, every round when < 1), in (0, 1].
     colsample_bytree : float, default 1.0
         Feature fraction per tree, in (0, 1].
-    random_state : int or None, default 0
-        Seed of LightGBM's bagging and feature sampling.
+    random_state : int or None, default None
+        Seed of LightGBM's bagging and feature sampling. None inside :func:`qaggstats.qagg`
+        takes a seed derived from its ``seed``, as for the other random learners.
     n_threads : int, default 1
         Threads per fit.
     formula : str or None, default None
@@ -70,7 +68,7 @@ class LightGBMQuantile(LearnerBase):
 
     def __init__(self, n_estimators: int = 100, learning_rate: float = 0.1, num_leaves: int = 15,
                  min_child_samples: int = 20, subsample: float = 1.0, colsample_bytree: float = 1.0,
-                 random_state: Optional[int] = 0, n_threads: int = 1,
+                 random_state: Optional[int] = None, n_threads: int = 1,
                  formula: Optional[str] = None) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -95,8 +93,8 @@ class LightGBMQuantile(LearnerBase):
         _check_random_state(self.random_state, name)
         _check_int(self.n_threads, "n_threads", name)
 
-    def _model(self, lightgbm, tau: float):
-        return lightgbm.LGBMRegressor(
+    def _make(self, tau: float):
+        return _lightgbm().LGBMRegressor(
             objective="quantile", alpha=tau, n_estimators=self.n_estimators,
             learning_rate=self.learning_rate, num_leaves=self.num_leaves,
             min_child_samples=self.min_child_samples, subsample=self.subsample,
@@ -104,19 +102,3 @@ class LightGBMQuantile(LearnerBase):
             subsample_freq=1 if self.subsample < 1.0 else 0, colsample_bytree=self.colsample_bytree,
             random_state=self.random_state, n_jobs=self.n_threads, verbose=-1,
         )
-
-    def fit(self, X: np.ndarray, y: np.ndarray, taus: np.ndarray) -> "LightGBMQuantile":
-        """Fit one booster per level ``taus (r,)`` on ``X (n, d)``, ``y (n,)``."""
-        self._validate()
-        X, y, taus = check_fit_data(X, y, taus, type(self).__name__)
-        lightgbm = _lightgbm()
-        self.models_ = [self._model(lightgbm, float(t)).fit(X, y) for t in taus]
-        self.n_features_ = X.shape[1]
-        self.taus_ = taus
-        return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Quantiles ``(m, r)`` at the rows of ``X (m, d)``."""
-        self._check_fitted()
-        X = check_predict_data(X, self.n_features_, type(self).__name__)
-        return predict_per_level(self.models_, X)

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-import numpy as np
-
 from ..errors import DataError, FitError
-from .base import LearnerBase, check_fit_data, check_predict_data, predict_per_level
+from .base import PerLevelLearner
 
 __all__ = ["SklearnQuantile"]
 
 
-class SklearnQuantile(LearnerBase):
+class SklearnQuantile(PerLevelLearner):
     """Quantile learner built from a factory of scikit-learn regressors, one per level.
 
     For each level ``tau`` the factory is called as ``factory(tau)`` and must return an
@@ -62,18 +60,3 @@ class SklearnQuantile(LearnerBase):
                 f"fit(X, y) and predict(X)"
             )
         return model
-
-    def fit(self, X: np.ndarray, y: np.ndarray, taus: np.ndarray) -> "SklearnQuantile":
-        """Fit ``factory(tau)`` on ``X (n, d)``, ``y (n,)`` for each level ``taus (r,)``."""
-        self._validate()
-        X, y, taus = check_fit_data(X, y, taus, type(self).__name__)
-        self.models_ = [self._make(float(t)).fit(X, y) for t in taus]
-        self.n_features_ = X.shape[1]
-        self.taus_ = taus
-        return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Quantiles ``(m, r)`` at the rows of ``X (m, d)``."""
-        self._check_fitted()
-        X = check_predict_data(X, self.n_features_, type(self).__name__)
-        return predict_per_level(self.models_, X)
