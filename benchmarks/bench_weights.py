@@ -157,10 +157,10 @@ def yardstick(n: int, seed: int = 0) -> float:
 
 
 def flexible_basis(Q):
-    """b = 10: the default spread basis with 6 hinges of the models' central prediction."""
+    """The default local basis: a partition of unity, 4 x 3 hats of location and spread (b = 12)."""
     from qaggstats.basis import LocalBasis
 
-    return LocalBasis(knots=6).fit(None, Q).transform(None, Q)
+    return LocalBasis().fit(None, Q).transform(None, Q)
 
 
 def flexible(r99: bool) -> list[dict]:

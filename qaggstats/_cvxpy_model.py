@@ -94,16 +94,27 @@ def _build(spec: dict):
             xalphas = [spec["basis_x"] @ T for T in Theta]
             points.append(xalphas)
             qx = sum(cp.multiply(spec["Q_x"][:, j, :], xalphas[j]) for j in range(p))
-        for al in points:
+        if spec["partition"]:
+            # partition of unity: every prototype theta_.kb on the simplex, hence alpha(x) at every x
             if constraint in ("simplex", "nonneg"):
-                cons += [a >= 0 for a in al]
+                cons += [T >= 0 for T in Theta]
             if constraint == "simplex":
-                cons.append(sum(al) == 1)
+                cons.append(sum(Theta) == 1)
+            if spec["penalty"] and bdim > 1:
+                # deviation of each prototype from the mean over the basis functions
+                spread = sum(cp.sum(cp.abs(T - np.ones((bdim, 1)) @ cp.sum(T, axis=0, keepdims=True) / bdim))
+                             for T in Theta)
+                objective_extra.append(spec["penalty"] * spread)
+        else:
+            for al in points:
+                if constraint in ("simplex", "nonneg"):
+                    cons += [a >= 0 for a in al]
+                if constraint == "simplex":
+                    cons.append(sum(al) == 1)
+            if spec["penalty"] and bdim > 1:
+                # l1 size of the non-constant basis coefficients (column 0 is the constant)
+                objective_extra.append(spec["penalty"] * sum(cp.sum(cp.abs(T[1:, :])) for T in Theta))
         rough = sum(cp.sum(cp.abs(T[:, 1:] - T[:, :-1])) for T in Theta) if r > 1 else 0
-        if spec["penalty"] and bdim > 1:
-            # l1 size of the non-constant basis coefficients (column 0 is the constant)
-            rough_pen = sum(cp.sum(cp.abs(T[1:, :])) for T in Theta)
-            objective_extra.append(spec["penalty"] * rough_pen)
         variables = {"Theta": Theta}
     else:
         G = int(gid.max()) + 1
@@ -209,11 +220,12 @@ def _solve_cvxpy(problem, chain: list[str], attempts: Optional[dict] = None) -> 
 
 
 def fit_cvxpy(family, constraint, intercept, X, y, taus, gid, basis, w, smooth, noncrossing, Qx, bx,
-              min_gap, solver, attempts=None, penalty=0.0):
+              min_gap, solver, attempts=None, penalty=0.0, partition=False):
     """Solve the weight LP through cvxpy; returns alpha, intercept, solver, status, timings, attempts.
 
     ``penalty`` (local only) adds ``penalty * sum |theta_jkb|`` over the non-constant basis
-    columns b >= 1. Thread-safe: the shared cached problem is loaded and solved under a lock.
+    columns b >= 1, or with ``partition`` (a partition-of-unity basis: the simplex is imposed on
+    every prototype theta_.kb) ``penalty * sum |theta_jkb - mean_b theta_jkb|``. Thread-safe: the shared cached problem is loaded and solved under a lock.
     """
     n, p, r = X.shape
     ww = np.ones(n) if w is None else w
@@ -224,7 +236,8 @@ def fit_cvxpy(family, constraint, intercept, X, y, taus, gid, basis, w, smooth, 
     dpp = family != "local" and n * p * r <= _DPP_MAX_ENTRIES
     spec = dict(family=family, dpp=dpp, n=n, p=p, r=r, gid=gid if gid is not None else np.arange(r),
                 constraint=constraint, intercept=bool(intercept), m_extra=m, smooth=float(smooth),
-                noncrossing=bool(noncrossing), min_gap=float(min_gap), penalty=float(penalty))
+                noncrossing=bool(noncrossing), min_gap=float(min_gap), penalty=float(penalty),
+                partition=bool(partition))
     arrays: dict[str, Any] = {"y": y[:, None], "wpos": np.outer(ww, taus), "wneg": np.outer(ww, 1 - taus),
                               "smooth": float(smooth), "gap": float(min_gap)}
     if family == "fine":

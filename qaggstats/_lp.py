@@ -30,7 +30,11 @@ The same dual serves the "fine" and "local" families through their per-level des
 columns ``nu``, one per basis function, as ``mu_g`` above) and the positivity rows
 ``phi(x_i) . theta_jk >= 0`` added as cuts when violated, like the non-crossing constraints.
 An l1 penalty ``lam_v |theta_v|`` on a weight only changes its dual row's bounds to
-``[-lam_v, lam_v]`` (``(-inf, lam_v]`` for non-negative weights).
+``[-lam_v, lam_v]`` (``(-inf, lam_v]`` for non-negative weights); an l1 penalty on linear maps
+of the weights, ``lam_m |D_m . alpha_g|``, adds one dual column per map and group (``D_m`` in the
+group's weight rows, bounds ``[-lam_m, lam_m]``, cost 0). Local weights over a partition-of-unity
+basis use that: non-negative theta, ``sum_j theta_jkb = 1`` for every basis function b, and the
+penalty on each theta's deviation from its mean over b.
 """
 from __future__ import annotations
 
@@ -383,7 +387,8 @@ def solve_structured(X, y: np.ndarray, taus: np.ndarray, gid: np.ndarray, constr
                      intercept: bool, noncrossing: bool, w: Optional[np.ndarray] = None,
                      X_extra=None, min_gap: float = 0.0, seed: int = 0,
                      equality: Optional[tuple[np.ndarray, np.ndarray]] = None,
-                     penalty: Optional[np.ndarray] = None, positive: bool = False) -> StructuredResult:
+                     penalty: Optional[np.ndarray] = None, positive: bool = False,
+                     penalty_maps: Optional[tuple[np.ndarray, np.ndarray]] = None) -> StructuredResult:
     """Solve the weight LP of a linear family, fine or local exactly (see the module docstring).
 
     For large n the dual columns of points far from the fit are fixed at the bound their
@@ -417,6 +422,8 @@ def solve_structured(X, y: np.ndarray, taus: np.ndarray, gid: np.ndarray, constr
         l1 penalty ``sum_g sum_v penalty_v |alpha_vg|`` added to the objective.
     positive : bool
         Local design only: cuts ``phi(x_i) . theta_jg >= 0`` at the training and extra points.
+    penalty_maps : (D (m, d), lam (m,)), optional
+        l1 penalty ``sum_g sum_m lam_m |D_m . alpha_g|`` added to the objective.
 
     Returns
     -------
@@ -443,7 +450,7 @@ def solve_structured(X, y: np.ndarray, taus: np.ndarray, gid: np.ndarray, constr
     num_rows = p * G + (G if intercept else 0)
     row_of = gid * p
     intercept_row = p * G + gid if intercept else None
-    options = dict(equality=equality, penalty=penalty, positive=positive)
+    options = dict(equality=equality, penalty=penalty, positive=positive, penalty_maps=penalty_maps)
     band = _band_size(n, p, X.band)
     if band < n:
         alpha_g, c_g = _initial_weights(X, y, taus, gid, constraint, intercept, w, band,
@@ -481,6 +488,13 @@ def solve_structured(X, y: np.ndarray, taus: np.ndarray, gid: np.ndarray, constr
         # mu_g: free columns with a 1 in each weight row of group g (the simplex multiplier).
         mu = sp.csc_matrix((np.ones(p * G), np.arange(p * G), np.arange(G + 1) * p), shape=(num_rows, G))
         _add_columns(h, -np.ones(G), np.full(G, -np.inf), np.full(G, np.inf), mu)
+    if penalty_maps is not None:
+        D, lam = penalty_maps
+        # v_gm: one column per map and group, D_m in the group's weight rows, |v_gm| <= lam_m
+        blocks = sp.kron(sp.eye(G), sp.csc_matrix(np.asarray(D, dtype=float).T), format="csc")
+        mat = sp.vstack([blocks, sp.csc_matrix((num_rows - p * G, blocks.shape[1]))], format="csc")
+        lam = np.tile(np.asarray(lam, dtype=float), G)
+        _add_columns(h, np.zeros(lam.size), -lam, lam, mat)
     kk, ii = np.nonzero(free.T)
     _add_columns(h, *_residual_columns(X, y, taus, w, ii, kk, row_of, p, intercept_row, num_rows))
     points = [X] + ([X_extra] if X_extra is not None else [])

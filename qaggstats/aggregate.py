@@ -91,7 +91,11 @@ class Weights:
     attempts : dict
         Status of every solver tried, in order.
     penalty : float
-        Local family: the absolute l1 penalty on the non-constant basis coefficients.
+        Local family: the absolute l1 penalty on the non-constant basis coefficients (on a
+        partition-of-unity basis: on each coefficient's deviation from its mean over the basis).
+    partition : bool
+        Local family on a partition-of-unity basis (simplex imposed on every prototype
+        ``theta[:, k, b]``, so the local weights are on the simplex at every x).
     requested : str or None
         The family asked for when it differs from what was fitted ("auto"), or "local" when
         its penalty was chosen by inner validation.
@@ -131,6 +135,7 @@ class Weights:
     penalty: float = 0.0
     requested: Optional[str] = None
     selection: Optional[pd.DataFrame] = None
+    partition: bool = False
 
     def weights_at(self, basis: np.ndarray) -> np.ndarray:
         """Local weights ``alpha_jk(x)`` at basis rows ``(m, b)``, shape ``(m, p, r)``."""
@@ -353,7 +358,13 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         model is better in some regions of x and another elsewhere (the paper's finding: e.g.
         a tree ensemble where data are dense and a linear model where it must extrapolate);
         where one model is best everywhere it reduces to "quantile" at the cost of b times
-        more weights, so give it a penalty (``penalty="auto"``).
+        more weights, so give it a penalty (``penalty="auto"``). On a partition-of-unity
+        basis (non-negative, rows summing to one, e.g. the default
+        ``LocalBasis("partition")``) the weights are convex combinations
+        ``alpha_k(x) = sum_b phi_b(x) theta_kb`` of b prototype weight vectors, each on the
+        simplex, so the weights are on the simplex at every x, and the LP needs no
+        positivity constraints. On any other basis (column 0 the constant) the simplex holds
+        at the training and extra points.
 
         "fine": output level k mixes every level l of every model, ``qhat_k = sum_jl
         alpha_jlk Q_jl``. It helps when the models are mis-calibrated — a model whose 0.8
@@ -391,8 +402,9 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         Components for fqra (default: fewest keeping 95% of the variance at every level).
     penalty : float or "auto"
         Local only: ``penalty * sum |theta_jkb|`` over the non-constant basis columns b >= 1
-        (column 0 must be the constant), which shrinks the local weights towards weights
-        constant in x. "auto" chooses it by inner validation on ``folds`` (relative grid
+        (column 0 must be the constant), or on a partition-of-unity basis
+        ``penalty * sum |theta_jkb - mean_b theta_jkb|``; both shrink the local weights
+        towards weights constant in x. "auto" chooses it by inner validation on ``folds`` (relative grid
         :data:`qaggstats.selection.PENALTY_GRID` times :func:`qaggstats.selection.penalty_scale`).
     folds : (n,) array, optional
         Fold id of each (out-of-fold) row, for family "auto" and penalty "auto": weights are
@@ -491,18 +503,20 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         raise DataError(f"penalty= applies to the 'local' family only; got family {family!r} "
                         "(use smooth= for smoothness across levels)")
     use_fast = _lp.applicable(family, constraint, smooth, solver)
-    constant_first = family != "local" or _constant_first(basis) and (bx is None or _constant_first(bx))
+    partition = family == "local" and _is_partition(basis) and (bx is None or _is_partition(bx))
+    constant_first = (family != "local" or partition
+                      or _constant_first(basis) and (bx is None or _constant_first(bx)))
     if solver == "fast" and not (use_fast and constant_first):
         raise DataError(f"solver='fast' covers the global, quantile, grouped, qra, fqra, fine and local "
-                        f"families without smoothing (local: basis column 0 the constant 1); got family "
-                        f"{family!r} with smooth={smooth}" + ("" if constant_first else
-                                                             ", basis column 0 not constant 1"))
+                        f"families without smoothing (local: basis column 0 the constant 1, or a partition "
+                        f"of unity); got family {family!r} with smooth={smooth}"
+                        + ("" if constant_first else ", and a basis whose column 0 is not the constant 1 and that is not a partition of unity"))
     use_fast = use_fast and constant_first
     res, failed = None, {}
     if use_fast:
         try:
             res = _solve_fast(family, X, Qx_design, basis, bx, y, taus, gid, constraint, intercept, noncrossing,
-                              w, min_gap, penalty)
+                              w, min_gap, penalty, partition)
         except SolverError as err:
             if solver == "fast":  # the structured path alone was asked for: nothing to hand over to
                 raise
@@ -521,7 +535,7 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         # the generic model is the fallback when the structured path fails under "auto"
         A, c, solver_name, status, compile_s, solve_s, attempts = _fit_cvxpy(
             family, constraint, intercept, X, y, taus, gid, basis, w, smooth, noncrossing, Qx_design, bx,
-            min_gap, "auto" if failed else solver, failed, penalty=penalty)
+            min_gap, "auto" if failed else solver, failed, penalty=penalty, partition=partition)
         rounds = active = 0
 
     if family == "fqra":
@@ -532,7 +546,7 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         alpha, intercept_out = A, c
     fit = Weights(family, constraint, taus, alpha, intercept_out, 0.0, 0.0, solver_name, status, 0.0,
                   compile_s, solve_s, model_losses, np.zeros(r), groups=gid, noncrossing=bool(noncrossing),
-                  rounds=rounds, active=active, attempts=attempts)
+                  rounds=rounds, active=active, attempts=attempts, partition=partition)
     agg = pinball_sums(y, fit.combine(Q, basis=basis), taus, w)
     fit.aggregate_losses = agg
     fit.loss = float(agg.sum())
@@ -567,12 +581,18 @@ def _select(Q, y, taus, family, penalty, folds, candidates, max_folds, *, basis,
                          obs_weights=obs_weights, **options)
 
 
+def _is_partition(basis: np.ndarray) -> bool:
+    """Whether the basis is a partition of unity at these rows: entries >= 0, rows summing to one."""
+    return bool(np.all(basis >= 0.0) and np.allclose(basis.sum(axis=1), 1.0, rtol=0.0, atol=1e-9))
+
+
 def _constant_first(basis: np.ndarray) -> bool:
     """Whether basis column 0 is the constant 1 (then the local simplex is sum_j theta_jk = e_1)."""
     return basis.shape[1] >= 1 and bool(np.all(basis[:, 0] == 1.0))
 
 
-def _solve_fast(family, X, Xx, basis, bx, y, taus, gid, constraint, intercept, noncrossing, w, min_gap, penalty):
+def _solve_fast(family, X, Xx, basis, bx, y, taus, gid, constraint, intercept, noncrossing, w, min_gap, penalty,
+                partition=False):
     """The structured HiGHS path (:mod:`qaggstats._lp`), weights returned in the family's shape."""
     from . import _lp
 
@@ -581,6 +601,19 @@ def _solve_fast(family, X, Xx, basis, bx, y, taus, gid, constraint, intercept, n
         res = _lp.solve_structured(_lp.FineDesign(X), y, taus, np.arange(r), constraint, intercept, noncrossing, w,
                                    None if Xx is None else _lp.FineDesign(Xx), min_gap)
         res.alpha = res.alpha.reshape(p, r, r)
+        return res
+    if family == "local" and partition:
+        b = basis.shape[1]
+        # every prototype theta_.kb on the simplex: theta >= 0 and sum_j theta_jkb = 1 for each b
+        equality = (np.tile(np.eye(b), (p, 1)), np.ones(b)) if constraint == "simplex" else None
+        maps = None
+        if penalty:
+            maps = (np.kron(np.eye(p), np.eye(b) - 1.0 / b), np.full(p * b, float(penalty)))
+        res = _lp.solve_structured(_lp.LocalDesign(X, basis), y, taus, np.arange(r),
+                                   "free" if constraint == "free" else "nonneg", intercept, noncrossing, w,
+                                   None if Xx is None else _lp.LocalDesign(Xx, bx), min_gap,
+                                   equality=equality, penalty_maps=maps)
+        res.alpha = np.ascontiguousarray(res.alpha.reshape(p, b, r).transpose(0, 2, 1))
         return res
     if family == "local":
         b = basis.shape[1]
@@ -599,8 +632,13 @@ def _solve_fast(family, X, Xx, basis, bx, y, taus, gid, constraint, intercept, n
 
 
 def _size(fit: Weights) -> float:
-    """``sum |theta_jkb|`` over the non-constant basis columns b >= 1 (local's penalty)."""
-    return float(np.abs(fit.alpha[:, :, 1:]).sum()) if fit.family == "local" else 0.0
+    """Local's penalised size: ``sum |theta_jkb|`` over the non-constant basis columns b >= 1, or
+    on a partition-of-unity basis ``sum |theta_jkb - mean_b theta_jkb|``."""
+    if fit.family != "local":
+        return 0.0
+    if fit.partition:
+        return float(np.abs(fit.alpha - fit.alpha.mean(axis=2, keepdims=True)).sum())
+    return float(np.abs(fit.alpha[:, :, 1:]).sum())
 
 
 def _roughness(fit: Weights) -> float:

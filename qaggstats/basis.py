@@ -1,10 +1,13 @@
 """The basis φ(x) of feature-dependent ("local") weights: α_jk(x) = θ_jk · φ(x).
 
-The basis is learnt on the training rows (centring and scaling, the columns kept) and applied
-unchanged to new rows, so predictions never re-standardise on the data they are made for.
-:class:`LocalBasis` holds it (default: a basis from the base models' own predicted location,
-spread and disagreement, which needs no formula; or the standardised design of a
-``local_formula``).
+The basis is learnt on the training rows (knots, centring and scaling, the columns kept) and
+applied unchanged to new rows, so predictions never re-standardise on the data they are made
+for. :class:`LocalBasis` holds it. The default is a partition of unity over the base models'
+own predicted location and spread (needs no formula, works with factors and any learner); the
+weight fit then keeps the local weights on the simplex at every x, not only at the training
+points (see :func:`qaggstats.aggregate.fit_weights`). The other kinds are linear bases (a
+constant column, then standardised columns) from the same predictions or from the design of a
+``local_formula``.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ def local_formula_with_response(local_formula: Optional[str], formula: str) -> s
     return f"{lhs} ~ {rhs}"
 
 
-BasisKind = Literal["spread", "design", "both"]
+BasisKind = Literal["partition", "spread", "design", "both"]
 _EPS = 1e-12
 
 
@@ -45,11 +48,23 @@ _EPS = 1e-12
 class LocalBasis:
     """The basis φ(x) of local weights, learnt on training rows and applied unchanged to new ones.
 
-    Three kinds; column 0 is always the constant 1, every other column is standardised on the
+    ``"partition"`` (default)
+        A partition of unity: products of piecewise-linear "hat" functions of the models'
+        average central prediction ``loc`` (``grid[0]`` hats, knots at its training quantiles)
+        and of the log of their average predicted spread net of its linear trend in ``loc``
+        (``grid[1]`` hats; the trend is fitted on the training rows, so that the grid's cells
+        all hold rows when spread grows with location). Every column is
+        >= 0 and each row sums to one, so ``alpha_k(x) = sum_b phi_b(x) theta_kb`` is a
+        convex combination of b prototype weight vectors ``theta_kb``; with the simplex on
+        each prototype the weights are on the simplex at every x, new rows included, and the
+        weight LP needs no positivity constraints (fast at any n). Rows beyond the outer
+        knots take the outer hats' weights (no extrapolation).
+
+    The linear kinds have the constant 1 as column 0 and every other column standardised on the
     training rows and clipped to its training range on new rows (so local weights, which are
     kept non-negative at the training points, are not extrapolated linearly beyond them):
 
-    ``"spread"`` (default)
+    ``"spread"``
         Built from the base models' own predictions ``Q (n, p, r)``, so it needs no formula and
         works with factors and any learner: the models' average central prediction ``loc``
         with hinges ``(loc - kappa)_+`` at its training quartiles (a piecewise-linear spline),
@@ -68,9 +83,14 @@ class LocalBasis:
 
     Parameters
     ----------
-    kind : {"spread", "design", "both"}
+    kind : {"partition", "spread", "design", "both"}
     knots : int
-        Hinges of ``loc`` (at its training quantiles ``1/(knots+1) .. knots/(knots+1)``).
+        "spread" and "both": hinges of ``loc`` (at its training quantiles
+        ``1/(knots+1) .. knots/(knots+1)``).
+    grid : (int, int)
+        "partition": hats on ``loc`` and on the log spread (knots at training quantiles
+        ``0, 1/(m-1), .., 1``; repeated knots, e.g. from a factor, are merged). ``(4, 3)``
+        gives b = 12 basis functions.
 
     Examples
     --------
@@ -79,14 +99,19 @@ class LocalBasis:
     >>> Q = np.sort(rng.normal(size=(100, 2, 3)), axis=2)
     >>> lb = LocalBasis().fit(None, Q)
     >>> phi = lb.transform(None, Q)
-    >>> phi.shape, lb.columns[:3]
-    ((100, 7), ('(constant)', 'loc', 'loc>k1'))
-    >>> bool(np.all(phi[:, 0] == 1.0))
+    >>> phi.shape, lb.columns[:2]
+    ((100, 12), ('loc1:spread1', 'loc1:spread2'))
+    >>> bool(np.all(phi >= 0) and np.allclose(phi.sum(axis=1), 1.0))
     True
+    >>> LocalBasis("spread").fit(None, Q).columns[:3]
+    ('(constant)', 'loc', 'loc>k1')
     """
 
-    kind: BasisKind = "spread"
+    kind: BasisKind = "partition"
     knots: int = 3
+    grid: tuple = (4, 3)
+    hat_knots: tuple = ()
+    spread_trend: Optional[np.ndarray] = None
     columns: tuple = ()
     design_columns: tuple = ()
     keep: Optional[np.ndarray] = None
@@ -99,10 +124,12 @@ class LocalBasis:
     def fit(self, X_design: Optional[np.ndarray], Q: Optional[np.ndarray],
             column_names: Optional[Sequence[str]] = None) -> "LocalBasis":
         """Learn the standardisation (and knots) on the training rows; returns self."""
-        if self.kind not in ("spread", "design", "both"):
-            raise DataError(f"unknown local basis kind {self.kind!r}; choose 'spread', 'design' or 'both'")
+        if self.kind not in ("partition", "spread", "design", "both"):
+            raise DataError(f"unknown local basis kind {self.kind!r}; choose 'partition', 'spread', 'design' or 'both'")
         if not isinstance(self.knots, (int, np.integer)) or self.knots < 0:
             raise DataError(f"knots must be an integer >= 0, got {self.knots!r}")
+        if self.kind == "partition":
+            return self._fit_partition(_check_Q(Q))
         names: list[str] = []
         raw = []
         if self.kind in ("spread", "both"):
@@ -132,6 +159,10 @@ class LocalBasis:
 
     def transform(self, X_design: Optional[np.ndarray], Q: Optional[np.ndarray]) -> np.ndarray:
         """φ at rows (m, b): column 0 the constant, the others standardised and clipped."""
+        if self.kind == "partition" and self.hat_knots:
+            feats = self._partition_features(_check_Q(Q))
+            H = [_hats(feats[:, a], knots) for a, knots in enumerate(self.hat_knots)]
+            return (H[0][:, :, None] * H[1][:, None, :]).reshape(feats.shape[0], -1)
         if self.center is None:
             raise DataError("LocalBasis.transform before fit: call fit(X_design, Q) on the training rows")
         raw = []
@@ -146,9 +177,58 @@ class LocalBasis:
         S = np.clip((np.column_stack(raw) - self.center) / self.scale, self.low, self.high)
         return np.column_stack([np.ones(S.shape[0]), S])
 
+    def _fit_partition(self, Q: np.ndarray) -> "LocalBasis":
+        grid = tuple(self.grid)
+        if len(grid) != 2 or not all(isinstance(m, (int, np.integer)) and m >= 1 for m in grid):
+            raise DataError(f"grid must be two integers >= 1 (hats on loc, hats on log spread), got {self.grid!r}")
+        feats = _spread_features(Q)[:, :2]
+        # spread relative to what the location predicts (least squares on the training rows):
+        # spread usually grows with location, and hats on the raw pair would leave corners of
+        # the grid without rows (prototypes the fit cannot learn)
+        slope = np.polyfit(feats[:, 0], feats[:, 1], 1)[0] if np.ptp(feats[:, 0]) > 0 else 0.0
+        self.spread_trend = np.array([slope, feats[:, 1].mean() - slope * feats[:, 0].mean()])
+        feats = self._partition_features(Q)
+        self.hat_knots = tuple(np.unique(np.quantile(feats[:, a], np.linspace(0.0, 1.0, m)))
+                               for a, m in enumerate(grid))
+        self.columns = tuple(f"loc{a + 1}:spread{c + 1}" for a in range(self.hat_knots[0].size)
+                             for c in range(self.hat_knots[1].size))
+        return self
+
+    def _partition_features(self, Q: np.ndarray) -> np.ndarray:
+        """Location and log spread net of its linear trend in location, (n, 2)."""
+        feats = _spread_features(Q)[:, :2]
+        return np.column_stack([feats[:, 0], feats[:, 1] - np.polyval(self.spread_trend, feats[:, 0])])
+
     def _spread_columns(self, feats: np.ndarray) -> np.ndarray:
         loc = feats[:, :1]
         return np.column_stack([loc, np.maximum(loc - self.knot_values, 0.0), feats[:, 1:]])
+
+
+def _hats(s: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Piecewise-linear hat functions at ``knots`` evaluated at ``s`` (clipped to the knots): (n, m).
+
+    Each row is non-negative and sums to one (linear interpolation weights of the two knots
+    around s).
+
+    Examples
+    --------
+    >>> _hats(np.array([-1.0, 0.25, 3.0]), np.array([0.0, 1.0, 2.0]))
+    array([[1.  , 0.  , 0.  ],
+           [0.75, 0.25, 0.  ],
+           [0.  , 0.  , 1.  ]])
+    """
+    m = knots.size
+    H = np.zeros((s.size, m))
+    if m == 1:
+        H[:, 0] = 1.0
+        return H
+    s = np.clip(s, knots[0], knots[-1])
+    left = np.clip(np.searchsorted(knots, s, side="right") - 1, 0, m - 2)
+    t = (s - knots[left]) / (knots[left + 1] - knots[left])
+    rows = np.arange(s.size)
+    H[rows, left] = 1.0 - t
+    H[rows, left + 1] = t
+    return H
 
 
 def _check_Q(Q) -> np.ndarray:

@@ -209,13 +209,15 @@ def qagg(
         Level groups for ``family="grouped"``.
     local_formula : str, optional
         Right-hand side (``"~ x1 + x2"``, factors allowed) whose standardised design is the
-        basis φ(x) of ``family="local"``. Default: a basis built from the base models' own
-        out-of-fold predictions (their location with hinges, log spread and disagreement;
-        :class:`qaggstats.basis.LocalBasis`), which needs no formula.
+        basis φ(x) of ``family="local"``. Default: a partition of unity (4 × 3 hat functions)
+        over the base models' own out-of-fold predicted location and spread
+        (:class:`qaggstats.basis.LocalBasis`), which needs no formula and keeps the local
+        weights on the simplex at every x.
     penalty : float or "auto"
-        ``family="local"``: L1 penalty on the basis coefficients beyond the constant, shrinking
-        local weights towards weights constant in x; "auto" (default) chooses it by inner
-        validation on the cross-fitting folds.
+        ``family="local"``: L1 penalty shrinking local weights towards weights constant in x
+        (on the default basis: each prototype weight's deviation from its mean over the basis;
+        on a formula's basis: the coefficients beyond the constant); "auto" (default) chooses
+        it by inner validation on the cross-fitting folds.
     smooth : float
         Penalty λ·Σ|α_k+1 − α_k| across adjacent levels.
     obs_weights : str or array, optional
@@ -414,12 +416,13 @@ def _local_basis(base: BaseFit, local_formula: Optional[str]):
     """(spec or None, LocalBasis fitted on the training rows, the formula's design on every used
     row or None).
 
-    Without ``local_formula`` the basis is built from the base models' own out-of-fold
-    predictions (location, spread, disagreement), so it needs no formula and works with
-    factors; with one, from the standardised design of that formula.
+    Without ``local_formula`` the basis is a partition of unity over the base models' own
+    out-of-fold predicted location and spread (:class:`LocalBasis` "partition"), so it needs no
+    formula, works with factors, and keeps the local weights on the simplex at every x; with
+    one, the standardised design of that formula (simplex at the training points).
     """
     if local_formula is None:
-        return None, LocalBasis(kind="spread").fit(None, base.Q), None
+        return None, LocalBasis().fit(None, base.Q), None
     frames = model_frames({"basis": local_formula_with_response(local_formula, base.formula)},
                           base.data_used, na="raise")
     spec = frames.specs["basis"]

@@ -279,7 +279,7 @@ def test_errors_name_the_culprit():
         fit_weights(Q, y, taus, family="grouped")
     with pytest.raises(DataError, match="solver='fast'"):
         fit_weights(Q, y, taus, family="fine", smooth=0.1, solver="fast")
-    with pytest.raises(DataError, match="column 0 not constant 1"):
+    with pytest.raises(DataError, match="column 0 is not the constant 1"):
         fit_weights(Q, y, taus, family="local", basis=np.column_stack([Q[:, 0, 0], Q[:, 1, 1]]), solver="fast")
     with pytest.raises(DataError, match="penalty= applies to the 'local' family only"):
         fit_weights(Q, y, taus, family="quantile", penalty=1.0)

@@ -101,9 +101,9 @@ def test_penalty_shrinks_local_towards_constant_weights():
     assert heavy.loss == pytest.approx(per_level.loss, rel=1e-6)
 
 
-def test_local_basis_default_needs_no_formula_and_is_data_only():
+def test_spread_basis_is_linear_and_data_only():
     Q, y, taus, x = regional(n=300, seed=8)
-    lb = LocalBasis().fit(None, Q)
+    lb = LocalBasis("spread").fit(None, Q)
     phi = lb.transform(None, Q)
     assert phi.shape == (300, 1 + 1 + lb.knots + 2) and np.all(phi[:, 0] == 1.0)
     assert np.allclose(phi[:, 1:].mean(axis=0)[[0, -2, -1]], 0.0, atol=1e-10)
@@ -123,6 +123,85 @@ def test_local_basis_default_needs_no_formula_and_is_data_only():
         LocalBasis().fit(None, None)
     with pytest.raises(DataError, match="unknown local basis kind 'splines'"):
         LocalBasis("splines").fit(None, Q)
+
+
+def test_default_basis_is_a_partition_of_unity_everywhere():
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-1, 1, 300)
+    # location and spread both vary with x
+    Q = np.sort(x[:, None, None] + (1.2 + x[:, None, None]) * rng.normal(size=(300, 2, 5)), axis=2)
+    lb = LocalBasis().fit(None, Q)
+    assert lb.kind == "partition" and len(lb.columns) == 12 and lb.columns[0] == "loc1:spread1"
+    for Qm in (Q, Q * 10 - 3, Q[:1]):  # training rows, rows far beyond them, a single row
+        phi = lb.transform(None, Qm)
+        assert phi.shape == (Qm.shape[0], 12) and phi.min() >= 0.0
+        assert np.abs(phi.sum(axis=1) - 1.0).max() < 1e-12
+    # every prototype is learnt from training rows, though location and spread are correlated
+    assert (lb.transform(None, Q).sum(axis=0) > 1.0).all()
+    for value in vars(lb).values():
+        assert value is None or isinstance(value, (np.ndarray, str, tuple, int))
+    assert np.array_equal(pickle.loads(pickle.dumps(lb)).transform(None, Q), lb.transform(None, Q))
+    # a location with few distinct values (a factor's levels) merges repeated knots
+    flat = np.repeat(np.sort(np.random.default_rng(0).normal(size=(1, 2, 5)), axis=2), 40, axis=0)
+    flat[20:] += 1.0
+    coarse = LocalBasis().fit(None, flat)
+    assert [k.size for k in coarse.hat_knots] == [2, 1] and coarse.transform(None, flat).shape == (40, 2)
+    with pytest.raises(DataError, match="grid must be two integers"):
+        LocalBasis(grid=(4, 0)).fit(None, Q)
+
+
+PARTITION_OPTIONS = [dict(constraint=c, noncrossing=nc, penalty=pen)
+                     for c in ("simplex", "nonneg", "free") for nc in (False, True) for pen in (0.0, 2.0)]
+
+
+@pytest.mark.parametrize("opts", PARTITION_OPTIONS)
+def test_local_on_a_partition_equals_cvxpy_and_is_simplex_at_every_x(opts):
+    Q, y, taus, x = regional(n=250, seed=3)
+    Qx, _, _, _ = regional(n=40, seed=4)
+    Qx = Qx * 1.5 + 0.5  # extra points beyond the training range
+    lb = LocalBasis(grid=(3, 2)).fit(None, Q)
+    basis, bx = lb.transform(None, Q), lb.transform(None, Qx)
+    kw = dict(family="local", basis=basis, extra={"Q": Qx, "basis": bx}, min_gap=0.01, **opts)
+    fast = fit_weights(Q, y, taus, solver="fast", **kw)
+    ref = fit_weights(Q, y, taus, solver="cvxpy", **kw)
+    assert fast.solver == "HIGHS-structured" and fast.partition and ref.partition
+    assert fast.objective == pytest.approx(ref.objective, rel=1e-6)
+    if opts["constraint"] != "free":
+        assert fast.alpha.min() >= 0.0
+        # weights at rows never seen in the fit: convex combinations of the prototypes
+        new = lb.transform(None, regional(n=100, seed=11)[0] * 3 - 1)
+        a = fast.weights_at(new)
+        assert a.min() >= 0.0
+        if opts["constraint"] == "simplex":
+            assert np.abs(fast.alpha.sum(axis=0) - 1).max() < 1e-8
+            assert np.abs(a.sum(axis=1) - 1).max() < 1e-8
+    if opts["noncrossing"]:
+        assert np.diff(fast.combine(Q, basis=basis), axis=1).min() >= 0.01 - 1e-8
+        assert np.diff(fast.combine(np.sort(Qx, axis=2), basis=bx), axis=1).min() >= 0.01 - 1e-8
+
+
+def test_partition_penalty_shrinks_to_the_per_level_family():
+    Q, y, taus, x = regional(n=300, seed=7)
+    basis = LocalBasis().fit(None, Q).transform(None, Q)
+    heavy = fit_weights(Q, y, taus, family="local", basis=basis, penalty=1e6, noncrossing=False)
+    free = fit_weights(Q, y, taus, family="local", basis=basis, noncrossing=False)
+    per_level = fit_weights(Q, y, taus, family="quantile", noncrossing=False)
+    assert np.abs(heavy.alpha - heavy.alpha.mean(axis=2, keepdims=True)).max() < 1e-8
+    assert heavy.loss == pytest.approx(per_level.loss, rel=1e-6)
+    # without a penalty the local family can only do better on its own rows (it contains per-level)
+    assert free.loss <= per_level.loss * (1 + 1e-9)
+
+
+def test_partition_local_wins_where_models_split_by_location():
+    # model A is right where the outcome is low, B where it is high: visible in the predictions
+    Q, y, taus, x = regional(n=800, seed=12)
+    basis = LocalBasis().fit(None, Q).transform(None, Q)
+    local = fit_weights(Q, y, taus, family="local", basis=basis)
+    per_level = fit_weights(Q, y, taus, family="quantile")
+    assert local.loss < 0.9 * per_level.loss
+    a = local.weights_at(basis)  # (n, p, r): model A on the left, B on the right
+    assert a[x < -0.5, 0].mean() > a[x > 0.5, 0].mean() + 0.3
+    assert a[x > 0.5, 1].mean() > a[x < -0.5, 1].mean() + 0.3
 
 
 def test_auto_picks_local_when_models_split_the_regions():

@@ -278,7 +278,7 @@ def test_local_default_basis_needs_no_formula_and_works_with_factors(regions, tm
     train, new = regions.iloc[:500], regions.iloc[500:]
     fit = qa.qagg("y ~ x + g", train, models={"lin": LinearQR(), "knn": KNN(k=15)}, taus=TAUS, cv=3,
                   family="local")
-    assert fit.family == "local" and fit.predictor.basis.kind == "spread" and fit.predictor.basis_spec is None
+    assert fit.family == "local" and fit.predictor.basis.kind == "partition" and fit.predictor.basis_spec is None
     assert fit.weight_fit.selection is not None  # the penalty was chosen by inner validation
     back = qa.load(fit.save(tmp_path / "local.qagg"))
     pd.testing.assert_frame_equal(back.predict(new), fit.predict(new), check_exact=True)

@@ -179,8 +179,7 @@ pd.DataFrame({
 #
 # Both are exact linear programmes solved by the same structured HiGHS path as the per-level
 # family (fine as the per-level family on the wider design of all model × level columns;
-# local per level on Q ⊙ φ(x), with positivity of α(x) added only where violated), so trying
-# them is cheap.
+# local per level on Q ⊙ φ(x)), so trying them is cheap.
 #
 # ## Letting held-out data choose: `family="auto"`
 #
@@ -189,9 +188,12 @@ pd.DataFrame({
 # it fits each candidate without one fold of rows and scores it (WIS) on that fold, then
 # refits the winner on all rows. The local family needs a basis φ(x); the default
 # `LocalBasis()` needs no formula and works with factors, because it is built from the base
-# models' own predictions: their average central quantile (with hinges at its quartiles),
-# their average predicted spread and how much they disagree. Its strength of shrinkage
-# towards constant weights (the penalty) is chosen the same way. (Here the folds are a fresh
+# models' own predictions: 4 × 3 "hat" functions of their average central quantile and of
+# their average predicted spread, a partition of unity. The local weights are then a blend of
+# 12 prototype weight vectors, each on the simplex, so α(x) is a proper set of weights at
+# every x, new rows included — the region where the data are high or low, noisy or quiet
+# can get its own mix of models. Its strength of shrinkage towards constant weights (the
+# penalty) is chosen the same way. (Here the folds are a fresh
 # split of the out-of-fold rows; the pipeline passes the cross-fit's own folds.)
 
 # %%
