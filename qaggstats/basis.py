@@ -188,7 +188,7 @@ class LocalBasis:
         slope = np.polyfit(feats[:, 0], feats[:, 1], 1)[0] if np.ptp(feats[:, 0]) > 0 else 0.0
         self.spread_trend = np.array([slope, feats[:, 1].mean() - slope * feats[:, 0].mean()])
         feats = self._partition_features(Q)
-        self.hat_knots = tuple(np.unique(np.quantile(feats[:, a], np.linspace(0.0, 1.0, m)))
+        self.hat_knots = tuple(_distinct(np.quantile(feats[:, a], np.linspace(0.0, 1.0, m)))
                                for a, m in enumerate(grid))
         self.columns = tuple(f"loc{a + 1}:spread{c + 1}" for a in range(self.hat_knots[0].size)
                              for c in range(self.hat_knots[1].size))
@@ -202,6 +202,20 @@ class LocalBasis:
     def _spread_columns(self, feats: np.ndarray) -> np.ndarray:
         loc = feats[:, :1]
         return np.column_stack([loc, np.maximum(loc - self.knot_values, 0.0), feats[:, 1:]])
+
+
+def _distinct(knots: np.ndarray) -> np.ndarray:
+    """Sorted knots with those within rounding (1e-9 of their scale) of the previous one merged.
+
+    Examples
+    --------
+    >>> _distinct(np.array([0.0, 1e-17, 1.0, 1.0]))
+    array([0., 1.])
+    """
+    knots = np.sort(knots)
+    tol = 1e-9 * max(1.0, float(np.abs(knots).max()))
+    keep = np.r_[True, np.diff(knots) > tol]
+    return knots[keep]
 
 
 def _hats(s: np.ndarray, knots: np.ndarray) -> np.ndarray:
