@@ -193,10 +193,11 @@ def load_split(path: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- stage 2
-def _design_basis(X: np.ndarray) -> LocalBasis:
-    """The local basis of the benchmark: the standardised features (the paper's x), learnt on
-    the training part and applied unchanged (clipped to its range) to the test part."""
-    return LocalBasis(kind="design").fit(X, None)
+def _local_basis(c: dict) -> LocalBasis:
+    """The local basis of the benchmark: the default partition of unity over the base models'
+    out-of-fold predicted location and spread, learnt on the training part and applied
+    unchanged to the test part (what ``qagg(family="local")`` uses)."""
+    return LocalBasis().fit(None, c["Q"])
 
 
 def fit_family(c: dict, family: str, proto: Protocol, noncrossing: bool, rows: Optional[np.ndarray] = None):
@@ -206,7 +207,10 @@ def fit_family(c: dict, family: str, proto: Protocol, noncrossing: bool, rows: O
     if family == "grouped":
         kw["groups"] = proto.groups
     if family in ("local", "auto"):
-        kw["basis"] = _design_basis(c["X"]).transform(c["X"], None)
+        kw["basis"] = _local_basis(c).transform(None, c["Q"])
+    if family == "local":
+        # the penalty chosen by inner validation on the cross-fit's folds, as qagg does
+        kw["penalty"], kw["folds"], kw["max_folds"] = "auto", c["folds"], 1
     if family == "auto":
         # inner validation on the cross-fit's own folds (qaggstats.selection); one held-out
         # fold instead of the default three keeps the 19 candidate fits within the budget
@@ -224,7 +228,7 @@ def combine(w, c: dict, Q: np.ndarray, X: np.ndarray) -> np.ndarray:
     """Aggregate ``Q (m, p, r)`` at rows ``X (m, d)`` (local weights need the basis there)."""
     if w.family != "local":
         return w.combine(Q)
-    return w.combine(Q, basis=_design_basis(c["X"]).transform(X, None))
+    return w.combine(Q, basis=_local_basis(c).transform(None, Q))
 
 
 def interval80(y: np.ndarray, q: np.ndarray, taus: np.ndarray) -> tuple[float, float]:
@@ -440,8 +444,9 @@ def describe(proto: Protocol) -> str:
             "OLS of |residual|).\n"
             f"- Training rows capped (seeded subsample per split, test part kept whole): {caps}.\n"
             "- Weights fitted on the out-of-fold predictions without non-crossing constraints, then "
-            f"sorted; \"grouped\" uses {proto.groups} contiguous level groups; \"local\" weights are "
-            "linear in [1, standardised x]. \"WIS\" below is after sorting; the raw, isotonic and "
+            f"sorted; \"grouped\" uses {proto.groups} contiguous level groups; \"local\" weights blend "
+            "12 prototype weight vectors over the default partition of unity of the models' predicted "
+            "location and spread, with the penalty chosen on one held-out fold. \"WIS\" below is after sorting; the raw, isotonic and "
             "min-max variants are in the CSV.\n"
             "- Conformal (80 % interval): split CQR fits the weights on 75 % of the training rows and "
             "calibrates on the out-of-fold aggregate of the other 25 %; CV+ uses the weights fitted on "

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ._cvxpy_model import fit_cvxpy as _fit_cvxpy
+from .basis import is_partition
 from .errors import DataError, SolverError
 from .scoring import validate_levels
 
@@ -503,7 +504,7 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         raise DataError(f"penalty= applies to the 'local' family only; got family {family!r} "
                         "(use smooth= for smoothness across levels)")
     use_fast = _lp.applicable(family, constraint, smooth, solver)
-    partition = family == "local" and _is_partition(basis) and (bx is None or _is_partition(bx))
+    partition = family == "local" and is_partition(basis) and (bx is None or is_partition(bx))
     constant_first = (family != "local" or partition
                       or _constant_first(basis) and (bx is None or _constant_first(bx)))
     if solver == "fast" and not (use_fast and constant_first):
@@ -579,11 +580,6 @@ def _select(Q, y, taus, family, penalty, folds, candidates, max_folds, *, basis,
     return select_family(Q, y, taus, folds, fit_weights=fit_weights, basis=basis, candidates=candidates,
                          max_folds=max_folds,
                          obs_weights=obs_weights, **options)
-
-
-def _is_partition(basis: np.ndarray) -> bool:
-    """Whether the basis is a partition of unity at these rows: entries >= 0, rows summing to one."""
-    return bool(np.all(basis >= 0.0) and np.allclose(basis.sum(axis=1), 1.0, rtol=0.0, atol=1e-9))
 
 
 def _constant_first(basis: np.ndarray) -> bool:

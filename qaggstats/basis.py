@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["LocalBasis", "BasisKind", "local_formula_with_response"]
+__all__ = ["LocalBasis", "BasisKind", "local_formula_with_response", "is_partition"]
 
 
 def local_formula_with_response(local_formula: Optional[str], formula: str) -> str:
@@ -38,6 +38,20 @@ def local_formula_with_response(local_formula: Optional[str], formula: str) -> s
     if not rhs:
         raise DataError(f"local_formula {local_formula!r} has an empty right-hand side")
     return f"{lhs} ~ {rhs}"
+
+
+def is_partition(basis: np.ndarray) -> bool:
+    """Whether a basis is a partition of unity at its rows: entries >= 0, each row summing to one.
+
+    On such a basis :func:`qaggstats.aggregate.fit_weights` puts every prototype weight vector
+    of the local family on the simplex (weights on the simplex at every x).
+
+    Examples
+    --------
+    >>> is_partition(np.array([[0.25, 0.75], [1.0, 0.0]])), is_partition(np.array([[1.0, 0.5]]))
+    (True, False)
+    """
+    return bool(np.all(basis >= 0.0) and np.allclose(basis.sum(axis=1), 1.0, rtol=0.0, atol=1e-9))
 
 
 BasisKind = Literal["partition", "spread", "design", "both"]

@@ -28,13 +28,14 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from .basis import is_partition
 from .errors import DataError
 from .options import OPTIONS
 from .scoring import wis
 
 __all__ = ["select_family", "select_penalty", "PENALTY_GRID", "penalty_scale", "CANDIDATES"]
 
-# Relative penalties tried for "local" (times penalty_scale): none, light, medium, heavy. The
+# Relative penalties tried for "local" (times penalty_scale; on a partition-of-unity basis divided by its size b): none, light, medium, heavy. The
 # heaviest makes the local weights almost constant in x, i.e. close to the per-level family.
 PENALTY_GRID = (0.0, 0.003, 0.03, 0.3)
 CANDIDATES = ("quantile", "local", "fine")
@@ -58,6 +59,16 @@ def penalty_scale(Q: np.ndarray, obs_weights: Optional[np.ndarray] = None) -> fl
     dev = np.abs(Q - Q.mean(axis=1, keepdims=True)).mean(axis=(1, 2))
     w = np.ones(Q.shape[0]) if obs_weights is None else obs_weights
     return float((w * dev).sum())
+
+
+def _penalty_unit(Q: np.ndarray, obs_weights: Optional[np.ndarray], basis: Optional[np.ndarray]) -> float:
+    """:func:`penalty_scale`, divided by the number of basis functions on a partition of unity.
+
+    Each prototype of a partition-of-unity basis is fitted on about 1/b of the rows, so the
+    loss it can save, against which its penalty weighs, is about b times smaller.
+    """
+    unit = penalty_scale(Q, obs_weights)
+    return unit / basis.shape[1] if basis is not None and is_partition(basis) else unit
 
 
 def _held_out_folds(folds: Any, n: int, max_folds: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +133,7 @@ def select_penalty(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: A
     Q = np.sort(np.asarray(Q, dtype=float), axis=2)
     y = np.asarray(y, dtype=float)
     folds, held = _held_out_folds(folds, Q.shape[0], max_folds)
-    unit = penalty_scale(Q, obs_weights)
+    unit = _penalty_unit(Q, obs_weights, basis)
     rows = []
     for rel in penalties:
         if not np.isfinite(rel) or rel < 0:
@@ -181,7 +192,7 @@ def select_family(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: An
     if "local" in candidates and basis is None:
         raise DataError("candidate 'local' needs basis= (n, b); see qaggstats.basis.LocalBasis")
     folds, held = _held_out_folds(folds, Q.shape[0], max_folds)
-    unit = penalty_scale(Q, obs_weights)
+    unit = _penalty_unit(Q, obs_weights, basis)
     rows = []
     for fam in candidates:
         for rel in (penalties if fam == "local" else (np.nan,)):
