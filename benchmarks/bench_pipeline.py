@@ -15,6 +15,10 @@ run resumes where it stopped):
 - ``forest``: WIS and times of quantile-forest configurations on a 75/25 split (concrete,
   kin8nm, 20,000 protein rows), 9 levels.
 - ``boost``: WIS at 99 levels of per-level boosting against the grid of levels.
+- ``boost9``: WIS and fit time at 9 levels of boosting configurations (iterations, learning
+  rate, early stopping, a coarser grid of levels) on a 75/25 split.
+- ``aggregate``: held-out WIS of ``qa.qagg`` (default models, 9 levels, CQR) with the former
+  and the current boosting defaults, on a 75/25 split.
 
 Run: ``nice python benchmarks/bench_pipeline.py [--run NAME] [--sections ...] [--write]``;
 ``--write`` puts the tables into BENCHMARKS.md.
@@ -44,7 +48,7 @@ from qaggstats.scoring import wis  # noqa: E402
 
 LOG = RESULTS / "pipeline.jsonl"
 NINE = [round(k / 10, 1) for k in range(1, 10)]
-SECTIONS = ("pipeline", "protein", "rq", "forest", "boost")
+SECTIONS = ("pipeline", "protein", "rq", "forest", "boost", "boost9", "aggregate")
 
 
 def _timed(fn):
@@ -69,26 +73,25 @@ def _protein(rows: int | None = None, seed: int = 0) -> pd.DataFrame:
 def _pipeline_run(df: pd.DataFrame, predict_rows: int | None) -> dict:
     X, y = df.drop(columns="y").to_numpy(), df["y"].to_numpy()
     yard = yardstick(X, y)
-    fit, total = _timed(lambda: qa.qagg("y ~ .", df, quantiles=NINE, conformal="cqr", n_jobs=-1))
-    cf = fit._crossfit
+    fit, total = _timed(lambda: qa.qagg("y ~ .", df, taus=NINE, conformal="cqr", n_jobs=-1))
+    cf = fit._base.crossfit
     out = {"rows": len(df), "yardstick_s": yard, "qagg_s": total,
            "qagg_yardsticks": total / yard,
            "learner_task_s": {k: round(v, 3) for k, v in cf.seconds.items()},
            "timings": {k: round(v, 3) for k, v in fit.timings.items()}}
     if predict_rows:
         new = df.sample(n=predict_rows, replace=True, random_state=1).drop(columns="y")
-        per = _time_learner_predictions(cf)
+        per = _time_learner_predictions(fit.predictor.learners)
         _, pred_s = _timed(lambda: fit.predict(new))
         out.update(predict_rows=predict_rows, predict_s=pred_s, predict_yardsticks=pred_s / yard,
                    predict_learner_s={k: round(v, 3) for k, v in per.items()})
     return out
 
 
-def _time_learner_predictions(cf) -> dict:
+def _time_learner_predictions(learners: dict) -> dict:
     """Wrap each fitted learner's predict (on the instance) to add its seconds to a dict."""
-    seconds = dict.fromkeys(cf.models, 0.0)
-    for name in cf.models:
-        learner = cf.fitted[name]
+    seconds = dict.fromkeys(learners, 0.0)
+    for name, learner in learners.items():
         inner = learner.predict
 
         def timed(X, _inner=inner, _name=name):
@@ -208,6 +211,70 @@ def section_boost() -> dict:
     return {"rows": rows}
 
 
+# GradientBoosting parameters at 9 levels; the first is the former default.
+BOOST9_CONFIGS = {
+    "15 leaves, 100 iterations, rate 0.1": dict(max_leaf_nodes=15, max_iter=100, learning_rate=0.1),
+    "15 leaves, 50 iterations, rate 0.2": dict(max_leaf_nodes=15, max_iter=50, learning_rate=0.2),
+    "15 leaves, 40 iterations, rate 0.25": dict(max_leaf_nodes=15, max_iter=40, learning_rate=0.25),
+    "15 leaves, early stopping (<= 100, rate 0.2)": dict(max_leaf_nodes=15, max_iter=100, learning_rate=0.2,
+                                                         early_stopping=True),
+    "15 leaves, 100 iterations, rate 0.1, grid of 5 levels": dict(max_leaf_nodes=15, max_iter=100,
+                                                                  learning_rate=0.1, grid=5),
+    "23 leaves, 30 iterations, rate 0.3": dict(max_leaf_nodes=23, max_iter=30, learning_rate=0.3),
+    "23 leaves, 40 iterations, rate 0.25": dict(max_leaf_nodes=23, max_iter=40, learning_rate=0.25),
+    "31 leaves, 30 iterations, rate 0.3": dict(max_leaf_nodes=31, max_iter=30, learning_rate=0.3),
+    "31 leaves, 50 iterations, rate 0.2": dict(max_leaf_nodes=31, max_iter=50, learning_rate=0.2),
+    "31 leaves of >= 40 rows, 40 iterations, rate 0.25": dict(max_leaf_nodes=31, min_samples_leaf=40,
+                                                              max_iter=40, learning_rate=0.25),
+}
+
+
+def _synthetic(n: int = 4000, seed: int = 0):
+    """75/25 split of y = x + (0.5 + x) e, x ~ U(0, 2), e ~ N(0, 1): smooth, one predictor."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 2, n)
+    y = x + (0.5 + x) * rng.standard_normal(n)
+    k = int(0.75 * n)
+    return x[:k, None], y[:k], x[k:, None], y[k:]
+
+
+def section_boost9() -> dict:
+    taus = np.array(NINE)
+    rows = []
+    for name, n in (("concrete", None), ("kin8nm", None), ("protein-tertiary-structure", 20_000),
+                    ("synthetic", None)):
+        Xtr, ytr, Xte, yte = _synthetic() if name == "synthetic" else _split(name, n)
+        yard = yardstick(Xtr, ytr)
+        for label, params in BOOST9_CONFIGS.items():
+            fit, t_fit = _timed(lambda: GradientBoosting(random_state=0, **params).fit(Xtr, ytr, taus))
+            q, t_pred = _timed(lambda: np.sort(fit.predict(Xte), axis=1))
+            rows.append({"data": name, "train": len(ytr), "config": label, "wis": wis(yte, q, taus),
+                         "fit_yardsticks": t_fit / yard, "fit_s": t_fit,
+                         "predict_rows_per_s": len(yte) / t_pred})
+    return {"rows": rows}
+
+
+def section_aggregate() -> dict:
+    rows = []
+    for name, n in (("concrete", None), ("kin8nm", None), ("protein-tertiary-structure", 20_000)):
+        Xtr, ytr, Xte, yte = _split(name, n)
+        cols = [f"x{j}" for j in range(Xtr.shape[1])]
+        train = pd.DataFrame(Xtr, columns=cols).assign(y=ytr)
+        test = pd.DataFrame(Xte, columns=cols).assign(y=yte)
+        for label, boost in (("former boosting (100 trees, 15 leaves, rate 0.1)",
+                              GradientBoosting(max_iter=100, max_leaf_nodes=15, learning_rate=0.1)),
+                             ("current defaults", GradientBoosting())):
+            models = qa.pipeline.default_models(0) | {"boost": boost}
+            fit, t_fit = _timed(lambda: qa.qagg("y ~ .", train, models=models, taus=NINE,
+                                                conformal="cqr", test=test, n_jobs=-1))
+            scores = fit.test_scores["wis"]
+            rows.append({"data": name, "train": len(ytr), "models": label,
+                         "aggregate_wis": scores["aggregate"], "boost_wis": scores["boost"],
+                         "boost_weight": float(fit.weights.query("model == 'boost'")["weight"].mean()),
+                         "qagg_s": t_fit})
+    return {"rows": rows}
+
+
 def _load(run: str) -> dict:
     done = {}
     if LOG.exists():
@@ -261,6 +328,16 @@ def _tables(done: dict) -> str:
         df = pd.DataFrame(done["boost"]["result"]["rows"])
         parts.append("\n**Boosting at 99 levels**: one model per level against a grid of levels "
                      "interpolated in Φ⁻¹(τ) (75/25 split, default settings):\n")
+        parts.append(_md(df))
+    if "boost9" in done:
+        df = pd.DataFrame(done["boost9"]["result"]["rows"])
+        parts.append("\n**Boosting at 9 levels**: configurations of `GradientBoosting` (75/25 split, "
+                     "one thread; fit time in yardsticks on the same training rows):\n")
+        parts.append(_md(df[["data", "train", "config", "wis", "fit_yardsticks", "fit_s", "predict_rows_per_s"]]))
+    if "aggregate" in done:
+        df = pd.DataFrame(done["aggregate"]["result"]["rows"])
+        parts.append("\n**Held-out WIS of the aggregate** (`qa.qagg`, default models, 9 levels, CQR, "
+                     "75/25 split; boost_weight is the boosting model's mean weight over levels):\n")
         parts.append(_md(df))
     return "\n".join(parts)
 
