@@ -214,6 +214,7 @@ BAD_PARAMETERS = [
     (KNN, {"k": 0}, "k must be an integer >= 1, got 0"),
     (KNN, {"k": True}, "k must be an integer"),
     (KNN, {"formula": 3}, "formula must be a string or None"),
+    (KNN, {"n_jobs": 0}, "n_jobs must be None or a non-zero integer"),
     (LocationScale, {"mean_model": "ols"}, "mean_model must be None"),
     (LocationScale, {"min_scale": -1.0}, "min_scale must be a number > 0"),
     (SklearnQuantile, {"factory": "gbr"}, "factory must be a callable"),
@@ -229,9 +230,26 @@ def test_bad_parameters_raise_clear_errors(cls, kwargs, message):
     assert cls.__name__ in str(info.value)
 
 
+def test_knn_matches_brute_force_neighbours_for_every_thread_count():
+    rng = np.random.default_rng(31)
+    X = np.column_stack([np.ones(500), rng.normal(size=(500, 3)) * [1.0, 10.0, 0.1]])
+    y = X[:, 1] + rng.normal(size=500)
+    Xt = np.column_stack([np.ones(200), rng.normal(size=(200, 3)) * [1.0, 10.0, 0.1]])
+    taus = np.array([0.1, 0.5, 0.9])
+    # brute force on the standardised non-constant columns (continuous data: no distance ties)
+    mean, sd = X[:, 1:].mean(axis=0), X[:, 1:].std(axis=0)
+    dist = (((Xt[:, None, 1:] - X[None, :, 1:]) / sd) ** 2).sum(axis=2)
+    nearest = np.argsort(dist, axis=1)[:, :15]
+    expected = np.quantile(y[nearest], taus, axis=1, method="weibull").T
+    for n_jobs in (None, 1, 2, -1):
+        got = KNN(k=15, n_jobs=n_jobs).fit(X, y, taus).predict(Xt)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert KNN(k=1).fit(X, y, taus).predict(Xt[:3]).shape == (3, 3)
+
+
 def test_set_params_validates_and_get_params_round_trips():
     knn = KNN(k=7, formula="y ~ x")
-    assert knn.get_params() == {"k": 7, "formula": "y ~ x"}
+    assert knn.get_params() == {"k": 7, "n_jobs": None, "formula": "y ~ x"}
     assert repr(knn) == "KNN(k=7, formula='y ~ x')"
     assert repr(QuantileForest()) == "QuantileForest()"
     with pytest.raises(DataError, match="k must be"):
