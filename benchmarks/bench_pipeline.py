@@ -17,6 +17,8 @@ run resumes where it stopped):
 - ``boost``: WIS at 99 levels of per-level boosting against the grid of levels.
 - ``boost9``: WIS and fit time at 9 levels of boosting configurations (iterations, learning
   rate, early stopping, a coarser grid of levels) on a 75/25 split.
+- ``demo``: ``python -m qaggstats demo`` as a whole process (median of three runs, against
+  the yardstick on the demo's training rows), and its stages timed in one process.
 - ``aggregate``: held-out WIS of ``qa.qagg`` (default models, 9 levels, CQR) with the former
   and the current boosting defaults, on a 75/25 split.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -48,7 +51,7 @@ from qaggstats.scoring import wis  # noqa: E402
 
 LOG = RESULTS / "pipeline.jsonl"
 NINE = [round(k / 10, 1) for k in range(1, 10)]
-SECTIONS = ("pipeline", "protein", "rq", "forest", "boost", "boost9", "aggregate")
+SECTIONS = ("pipeline", "protein", "demo", "rq", "forest", "boost", "boost9", "aggregate")
 
 
 def _timed(fn):
@@ -233,6 +236,37 @@ def _synthetic(n: int = 4000, seed: int = 0):
     return x[:k, None], y[:k], x[k:, None], y[k:]
 
 
+def _demo_stages(out: Path) -> dict:
+    """Seconds of each stage of the demo, run as ``qaggstats demo`` runs them."""
+    from qaggstats import cli, datasets, report
+
+    df = datasets.load("concrete")
+    train, test = cli._holdout(df, 0.2, 0)
+    fit, t_fit = _timed(lambda: qa.qagg(datasets.suggested_formula("concrete"), train,
+                                        models=cli._demo_models(False, 0), family="quantile",
+                                        conformal="cqr", cv=5, seed=0, test=test, data_name="concrete"))
+    context, t_ctx = _timed(lambda: report.build_context(fit))
+    html, t_html = _timed(lambda: report.render_html(context))
+    _, t_pdf = _timed(lambda: report.html_to_pdf(report.render_html(report._pdf_context(context))))
+    _, t_save = _timed(lambda: fit.save(out / "fit.qagg"))
+    X = train.drop(columns="strength").select_dtypes("number").to_numpy()
+    return {"fit": t_fit, "report context": t_ctx, "html": t_html, "pdf (weasyprint)": t_pdf,
+            "save": t_save, "yardstick_s": yardstick(X, train["strength"].to_numpy()),
+            "learner_task_s": {k: round(v, 3) for k, v in fit._base.crossfit.seconds.items()}}
+
+
+def section_demo() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        stages = _demo_stages(Path(tmp))
+        runs = []
+        for _ in range(3):
+            _, seconds = _timed(lambda: subprocess.run(
+                [sys.executable, "-m", "qaggstats", "demo", "--out", tmp], check=True,
+                capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)}))
+            runs.append(seconds)
+    return {"demo_s": float(np.median(runs)), "runs_s": runs, "stages_s": stages}
+
+
 def section_boost9() -> dict:
     """Mean WIS over BOOST9_SPLITS random 75/25 splits (seeds 0, 1, ...), and the fit time."""
     taus = np.array(NINE)
@@ -312,6 +346,16 @@ def _tables(done: dict) -> str:
                          + (" Prediction per learner (s): " + ", ".join(
                              f"{k} {v}" for k, v in r["predict_learner_s"].items()) + "."
                             if "predict_learner_s" in r else ""))
+    if "demo" in done:
+        r = done["demo"]["result"]
+        st = r["stages_s"]
+        stages = ", ".join(f"{k} {st[k]:.2f}" for k in ("fit", "report context", "html", "pdf (weasyprint)", "save"))
+        tasks = ", ".join(f"{k} {v:.1f}" for k, v in st["learner_task_s"].items())
+        parts.append(f"\n**`qaggstats demo`** (concrete, 824 training rows, 7 levels, CQR, HTML and PDF "
+                     f"report, saved fit) as a whole process: **{r['demo_s']:.1f} s** (median of "
+                     f"{', '.join(f'{v:.1f}' for v in r['runs_s'])}; the yardstick on its training rows "
+                     f"is {st['yardstick_s']:.3f} s). Stages in one process (s): {stages}; "
+                     f"learner task seconds: {tasks}.")
     if "rq" in done:
         r = done["rq"]["result"]
         parts.append(

@@ -39,7 +39,7 @@ TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
 # Fewer trees and boosting rounds for ``demo --fast`` (the test suite and slow machines);
 # the weights, calibration and reports are computed exactly as in the full demo.
 FAST_FOREST_TREES = 50
-FAST_BOOSTING_ROUNDS = 25
+FAST_BOOSTING_ROUNDS = 10  # of the default 30
 
 
 class _ArgumentError(Exception):
