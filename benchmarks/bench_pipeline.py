@@ -12,15 +12,15 @@ run resumes where it stopped):
 - ``protein``: the same end to end on all 45,730 protein rows.
 - ``rq``: ``rq_fit`` on protein (median, and 9 levels) against R's ``rq`` "fn" and "br"
   (``Rscript``, same run), objectives compared.
-- ``forest``: WIS and times of quantile-forest configurations on a 75/25 split (concrete,
-  kin8nm, 20,000 protein rows), 9 levels.
+- ``forest``: WIS and times of quantile-forest configurations on three random 75/25 splits
+  (concrete, kin8nm, 20,000 protein rows), 9 levels.
 - ``boost``: WIS at 99 levels of per-level boosting against the grid of levels.
 - ``boost9``: WIS and fit time at 9 levels of boosting configurations (iterations, learning
   rate, early stopping, a coarser grid of levels) on a 75/25 split.
 - ``demo``: ``python -m qaggstats demo`` as a whole process (median of three runs, against
   the yardstick on the demo's training rows), and its stages timed in one process.
 - ``aggregate``: held-out WIS of ``qa.qagg`` (default models, 9 levels, CQR) with the former
-  and the current boosting defaults, on a 75/25 split.
+  and the current forest and boosting defaults, on three random 75/25 splits.
 
 Run: ``nice python benchmarks/bench_pipeline.py [--run NAME] [--sections ...] [--write]``;
 ``--write`` puts the tables into BENCHMARKS.md.
@@ -163,14 +163,17 @@ def _split(name: str, rows: int | None = None, seed: int = 0):
 # None: the former default, quantile-forest's RandomForestQuantileRegressor, 200 trees, every
 # training row kept in the leaves; the others are QuantileForest parameters.
 FOREST_CONFIGS = {
-    "quantile-forest, 200 best-split trees, leaves 20 (former default)": None,
-    "pooled, 100 random-split trees, leaves 5 (default)": dict(),
+    "quantile-forest, 200 best-split trees, leaves 20 (default before issue 16)": None,
+    "pooled, 100 random-split trees, leaves 5 (former default)": dict(n_estimators=100),
+    "pooled, 70 random-split trees, leaves 5": dict(n_estimators=70),
+    "pooled, 50 random-split trees, leaves 5 (default)": dict(n_estimators=50),
     "pooled, 200 random-split trees, leaves 5": dict(n_estimators=200),
-    "pooled, 100 random-split trees, leaves 3": dict(min_samples_leaf=3),
-    "pooled, 100 best-split trees, leaves 5": dict(splitter="best"),
-    "pooled, 100 best-split trees, leaves 20": dict(splitter="best", min_samples_leaf=20),
-    "trees, 100 random-split trees, leaves 5": dict(aggregation="trees"),
+    "pooled, 100 random-split trees, leaves 3": dict(n_estimators=100, min_samples_leaf=3),
+    "pooled, 100 best-split trees, leaves 5": dict(n_estimators=100, splitter="best"),
+    "pooled, 100 best-split trees, leaves 20": dict(n_estimators=100, splitter="best", min_samples_leaf=20),
+    "trees, 100 random-split trees, leaves 5": dict(n_estimators=100, aggregation="trees"),
 }
+FOREST_SPLITS = 3
 
 
 def _former_forest(X: np.ndarray, y: np.ndarray, taus: np.ndarray):
@@ -185,19 +188,25 @@ def _former_forest(X: np.ndarray, y: np.ndarray, taus: np.ndarray):
 
 
 def section_forest() -> dict:
+    """Mean WIS over FOREST_SPLITS random 75/25 splits; median fit time and prediction speed."""
     taus = np.array(NINE)
     rows = []
     for name, n in (("concrete", None), ("kin8nm", None), ("protein-tertiary-structure", 20_000)):
-        Xtr, ytr, Xte, yte = _split(name, n)
-        yard = yardstick(Xtr, ytr)
-        for label, params in FOREST_CONFIGS.items():
-            with threadpool_limits(limits=1):
-                fit, t_fit = _timed(lambda: _former_forest(Xtr, ytr, taus) if params is None
-                                    else QuantileForest(n_jobs=1, **params).fit(Xtr, ytr, taus))
-                q, t_pred = _timed(lambda: fit.predict(Xte))
-            rows.append({"data": name, "train": len(ytr), "config": label, "wis": wis(yte, q, taus),
-                         "fit_yardsticks": t_fit / yard, "predict_rows_per_s": len(yte) / t_pred,
-                         "fit_s": t_fit, "predict_s": t_pred})
+        runs = {label: [] for label in FOREST_CONFIGS}
+        for seed in range(FOREST_SPLITS):
+            Xtr, ytr, Xte, yte = _split(name, n, seed)
+            yard = yardstick(Xtr, ytr)
+            for label, params in FOREST_CONFIGS.items():
+                with threadpool_limits(limits=1):
+                    fit, t_fit = _timed(lambda: _former_forest(Xtr, ytr, taus) if params is None
+                                        else QuantileForest(n_jobs=1, **params).fit(Xtr, ytr, taus))
+                    q, t_pred = _timed(lambda: fit.predict(Xte))
+                runs[label].append((wis(yte, q, taus), t_fit / yard, t_fit, len(yte) / t_pred))
+        for label, values in runs.items():
+            w, fy, fs, rps = np.array(values).T
+            rows.append({"data": name, "train": len(ytr), "config": label, "wis": float(w.mean()),
+                         "fit_yardsticks": float(np.median(fy)), "fit_s": float(np.median(fs)),
+                         "predict_rows_per_s": float(np.median(rps))})
     return {"rows": rows}
 
 
@@ -292,24 +301,33 @@ def section_boost9() -> dict:
     return {"rows": rows}
 
 
+AGGREGATE_SPLITS = 3
+
+
 def section_aggregate() -> dict:
+    """Held-out WIS of qagg with the former and current learner defaults, mean over splits."""
+    former = {"forest": QuantileForest(n_estimators=100),
+              "boost": GradientBoosting(max_iter=100, max_leaf_nodes=15, learning_rate=0.1)}
     rows = []
     for name, n in (("concrete", None), ("kin8nm", None), ("protein-tertiary-structure", 20_000)):
-        Xtr, ytr, Xte, yte = _split(name, n)
-        cols = [f"x{j}" for j in range(Xtr.shape[1])]
-        train = pd.DataFrame(Xtr, columns=cols).assign(y=ytr)
-        test = pd.DataFrame(Xte, columns=cols).assign(y=yte)
-        for label, boost in (("former boosting (100 trees, 15 leaves, rate 0.1)",
-                              GradientBoosting(max_iter=100, max_leaf_nodes=15, learning_rate=0.1)),
-                             ("current defaults", GradientBoosting())):
-            models = qa.pipeline.default_models(0) | {"boost": boost}
-            fit, t_fit = _timed(lambda: qa.qagg("y ~ .", train, models=models, taus=NINE,
-                                                conformal="cqr", test=test, n_jobs=-1))
-            scores = fit.test_scores["wis"]
+        runs = {"former defaults (forest 100 trees; boosting 100 trees of 15 leaves, rate 0.1)": [],
+                "current defaults": []}
+        for seed in range(AGGREGATE_SPLITS):
+            Xtr, ytr, Xte, yte = _split(name, n, seed)
+            cols = [f"x{j}" for j in range(Xtr.shape[1])]
+            train = pd.DataFrame(Xtr, columns=cols).assign(y=ytr)
+            test = pd.DataFrame(Xte, columns=cols).assign(y=yte)
+            for label, changed in zip(runs, (former, {})):
+                models = qa.pipeline.default_models(0) | changed
+                fit, t_fit = _timed(lambda: qa.qagg("y ~ .", train, models=models, taus=NINE,
+                                                    conformal="cqr", test=test, n_jobs=-1))
+                scores = fit.test_scores["wis"]
+                runs[label].append((scores["aggregate"], scores["forest"], scores["boost"], t_fit))
+        for label, values in runs.items():
+            agg, forest, boost, seconds = np.array(values).T
             rows.append({"data": name, "train": len(ytr), "models": label,
-                         "aggregate_wis": scores["aggregate"], "boost_wis": scores["boost"],
-                         "boost_weight": float(fit.weights.query("model == 'boost'")["weight"].mean()),
-                         "qagg_s": t_fit})
+                         "aggregate_wis": float(agg.mean()), "forest_wis": float(forest.mean()),
+                         "boost_wis": float(boost.mean()), "qagg_s": float(np.median(seconds))})
     return {"rows": rows}
 
 
@@ -369,8 +387,9 @@ def _tables(done: dict) -> str:
             f"fn {r['R_fn_obj_rel_diff']:.1e} (R's fn stops at its own tolerance; ours is the vertex).")
     if "forest" in done:
         df = pd.DataFrame(done["forest"]["result"]["rows"])
-        parts.append("\n**Quantile forest configurations** (75/25 split, 9 levels, one thread; "
-                     "fit time in yardsticks on the same training rows):\n")
+        parts.append(f"\n**Quantile forest configurations** (mean WIS over {FOREST_SPLITS} random 75/25 "
+                     "splits, 9 levels, one thread; median fit time in yardsticks on the same training "
+                     "rows):\n")
         parts.append(_md(df[["data", "train", "config", "wis", "fit_yardsticks", "fit_s", "predict_rows_per_s"]]))
     if "boost" in done:
         df = pd.DataFrame(done["boost"]["result"]["rows"])
@@ -386,8 +405,8 @@ def _tables(done: dict) -> str:
         parts.append(_md(df))
     if "aggregate" in done:
         df = pd.DataFrame(done["aggregate"]["result"]["rows"])
-        parts.append("\n**Held-out WIS of the aggregate** (`qa.qagg`, default models, 9 levels, CQR, "
-                     "75/25 split; boost_weight is the boosting model's mean weight over levels):\n")
+        parts.append("\n**Held-out WIS of the aggregate** (`qa.qagg`, default models, 9 levels, CQR; "
+                     f"mean over {AGGREGATE_SPLITS} random 75/25 splits, median fit seconds):\n")
         parts.append(_md(df))
     return "\n".join(parts)
 

@@ -38,7 +38,7 @@ REPORT_SUFFIXES = (".html", ".pdf")
 TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
 # Fewer trees and boosting rounds for ``demo --fast`` (the test suite and slow machines);
 # the weights, calibration and reports are computed exactly as in the full demo.
-FAST_FOREST_TREES = 50
+FAST_FOREST_TREES = 25  # of the default 50
 FAST_BOOSTING_ROUNDS = 10  # of the default 30
 
 
