@@ -422,3 +422,14 @@ def test_boosting_grid_fits_fewer_models_and_interpolates_monotonically():
     assert len(per_level.models_) == 39
     few = GradientBoosting(max_iter=20, grid=5).fit(X, y, TAUS)
     assert len(few.models_) == 3 and np.array_equal(few.fit_levels_, TAUS)
+
+
+def test_boosting_predicts_levels_in_threads_without_changing_them():
+    from joblib import parallel_config
+
+    X, y, _ = hetero(600, seed=25)
+    gb = GradientBoosting(max_iter=10, random_state=0).fit(X, y, TAUS)
+    alone = np.column_stack([m.predict(X[:50]) for m in gb.models_])
+    with parallel_config(n_jobs=2):
+        np.testing.assert_array_equal(gb.predict(X[:50]), alone)
+    np.testing.assert_array_equal(gb.predict(X[:50]), alone)
