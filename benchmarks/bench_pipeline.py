@@ -251,9 +251,11 @@ def _demo_stages(out: Path) -> dict:
 
     df = datasets.load("concrete")
     train, test = cli._holdout(df, 0.2, 0)
+    n_jobs = cli.build_parser().parse_args(["demo"]).n_jobs  # the demo's default
     fit, t_fit = _timed(lambda: qa.qagg(datasets.suggested_formula("concrete"), train,
                                         models=cli._demo_models(False, 0), family="quantile",
-                                        conformal="cqr", cv=5, seed=0, test=test, data_name="concrete"))
+                                        conformal="cqr", cv=5, seed=0, n_jobs=n_jobs, test=test,
+                                        data_name="concrete"))
     context, t_ctx = _timed(lambda: report.build_context(fit))
     html, t_html = _timed(lambda: report.render_html(context))
     _, t_pdf = _timed(lambda: report.html_to_pdf(report.render_html(report._pdf_context(context))))

@@ -277,6 +277,11 @@ def test_demo_fits_calibrates_and_writes_reports(tmp_path):
     assert "Quantile aggregation results" in (out / "summary.txt").read_text(encoding="utf-8")
 
 
+def test_demo_n_jobs_is_checked_and_named(tmp_path):
+    assert cli.build_parser().parse_args(["demo"]).n_jobs == 1
+    assert_one_line_error(run("demo", "--n-jobs", "0", "--out", "o", "--fast", cwd=tmp_path), 2, "n_jobs", "0")
+
+
 def test_demo_unknown_dataset_exits_2(tmp_path):
     assert_one_line_error(run("demo", "--dataset", "iris", "--out", "o", cwd=tmp_path), 2, "iris")
     assert not (tmp_path / "o").exists()
