@@ -354,7 +354,8 @@ def _tables(done: dict) -> str:
     for key in ("pipeline", "protein"):
         if key in done:
             r = done[key]["result"]
-            parts.append(f"\n**`qa.qagg` default models, {r['rows']:,} protein rows, 9 levels, CQR, n_jobs=-1**: "
+            parts.append(f"\n**`qa.qagg` default models, {r['rows']:,} protein rows, 9 levels, CQR, n_jobs=-1**"
+                         f"{_load_note(done[key])}: "
                          f"{r['qagg_s']:.1f} s = **{r['qagg_yardsticks']:.1f} yardsticks** "
                          f"(yardstick {r['yardstick_s']:.2f} s)."
                          + (f" Predicting {r['predict_rows']:,} rows: {r['predict_s']:.2f} s = "
@@ -372,7 +373,7 @@ def _tables(done: dict) -> str:
         stages = ", ".join(f"{k} {st[k]:.2f}" for k in ("fit", "report context", "html", "pdf (weasyprint)", "save"))
         tasks = ", ".join(f"{k} {v:.1f}" for k, v in st["learner_task_s"].items())
         parts.append(f"\n**`qaggstats demo`** (concrete, 824 training rows, 7 levels, CQR, HTML and PDF "
-                     f"report, saved fit) as a whole process: **{r['demo_s']:.1f} s** (median of "
+                     f"report, saved fit){_load_note(done['demo'])} as a whole process: **{r['demo_s']:.1f} s** (median of "
                      f"{', '.join(f'{v:.1f}' for v in r['runs_s'])}; the yardstick on its training rows "
                      f"is {st['yardstick_s']:.3f} s). Stages in one process (s): {stages}; "
                      f"learner task seconds: {tasks}.")
@@ -413,6 +414,11 @@ def _tables(done: dict) -> str:
     return "\n".join(parts)
 
 
+def _load_note(rec: dict) -> str:
+    """The machine's load before a timed section, when it was recorded."""
+    return f" (load {rec['load_before']:.1f} before the run)" if "load_before" in rec else ""
+
+
 def _md(df: pd.DataFrame) -> str:
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -434,8 +440,12 @@ def main() -> None:
             print(f"[{key}] already recorded in run {args.run!r}; skipped", flush=True)
             continue
         print(f"[{key}] running...", flush=True)
+        # the shared machine's 1-minute load before the section: above ~1, another job held a
+        # core, and the 2-core pipeline lost more to it than the 1-thread yardstick
+        load = os.getloadavg()[0]
         result = globals()[f"section_{key}"]()
-        rec = {"run": args.run, "section": key, "date": today(), "machine": machine(), "result": result}
+        rec = {"run": args.run, "section": key, "date": today(), "machine": machine(),
+               "load_before": round(load, 2), "result": result}
         with LOG.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
         done[key] = rec
