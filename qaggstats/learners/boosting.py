@@ -1,13 +1,14 @@
 """Gradient-boosted trees on the pinball loss: one model per level, or per level of a grid."""
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import numpy as np
 from joblib import Parallel, delayed
 from scipy.stats import norm
 from sklearn.ensemble import HistGradientBoostingRegressor
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ..errors import DataError
 from .base import (LearnerBase, _check_float, _check_int, _check_random_state, check_fit_data,
@@ -128,7 +129,7 @@ class GradientBoosting(LearnerBase):
         self._validate()
         X, y, taus = check_fit_data(X, y, taus, type(self).__name__)
         self.fit_levels_ = grid_levels(taus, self.grid)
-        with threadpool_limits(limits=self.n_threads, user_api="openmp"):
+        with _openmp_limit(self.n_threads):
             self.models_ = [self._model(float(t)).fit(X, y) for t in self.fit_levels_]
         self.n_features_ = X.shape[1]
         self.taus_ = taus
@@ -149,8 +150,20 @@ class GradientBoosting(LearnerBase):
         return interpolate_levels(np.sort(Q, axis=1), self.fit_levels_, self.taus_)
 
 
+@functools.cache
+def _controller() -> ThreadpoolController:
+    # one scan of the loaded libraries: threadpool_limits() rescans on every call (~9 ms,
+    # a fifth of predicting 50,000 rows at one level)
+    return ThreadpoolController()
+
+
+def _openmp_limit(n_threads: int):
+    """Hold OpenMP to ``n_threads`` in the calling thread (OpenMP's limit is per thread)."""
+    return _controller().limit(limits=n_threads, user_api="openmp")
+
+
 def _predict_level(model: HistGradientBoostingRegressor, X: np.ndarray, n_threads: int) -> np.ndarray:
-    with threadpool_limits(limits=n_threads, user_api="openmp"):
+    with _openmp_limit(n_threads):
         return np.asarray(model.predict(X), dtype=np.float64)
 
 
