@@ -35,6 +35,16 @@ class GradientBoosting(LearnerBase):
     the real data but 1.1 % worse on the smooth case; early stopping at rate 0.2 was better
     everywhere (-0.8 to -7.4 %) but saved no time on the real data.
 
+    With more requested levels than ``grid``, only ``grid`` boosters are fitted, at levels
+    evenly spaced on the normal-score scale ``Phi^-1(tau)`` between the smallest and the
+    largest requested level (both included, so the tails get more of them); each row's grid
+    quantiles are sorted and interpolated linearly in ``Phi^-1(tau)``, which gives
+    non-crossing quantiles at every requested level. 99 levels then cost 15 models, not 99
+    (6.7x faster on kin8nm), for a WIS 2.7 % above one model per level on kin8nm and 0.4 %
+    below it on concrete (BENCHMARKS.md, default settings; with the former 100 trees of 15
+    leaves: +0.9 % and +1.7 %). ``grid=None`` fits one model per level whatever their
+    number; up to 15 requested levels (the default 7 or 9) nothing changes.
+
     Parameters
     ----------
     max_iter : int, default 30

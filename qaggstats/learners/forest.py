@@ -43,7 +43,7 @@ class QuantileForest(LearnerBase):
 
     Both give non-crossing levels. Defaults, measured on 75/25 splits of concrete, kin8nm and
     20,000 protein rows at 9 levels (BENCHMARKS.md): 50 trees, whose mean WIS over three
-    splits was 0.3-0.4 % above 100 trees' (and 0.03 % on the smooth case below) for half the
+    splits was 0.3-0.8 % above 100 trees' (0.03 % on the smooth case below) for half the
     fitting and prediction time (200 trees gained at most 0.5 % over 100); in-bag
     rows in the leaves (all rows cost 1.5-2.5 % WIS); random split points with leaves of 5
     rows, whose WIS was 22 %, 6 % and 5 % below the former default (quantile-forest, 200
