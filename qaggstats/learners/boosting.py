@@ -29,8 +29,8 @@ class GradientBoosting(LearnerBase):
     protein rows and the smooth one-predictor ``y = x + (0.5 + x) e`` (BENCHMARKS.md,
     "Boosting at 9 levels"): 30 trees of 23 leaves at rate 0.3 gave a mean WIS 4.4 %, 4.8 %
     and 2.9 % below the former 100 trees of 15 leaves at rate 0.1 on the real data (lower on
-    every split) and 0.7 % above it on the smooth case, in 57 % less fitting time and a third
-    of the prediction time (scikit-learn refits every leaf's value to a quantile of its
+    every split) and 0.7 % above it on the smooth case, in 57 % less fitting time and less
+    than half the prediction time (scikit-learn refits every leaf's value to a quantile of its
     residuals in Python, so the cost follows trees x leaves). 31 leaves did better still on
     the real data but 1.1 % worse on the smooth case; early stopping at rate 0.2 was better
     everywhere (-0.8 to -7.4 %) but saved no time on the real data.
