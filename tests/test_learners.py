@@ -433,3 +433,31 @@ def test_boosting_predicts_levels_in_threads_without_changing_them():
     with parallel_config(n_jobs=2):
         np.testing.assert_array_equal(gb.predict(X[:50]), alone)
     np.testing.assert_array_equal(gb.predict(X[:50]), alone)
+
+
+def test_forest_and_boosting_take_their_threads_from_joblibs_context(monkeypatch):
+    """joblib's Parallel(n_jobs=None, prefer="threads") ignores parallel_config: the learners
+    resolve n_jobs themselves, so a fitted pipeline's predictions use every core."""
+    import joblib
+
+    from qaggstats.learners import boosting, forest
+
+    asked = []
+
+    def recording(n_jobs=None, **kwargs):
+        asked.append(n_jobs)
+        return joblib.Parallel(n_jobs=n_jobs, **kwargs)
+
+    monkeypatch.setattr(forest, "Parallel", recording)
+    monkeypatch.setattr(boosting, "Parallel", recording)
+    X, y, _ = hetero(300, seed=26)
+    qf = QuantileForest(n_estimators=5, random_state=0).fit(X, y, TAUS)
+    gb = GradientBoosting(max_iter=5, random_state=0).fit(X, y, TAUS)
+    assert asked == [1]  # the forest's fit outside any context: one thread
+    with joblib.parallel_config(n_jobs=2):
+        qf.predict(X)
+        gb.predict(X)
+    assert asked[1:] == [2, 2, 2]  # the forest's traversal and blocks, the boosting levels
+    with joblib.parallel_config(n_jobs=1):
+        qf.predict(X)
+    assert asked[4:] == [1, 1]

@@ -5,7 +5,7 @@ import functools
 from typing import Optional
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from scipy.stats import norm
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import ThreadpoolController
@@ -152,7 +152,8 @@ class GradientBoosting(LearnerBase):
         # the levels' boosters in parallel threads as joblib's context allows (one inside
         # cross-fitting tasks, every core when a fitted pipeline predicts), each with its own
         # OpenMP limit: the limit is a per-thread setting
-        columns = Parallel(n_jobs=None, prefer="threads")(
+        # (n_jobs resolved here: Parallel(n_jobs=None, prefer="threads") ignores the context)
+        columns = Parallel(n_jobs=effective_n_jobs(None), prefer="threads")(
             delayed(_predict_level)(model, X, self.n_threads) for model in self.models_)
         Q = np.column_stack(columns)
         if self.fit_levels_.size == self.taus_.size:

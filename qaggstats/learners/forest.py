@@ -5,7 +5,7 @@ from typing import Any, Literal, Optional
 
 import numpy as np
 import scipy.sparse as sp
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.tree import DecisionTreeRegressor
 
 from ..errors import DataError
@@ -79,7 +79,8 @@ class QuantileForest(LearnerBase):
     n_jobs : int or None, default None
         Threads for growing and traversing trees and for prediction blocks; None follows
         joblib's context: one thread inside cross-fitting tasks (which already run one per
-        core), every core when a fitted pipeline predicts new data (``CrossFit.n_jobs``).
+        core), every core when a fitted pipeline predicts new data (``CrossFit.n_jobs``,
+        ``Predictor.n_jobs``).
     formula : str or None, default None
         Formula for this learner's design; None uses the pipeline's default formula.
 
@@ -145,7 +146,9 @@ class QuantileForest(LearnerBase):
         self._validate()
         X, y, taus = check_fit_data(X, y, taus, type(self).__name__)
         seeds = _tree_seeds(self.random_state, self.n_estimators)
-        grown = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+        # n_jobs resolved by effective_n_jobs (here and below): joblib's Parallel(n_jobs=None,
+        # prefer="threads") runs on one thread whatever parallel_config says (joblib 1.6)
+        grown = Parallel(n_jobs=effective_n_jobs(self.n_jobs), prefer="threads")(
             delayed(_grow)(X, y, int(seed), self.min_samples_leaf, self.max_features, self.max_depth,
                            self.max_samples, self.splitter)
             for seed in seeds)
@@ -165,14 +168,14 @@ class QuantileForest(LearnerBase):
         self._check_fitted()
         X = check_predict_data(X, self.n_features_, type(self).__name__)
         X32 = np.asarray(X, dtype=np.float32)  # scikit-learn trees split on float32
-        return np.column_stack(Parallel(n_jobs=self.n_jobs, prefer="threads")(
+        return np.column_stack(Parallel(n_jobs=effective_n_jobs(self.n_jobs), prefer="threads")(
             delayed(tree.apply)(X32) for tree in self.trees_))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Quantiles ``(m, r)`` at the rows of ``X (m, d)``."""
         nodes = self.apply(X)
         if self.aggregation == "pooled":
-            blocks = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+            blocks = Parallel(n_jobs=effective_n_jobs(self.n_jobs), prefer="threads")(
                 delayed(pooled_quantiles)(self.leaf_index_, self.leaf_masses_, self.grid_,
                                           nodes[start:start + _BLOCK], self.taus_)
                 for start in range(0, nodes.shape[0], _BLOCK))
