@@ -21,8 +21,11 @@ from qaggstats import cli, datasets
 from qaggstats.results import load
 
 # One OpenMP thread per process: on a shared, loaded machine histogram boosting's default of
-# one thread per core oversubscribes the CPUs and runs several times slower.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# one thread per core oversubscribes the CPUs and runs several times slower. The subprocess
+# imports the package these tests import: a relative PYTHONPATH (".") would not follow cwd.
+_ROOT = str(Path(cli.__file__).resolve().parents[1])
+ENV = {**os.environ, "OMP_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))}
 LEVELS = [0.05, 0.25, 0.5, 0.75, 0.95]
 QCOLS = [f"q{t:g}" for t in LEVELS]
 
