@@ -26,8 +26,8 @@ from __future__ import annotations
 import base64
 import functools
 import io
-from html import escape as html_escape
 from collections.abc import Mapping, Sequence
+from html import escape as html_escape
 from typing import Literal
 
 import matplotlib as mpl
