@@ -27,6 +27,7 @@ import base64
 import functools
 import io
 from collections.abc import Mapping, Sequence
+from html import escape as html_escape
 from typing import Literal
 
 import matplotlib as mpl
@@ -51,6 +52,7 @@ __all__ = [
     "wis_decomposition",
     "crossing_plot",
     "figure_to_svg",
+    "svg_image_tag",
     "figure_to_png_base64",
 ]
 
@@ -906,6 +908,30 @@ def figure_to_svg(fig: Figure) -> str:
     head = head.replace(f'width="{width}"', f'width="100%" style="max-width: {width}"', 1)
     head = _drop_attr(head, "height")
     return head + ">" + rest
+
+
+def svg_image_tag(svg: str, alt: str) -> str:
+    """An ``<img>`` holding an SVG from :func:`figure_to_svg` as a data URI, at most its natural width.
+
+    For the PDF: WeasyPrint computes CSS styles for every node of an SVG inlined in HTML
+    (thousands per figure), but draws an SVG image directly, with its text still as text; the
+    demo report's PDF took 1.3 s instead of 2.1 s. The root gets its size in points back
+    (from the viewBox), so the image has an intrinsic size and aspect ratio.
+
+    Examples
+    --------
+    >>> fig = Figure(figsize=(2, 1)); _ = fig.subplots()
+    >>> tag = svg_image_tag(figure_to_svg(fig), "an empty plot")
+    >>> tag.startswith('<img src="data:image/svg+xml;base64,') and 'alt="an empty plot"' in tag
+    True
+    """
+    head, rest = svg.split(">", 1)
+    width = head.split("max-width: ", 1)[1].split('"', 1)[0]
+    _, _, w, h = head.split('viewBox="', 1)[1].split('"', 1)[0].split()
+    head = _drop_attr(_drop_attr(head, "style"), "width") + f' width="{w}pt" height="{h}pt"'
+    data = base64.b64encode((head + ">" + rest).encode("utf-8")).decode("ascii")
+    return (f'<img src="data:image/svg+xml;base64,{data}" alt="{html_escape(alt, quote=True)}" '
+            f'style="max-width: {width}">')
 
 
 def _drop_attr(tag: str, name: str) -> str:

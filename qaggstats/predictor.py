@@ -26,6 +26,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
+from joblib import parallel_config
 
 from .crossfit import check_predictions
 from .errors import DataError, FitError, QaggError
@@ -117,6 +118,10 @@ class Predictor:
         Conformal calibration.
     fold_learners : dict model -> list of learners, or None
         The K fold models, kept only for CV+ (its intervals need them at predict time).
+    n_jobs : int
+        Threads for the learners' predictions (joblib's ``n_jobs``, -1: all cores), used by
+        learners that leave their own ``n_jobs`` unset (the forest's tree traversal and
+        blocks, the k-NN search). Predictions do not depend on it.
     """
 
     taus: np.ndarray
@@ -129,6 +134,7 @@ class Predictor:
     basis: Any = None
     calibration: Any = None
     fold_learners: Optional[Mapping[str, list]] = field(default=None)
+    n_jobs: int = -1
 
     # ------------------------------------------------------------------ the chain, on arrays
     def base_quantiles(self, designs: Mapping[str, np.ndarray], learners: Optional[Mapping[str, Any]] = None,
@@ -143,7 +149,8 @@ class Predictor:
             if name not in learners:
                 continue
             try:
-                pred = learners[name].predict(designs[name])
+                with parallel_config(n_jobs=self.n_jobs):
+                    pred = learners[name].predict(designs[name])
             except QaggError:
                 raise
             except Exception as err:

@@ -21,8 +21,11 @@ from qaggstats import cli, datasets
 from qaggstats.results import load
 
 # One OpenMP thread per process: on a shared, loaded machine histogram boosting's default of
-# one thread per core oversubscribes the CPUs and runs several times slower.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# one thread per core oversubscribes the CPUs and runs several times slower. The subprocess
+# imports the package these tests import: a relative PYTHONPATH (".") would not follow cwd.
+_ROOT = str(Path(cli.__file__).resolve().parents[1])
+ENV = {**os.environ, "OMP_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))}
 LEVELS = [0.05, 0.25, 0.5, 0.75, 0.95]
 QCOLS = [f"q{t:g}" for t in LEVELS]
 
@@ -275,6 +278,11 @@ def test_demo_fits_calibrates_and_writes_reports(tmp_path):
     fit = load(out / "fit.qagg")
     assert fit.conformal == "cqr" and fit.models == list(cli.LEARNER_CHOICES)
     assert "Quantile aggregation results" in (out / "summary.txt").read_text(encoding="utf-8")
+
+
+def test_demo_n_jobs_is_checked_and_named(tmp_path):
+    assert cli.build_parser().parse_args(["demo"]).n_jobs == 1
+    assert_one_line_error(run("demo", "--n-jobs", "0", "--out", "o", "--fast", cwd=tmp_path), 2, "n_jobs", "0")
 
 
 def test_demo_unknown_dataset_exits_2(tmp_path):

@@ -75,10 +75,12 @@ def test_deepcopy_of_fitted_learner_predicts_identically(name):
 # Holdout coverage of the 0.1 and 0.9 levels and mean absolute error against the true
 # conditional quantiles (n = 2000 train, 2000 test). The coverage tolerance allows for the
 # binomial noise (sd 0.007) plus each method's bias: tree ensembles and k-NN smooth over a
-# neighbourhood, the parametric models are nearly unbiased here.
+# neighbourhood, the parametric models are nearly unbiased here. Boosting's defaults (30 trees
+# of 23 leaves at rate 0.3) fit this smooth case less closely (MAE up to 0.44, against 0.38 with
+# the former 100 trees of 15 leaves at rate 0.1) and real data better (BENCHMARKS.md).
 CALIBRATION = [
     ("forest", QuantileForest(n_estimators=60), 0.04, 0.40),
-    ("boost", GradientBoosting(), 0.04, 0.42),
+    ("boost", GradientBoosting(), 0.04, 0.46),
     ("knn", KNN(k=30), 0.025, 0.42),
     ("locscale", LocationScale(), 0.02, 0.10),
     ("sklearn", SklearnQuantile(linear_qr), 0.02, 0.15),
@@ -208,9 +210,11 @@ BAD_PARAMETERS = [
     (GradientBoosting, {"learning_rate": 0.0}, "learning_rate must be a number > 0"),
     (GradientBoosting, {"max_leaf_nodes": 1}, "max_leaf_nodes must be an integer >= 2"),
     (GradientBoosting, {"l2_regularization": -1.0}, "l2_regularization"),
+    (GradientBoosting, {"early_stopping": "auto"}, "early_stopping must be True or False"),
     (KNN, {"k": 0}, "k must be an integer >= 1, got 0"),
     (KNN, {"k": True}, "k must be an integer"),
     (KNN, {"formula": 3}, "formula must be a string or None"),
+    (KNN, {"n_jobs": 0}, "n_jobs must be None or a non-zero integer"),
     (LocationScale, {"mean_model": "ols"}, "mean_model must be None"),
     (LocationScale, {"min_scale": -1.0}, "min_scale must be a number > 0"),
     (SklearnQuantile, {"factory": "gbr"}, "factory must be a callable"),
@@ -226,9 +230,26 @@ def test_bad_parameters_raise_clear_errors(cls, kwargs, message):
     assert cls.__name__ in str(info.value)
 
 
+def test_knn_matches_brute_force_neighbours_for_every_thread_count():
+    rng = np.random.default_rng(31)
+    X = np.column_stack([np.ones(500), rng.normal(size=(500, 3)) * [1.0, 10.0, 0.1]])
+    y = X[:, 1] + rng.normal(size=500)
+    Xt = np.column_stack([np.ones(200), rng.normal(size=(200, 3)) * [1.0, 10.0, 0.1]])
+    taus = np.array([0.1, 0.5, 0.9])
+    # brute force on the standardised non-constant columns (continuous data: no distance ties)
+    mean, sd = X[:, 1:].mean(axis=0), X[:, 1:].std(axis=0)
+    dist = (((Xt[:, None, 1:] - X[None, :, 1:]) / sd) ** 2).sum(axis=2)
+    nearest = np.argsort(dist, axis=1)[:, :15]
+    expected = np.quantile(y[nearest], taus, axis=1, method="weibull").T
+    for n_jobs in (None, 1, 2, -1):
+        got = KNN(k=15, n_jobs=n_jobs).fit(X, y, taus).predict(Xt)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert KNN(k=1).fit(X, y, taus).predict(Xt[:3]).shape == (3, 3)
+
+
 def test_set_params_validates_and_get_params_round_trips():
     knn = KNN(k=7, formula="y ~ x")
-    assert knn.get_params() == {"k": 7, "formula": "y ~ x"}
+    assert knn.get_params() == {"k": 7, "n_jobs": None, "formula": "y ~ x"}
     assert repr(knn) == "KNN(k=7, formula='y ~ x')"
     assert repr(QuantileForest()) == "QuantileForest()"
     with pytest.raises(DataError, match="k must be"):
@@ -377,6 +398,16 @@ def test_forest_pooled_agrees_with_quantile_forest_and_estimates_the_truth():
     np.testing.assert_allclose(two, np.vstack([ours, ours]), rtol=0, atol=1e-9 * np.std(y))
 
 
+def test_boosting_early_stopping_stops_each_level_on_its_own():
+    X, y, _ = hetero(2000, seed=24)
+    gb = GradientBoosting(max_iter=200, learning_rate=0.3, early_stopping=True, random_state=0).fit(X, y, TAUS)
+    iterations = [m.n_iter_ for m in gb.models_]
+    assert all(m.do_early_stopping_ for m in gb.models_)
+    assert min(iterations) < 200
+    assert gb.predict(X[:5]).shape == (5, len(TAUS))
+    assert all(m.n_iter_ == 30 for m in GradientBoosting(random_state=0).fit(X, y, TAUS).models_)
+
+
 def test_boosting_grid_fits_fewer_models_and_interpolates_monotonically():
     X, y, _ = hetero(400, seed=23)
     taus = np.arange(1, 40) / 40
@@ -391,3 +422,42 @@ def test_boosting_grid_fits_fewer_models_and_interpolates_monotonically():
     assert len(per_level.models_) == 39
     few = GradientBoosting(max_iter=20, grid=5).fit(X, y, TAUS)
     assert len(few.models_) == 3 and np.array_equal(few.fit_levels_, TAUS)
+
+
+def test_boosting_predicts_levels_in_threads_without_changing_them():
+    from joblib import parallel_config
+
+    X, y, _ = hetero(600, seed=25)
+    gb = GradientBoosting(max_iter=10, random_state=0).fit(X, y, TAUS)
+    alone = np.column_stack([m.predict(X[:50]) for m in gb.models_])
+    with parallel_config(n_jobs=2):
+        np.testing.assert_array_equal(gb.predict(X[:50]), alone)
+    np.testing.assert_array_equal(gb.predict(X[:50]), alone)
+
+
+def test_forest_and_boosting_take_their_threads_from_joblibs_context(monkeypatch):
+    """joblib's Parallel(n_jobs=None, prefer="threads") ignores parallel_config: the learners
+    resolve n_jobs themselves, so a fitted pipeline's predictions use every core."""
+    import joblib
+
+    from qaggstats.learners import boosting, forest
+
+    asked = []
+
+    def recording(n_jobs=None, **kwargs):
+        asked.append(n_jobs)
+        return joblib.Parallel(n_jobs=n_jobs, **kwargs)
+
+    monkeypatch.setattr(forest, "Parallel", recording)
+    monkeypatch.setattr(boosting, "Parallel", recording)
+    X, y, _ = hetero(300, seed=26)
+    qf = QuantileForest(n_estimators=5, random_state=0).fit(X, y, TAUS)
+    gb = GradientBoosting(max_iter=5, random_state=0).fit(X, y, TAUS)
+    assert asked == [1]  # the forest's fit outside any context: one thread
+    with joblib.parallel_config(n_jobs=2):
+        qf.predict(X)
+        gb.predict(X)
+    assert asked[1:] == [2, 2, 2]  # the forest's traversal and blocks, the boosting levels
+    with joblib.parallel_config(n_jobs=1):
+        qf.predict(X)
+    assert asked[4:] == [1, 1]

@@ -43,6 +43,20 @@ def test_predict_is_the_predictor_chain(fit, engel):
     assert (np.diff(parts.final, axis=1) >= 0).all()
 
 
+def test_predictions_do_not_depend_on_the_prediction_threads(engel):
+    """The predictor runs its learners under joblib's n_jobs; forest and k-NN give the same
+    quantiles on one thread as on all cores."""
+    from dataclasses import replace
+
+    models = {"forest": qa.learners.QuantileForest(n_estimators=20), "knn": KNN(k=15)}
+    fit = qa.qagg("foodexp ~ income", engel, models=models, family="mean", taus=TAUS, cv=3, seed=0)
+    assert fit.predictor.n_jobs == -1 and set(fit.predictor.learners) == {"forest", "knn"}
+    many = fit.predictor.predict_parts(engel)
+    one = replace(fit.predictor, n_jobs=1).predict_parts(engel)
+    np.testing.assert_array_equal(many.base, one.base)
+    np.testing.assert_array_equal(many.final, one.final)
+
+
 def test_models_with_zero_weight_are_not_kept():
     class W:
         family = "quantile"

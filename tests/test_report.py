@@ -14,7 +14,7 @@ import pytest
 
 from conftest import make_synthetic_results, wis
 from qaggstats import report
-from qaggstats.errors import SaveError
+from qaggstats.errors import DataError, SaveError
 
 HOSTILE = "<script>alert(1)</script>"
 HOSTILE_MODEL = "<img src=x onerror=alert(2)>"
@@ -238,12 +238,22 @@ def test_partial_curves_show_the_predictors_that_move_the_median_most(synthetic_
     assert "the 1 of 2 numeric predictors" in fig["caption"]
     # income's range (~400..5000) moves the median by ~400, size's (0..6) by 180: income is shown
     assert ">income<" in str(fig["svg"]) and ">size<" not in str(fig["svg"])
-    by_income, by_size = seen
+    (rows,) = seen  # one batched prediction: income's grid, then size's 7 observed values
+    by_income, by_size = rows.iloc[:-7], rows.iloc[-7:]
     assert by_income["income"].between(*np.quantile(frame["income"].dropna(), [0.025, 0.975])).all()
     assert (by_income["size"] == 3).all() and (by_income["region"] == "a").all()  # held at typical values
     assert sorted(by_size["size"].unique()) == list(range(7))  # few values: the observed ones
     both = report._partial_figure(several, taus, report._Numbering())
     assert "the 2 of 2 numeric predictors" in both["caption"]
+
+    def predict_no_large_size(rows):
+        """Fails on rows with an unseen size, as a number used as a category would."""
+        if (rows["size"] > 5).any():
+            raise DataError("size 6 is not a level seen in training")
+        return predict(rows)
+
+    partly = report._partial_figure(_with(several, predict=predict_no_large_size), taus, report._Numbering())
+    assert "the 1 of 2 numeric predictors" in partly["caption"] and ">income<" in str(partly["svg"])
     # one predictor, or no predict method: no partial figure (the fan chart is drawn along it)
     assert report._partial_figure(_with(several, formula="foodexp ~ income"), taus, report._Numbering()) is None
     assert report._partial_figure(r, taus, report._Numbering()) is None

@@ -5,7 +5,7 @@ from typing import Any, Literal, Optional
 
 import numpy as np
 import scipy.sparse as sp
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.tree import DecisionTreeRegressor
 
 from ..errors import DataError
@@ -41,8 +41,10 @@ class QuantileForest(LearnerBase):
       ``aggregate_leaves_first=False``): ``T`` look-ups per row, the fastest (see
       BENCHMARKS.md for its WIS against the pooled estimator).
 
-    Both give non-crossing levels. Defaults, measured on a 75/25 split of concrete, kin8nm and
-    20,000 protein rows at 9 levels (BENCHMARKS.md): 100 trees (200 gained nothing); in-bag
+    Both give non-crossing levels. Defaults, measured on 75/25 splits of concrete, kin8nm and
+    20,000 protein rows at 9 levels (BENCHMARKS.md): 50 trees, whose mean WIS over three
+    splits was 0.3-0.8 % above 100 trees' (0.03 % on the smooth case below) for half the
+    fitting and prediction time (200 trees gained at most 0.5 % over 100); in-bag
     rows in the leaves (all rows cost 1.5-2.5 % WIS); random split points with leaves of 5
     rows, whose WIS was 22 %, 6 % and 5 % below the former default (quantile-forest, 200
     best-split trees, leaves of 20), at a fifth of the fitting time of best splits. Leaves
@@ -52,8 +54,8 @@ class QuantileForest(LearnerBase):
 
     Parameters
     ----------
-    n_estimators : int, default 100
-        Number of trees (200 before: no measurable WIS gain over 100).
+    n_estimators : int, default 50
+        Number of trees (100 before, 200 before that; see above).
     min_samples_leaf : int, default 5
         Minimum (distinct in-bag) training rows per leaf, the main smoothing knob (see
         above; leaves of 1 row gave a biased median, holdout coverage 0.39 on concrete).
@@ -77,7 +79,8 @@ class QuantileForest(LearnerBase):
     n_jobs : int or None, default None
         Threads for growing and traversing trees and for prediction blocks; None follows
         joblib's context: one thread inside cross-fitting tasks (which already run one per
-        core), every core when a fitted pipeline predicts new data (``CrossFit.n_jobs``).
+        core), every core when a fitted pipeline predicts new data (``CrossFit.n_jobs``,
+        ``Predictor.n_jobs``).
     formula : str or None, default None
         Formula for this learner's design; None uses the pipeline's default formula.
 
@@ -92,7 +95,7 @@ class QuantileForest(LearnerBase):
     ((3, 3), True)
     """
 
-    def __init__(self, n_estimators: int = 100, min_samples_leaf: int = 5,
+    def __init__(self, n_estimators: int = 50, min_samples_leaf: int = 5,
                  max_features: Any = 1.0, max_depth: Optional[int] = None,
                  max_samples: Optional[float] = None, splitter: Splitter = "random",
                  aggregation: Aggregation = "pooled", random_state: Optional[int] = None,
@@ -143,7 +146,9 @@ class QuantileForest(LearnerBase):
         self._validate()
         X, y, taus = check_fit_data(X, y, taus, type(self).__name__)
         seeds = _tree_seeds(self.random_state, self.n_estimators)
-        grown = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+        # n_jobs resolved by effective_n_jobs (here and below): joblib's Parallel(n_jobs=None,
+        # prefer="threads") runs on one thread whatever parallel_config says (joblib 1.6)
+        grown = Parallel(n_jobs=effective_n_jobs(self.n_jobs), prefer="threads")(
             delayed(_grow)(X, y, int(seed), self.min_samples_leaf, self.max_features, self.max_depth,
                            self.max_samples, self.splitter)
             for seed in seeds)
@@ -163,14 +168,14 @@ class QuantileForest(LearnerBase):
         self._check_fitted()
         X = check_predict_data(X, self.n_features_, type(self).__name__)
         X32 = np.asarray(X, dtype=np.float32)  # scikit-learn trees split on float32
-        return np.column_stack(Parallel(n_jobs=self.n_jobs, prefer="threads")(
+        return np.column_stack(Parallel(n_jobs=effective_n_jobs(self.n_jobs), prefer="threads")(
             delayed(tree.apply)(X32) for tree in self.trees_))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Quantiles ``(m, r)`` at the rows of ``X (m, d)``."""
         nodes = self.apply(X)
         if self.aggregation == "pooled":
-            blocks = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+            blocks = Parallel(n_jobs=effective_n_jobs(self.n_jobs), prefer="threads")(
                 delayed(pooled_quantiles)(self.leaf_index_, self.leaf_masses_, self.grid_,
                                           nodes[start:start + _BLOCK], self.taus_)
                 for start in range(0, nodes.shape[0], _BLOCK))

