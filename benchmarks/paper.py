@@ -96,7 +96,8 @@ def base_learners(proto: Protocol, seed: int) -> dict:
         import lightgbm  # noqa: F401
         boost = learners.LightGBMQuantile(n_estimators=proto.n_trees, num_leaves=15, random_state=seed)
     except ImportError:
-        boost = learners.GradientBoosting(max_iter=proto.n_trees, random_state=seed)
+        boost = learners.GradientBoosting(max_iter=proto.n_trees, max_leaf_nodes=15, learning_rate=0.1,
+                                          random_state=seed)
     return {
         "linear": learners.LinearQR(),
         "forest": learners.QuantileForest(n_estimators=proto.n_trees, random_state=seed),
@@ -571,7 +572,8 @@ def boosting_timing(proto: Protocol, name: str = "kin8nm", n: int = 2000) -> str
            "|---|---:|---:|"]
     yard = yardstick_seconds(X, y)
     for label, learner in (("GradientBoosting (sklearn HistGradientBoostingRegressor per level)",
-                            learners.GradientBoosting(max_iter=proto.n_trees)),
+                            learners.GradientBoosting(max_iter=proto.n_trees, max_leaf_nodes=15,
+                                                      learning_rate=0.1)),
                            ("LightGBMQuantile (LightGBM per level)",
                             learners.LightGBMQuantile(n_estimators=proto.n_trees))):
         t0 = time.perf_counter()
