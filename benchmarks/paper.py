@@ -400,7 +400,13 @@ def append_rows(path: Path, rows: list[dict]) -> None:
         frame = pd.concat([pd.read_csv(path).reindex(columns=COLUMNS), frame], ignore_index=True)
         frame.to_csv(path, index=False)
         return
-    frame.to_csv(path, mode="a", header=not path.exists(), index=False)
+    # one write(2) on an O_APPEND descriptor: runs on disjoint data sets may share the file
+    data = frame.to_csv(header=not path.exists(), index=False).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- stage 3
