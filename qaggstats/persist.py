@@ -25,8 +25,6 @@ What a file holds
      no names starting with ``_``);
    - qaggstats' own classes (learners, ``Weights``, ``SplitCQR``/``CVPlusCQR``, ``NAReport``,
      and classes callers add with ``classes=``) become their type name plus their attributes;
-   - ``sklearn.neighbors.NearestNeighbors`` becomes its parameters and training matrix and is
-     refitted on load (the k-d tree it builds is deterministic, so neighbours are identical);
    - fitted scikit-learn estimators used by the learners, limited to
      :data:`FOREIGN_TYPES`, each become a nested skops archive of their own (bytes), checked
      on load exactly like the outer one.
@@ -432,17 +430,11 @@ class _Encoder:
         if isinstance(obj, pd.Categorical):
             return {_MARK: "Categorical", "values": self.column(obj, where)}
         from .formula import FormulaSpec
-        from sklearn.neighbors import NearestNeighbors
 
         if type(obj) is FormulaSpec:
             state = obj.__getstate__()
             return {_MARK: "FormulaSpec", "formula": state["formula"], "extrapolate": state["extrapolate"],
                     "train": self.frame(state["train"], f"{where}.train")}
-        if type(obj) is NearestNeighbors:
-            if not hasattr(obj, "_fit_X"):
-                raise self.fail(where, obj, "an unfitted NearestNeighbors")
-            return {_MARK: "NearestNeighbors", "params": self.mapping(obj.get_params(), f"{where}.params"),
-                    "X": self.array(np.asarray(obj._fit_X), f"{where}._fit_X")}
         name = _type_name(type(obj))
         if name in self.trusted:
             return {_MARK: "object", "type": name,
@@ -640,21 +632,6 @@ class _Decoder:
         except QaggError as err:
             raise SaveError(f"{self.source}: the formula {formula!r} at {where} is refused: {err}") from err
         return spec
-
-    def m_NearestNeighbors(self, rec: dict, where: str) -> Any:
-        from sklearn.neighbors import NearestNeighbors
-
-        params = self.decode(rec["params"], where)
-        allowed = {"n_neighbors", "radius", "algorithm", "leaf_size", "p", "metric", "n_jobs"}
-        bad = {k: v for k, v in params.items()
-               if k not in allowed | {"metric_params"} or (k == "metric" and not isinstance(v, str))
-               or (k == "metric_params" and v is not None)}
-        if bad:
-            raise SaveError(f"{self.source}: NearestNeighbors at {where} has untrusted parameters {bad}")
-        X = rec["X"]
-        if not isinstance(X, np.ndarray) or X.dtype.kind != "f" or X.ndim != 2:
-            raise self.corrupt(where, "the neighbour matrix is not a 2-d float array")
-        return NearestNeighbors(**params).fit(X)
 
     def m_DataFrame(self, rec: dict, where: str) -> pd.DataFrame:
         columns = self.m_index(rec["columns"], f"{where}.columns")

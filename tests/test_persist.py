@@ -330,7 +330,7 @@ def test_our_own_records_refuse_untrusted_types_and_formulas(tmp_path):
           "train": train}, "__import__"),
         ({"__qagg__": "FormulaSpec", "formula": "y ~ I(np.save('x', x))", "train": train}, "np.save"),
         ({"__qagg__": "NearestNeighbors", "params": {"metric": "minkowski", "metric_params": {"w": 1}},
-          "X": np.zeros((2, 1))}, "untrusted parameters"),
+          "X": np.zeros((2, 1))}, "unknown record kind"),
         # estimator archives nested in the file go through the same audit
         ({"__qagg__": "skops", "type": "sklearn.dummy.DummyRegressor",
           "archive": _archive_with(_node("ConstructorFromReduceNode", "os", "system", content=_touch_args(canary)))},
