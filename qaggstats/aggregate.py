@@ -439,11 +439,23 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
     True
     """
     t_start = time.perf_counter()
+    if not isinstance(penalty, str) and np.ndim(penalty) == 1:
+        return _fit_path(Q, y, taus, list(penalty), family=family, constraint=constraint, noncrossing=noncrossing,
+                         groups=groups, basis=basis, obs_weights=obs_weights, smooth=smooth, extra=extra,
+                         min_gap=min_gap, solver=solver, intercept=intercept, n_components=n_components)
     if family == "auto" or isinstance(penalty, str):
         return _select(Q, y, taus, family, penalty, folds, candidates, max_folds, basis=basis,
                        constraint=constraint, noncrossing=noncrossing, groups=groups, obs_weights=obs_weights,
                        smooth=smooth, extra=extra, min_gap=min_gap, solver=solver, intercept=intercept,
                        n_components=n_components)
+    return _fit_weights(Q, y, taus, family, constraint, noncrossing, groups, basis, obs_weights, smooth, extra,
+                        min_gap, solver, intercept, n_components, penalty, None, t_start)
+
+
+def _fit_weights(Q, y, taus, family, constraint, noncrossing, groups, basis, obs_weights, smooth, extra, min_gap,
+                 solver, intercept, n_components, penalty, path, t_start):
+    """:func:`fit_weights` for one family and penalty; with ``path`` (penalty multiples, local on a
+    partition of unity only) a list of Weights, one per penalty of the path."""
     if family not in FAMILIES:
         raise DataError(f"unknown weight family {family!r}; choose one of {', '.join(FAMILIES)}")
     if constraint not in CONSTRAINTS:
@@ -517,7 +529,7 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
     if use_fast:
         try:
             res = _solve_fast(family, X, Qx_design, basis, bx, y, taus, gid, constraint, intercept, noncrossing,
-                              w, min_gap, penalty, partition)
+                              w, min_gap, penalty, partition, path)
         except SolverError as err:
             if solver == "fast":  # the structured path alone was asked for: nothing to hand over to
                 raise
@@ -528,26 +540,49 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
                                   f"(n·p·r = {X.size:,} > {_CVXPY_MAX_ENTRIES:,}); fit the weights "
                                   "on fewer rows (qagg's weight_rows)") from err
             failed["HIGHS-structured"] = f"error: {err}"
+            if path is not None:
+                # one by one, each with the generic fallback of its own
+                return [_fit_weights(Q, y, taus, family, constraint, noncrossing, groups, basis, obs_weights, smooth,
+                                     extra, min_gap, solver, intercept, n_components, v, None, time.perf_counter())
+                        for v in path]
+    if path is not None:
+        out = []
+        for v, one in zip(path, res):
+            fit = _weights_of(one, family, constraint, taus, Q, y, w, basis, smooth, v, gid, noncrossing,
+                              model_losses, partition, V, mean, t_start)
+            out.append(fit)
+            t_start = time.perf_counter()
+        return out
     if res is not None:
-        A, c = res.alpha, res.intercept
-        solver_name, status, compile_s, solve_s = "HIGHS-structured", res.status, 0.0, res.seconds
-        attempts, rounds, active = {"HIGHS-structured": res.status}, res.rounds, res.active
+        return _weights_of(res, family, constraint, taus, Q, y, w, basis, smooth, penalty, gid, noncrossing,
+                           model_losses, partition, V, mean, t_start)
     else:
         # the generic model is the fallback when the structured path fails under "auto"
         A, c, solver_name, status, compile_s, solve_s, attempts = _fit_cvxpy(
             family, constraint, intercept, X, y, taus, gid, basis, w, smooth, noncrossing, Qx_design, bx,
             min_gap, "auto" if failed else solver, failed, penalty=penalty, partition=partition)
         rounds = active = 0
+    from ._lp import StructuredResult
 
+    return _weights_of(StructuredResult(A, c, status, solve_s, 0, 0), family, constraint, taus, Q, y, w, basis,
+                       smooth, penalty, gid, noncrossing, model_losses, partition, V, mean, t_start,
+                       solver_name=solver_name, compile_s=compile_s, attempts=attempts)
+
+
+def _weights_of(res, family, constraint, taus, Q, y, w, basis, smooth, penalty, gid, noncrossing, model_losses,
+                partition, V, mean, t_start, solver_name="HIGHS-structured", compile_s=0.0, attempts=None):
+    """Weights from a solver's answer (structured or generic): losses, penalty, objective."""
+    A, c, r = res.alpha, res.intercept, taus.size
+    attempts = {"HIGHS-structured": res.status} if attempts is None else attempts
     if family == "fqra":
         # Map component weights back to the models: qhat = (Q - mean) V beta + c.
         alpha = np.einsum("jck,ck->jk", V, A)
         intercept_out = c - np.einsum("jk,jk->k", mean, alpha)
     else:
         alpha, intercept_out = A, c
-    fit = Weights(family, constraint, taus, alpha, intercept_out, 0.0, 0.0, solver_name, status, 0.0,
-                  compile_s, solve_s, model_losses, np.zeros(r), groups=gid, noncrossing=bool(noncrossing),
-                  rounds=rounds, active=active, attempts=attempts, partition=partition)
+    fit = Weights(family, constraint, taus, alpha, intercept_out, 0.0, 0.0, solver_name, res.status, 0.0,
+                  compile_s, res.seconds, model_losses, np.zeros(r), groups=gid, noncrossing=bool(noncrossing),
+                  rounds=res.rounds, active=res.active, attempts=attempts, partition=partition)
     agg = pinball_sums(y, fit.combine(Q, basis=basis), taus, w)
     fit.aggregate_losses = agg
     fit.loss = float(agg.sum())
@@ -555,6 +590,26 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
     fit.objective = fit.loss + smooth * _roughness(fit) + penalty * _size(fit)
     fit.seconds = time.perf_counter() - t_start
     return fit
+
+
+def _fit_path(Q, y, taus, penalties: list, *, family: str, **options) -> list[Weights]:
+    """``penalty=[...]``: one local fit per penalty; on a partition-of-unity basis through the
+    structured path, each solved warm from the previous one (:func:`_lp.solve_structured`'s
+    ``path``), otherwise one by one."""
+    if family != "local":
+        raise DataError(f"a sequence of penalties applies to the 'local' family only; got family {family!r}")
+    if not penalties:
+        raise DataError("penalty= got an empty sequence")
+    for val in penalties:
+        if isinstance(val, str) or not np.isfinite(val) or val < 0:
+            raise DataError(f"penalty must hold finite numbers >= 0, got {val!r}")
+    basis = options["basis"]
+    if basis is None or not is_partition(np.asarray(basis, dtype=float)) or len(penalties) == 1:
+        return [fit_weights(Q, y, taus, family=family, penalty=float(v), **options) for v in penalties]
+    o = options
+    return _fit_weights(Q, y, taus, family, o["constraint"], o["noncrossing"], o["groups"], basis, o["obs_weights"],
+                        o["smooth"], o["extra"], o["min_gap"], o["solver"], o["intercept"], o["n_components"],
+                        float(penalties[0]), [float(v) for v in penalties], time.perf_counter())
 
 
 def _select(Q, y, taus, family, penalty, folds, candidates, max_folds, *, basis, obs_weights, **options):
@@ -588,8 +643,9 @@ def _constant_first(basis: np.ndarray) -> bool:
 
 
 def _solve_fast(family, X, Xx, basis, bx, y, taus, gid, constraint, intercept, noncrossing, w, min_gap, penalty,
-                partition=False):
-    """The structured HiGHS path (:mod:`qaggstats._lp`), weights returned in the family's shape."""
+                partition=False, path=None):
+    """The structured HiGHS path (:mod:`qaggstats._lp`), weights returned in the family's shape
+    (with ``path``, local on a partition only: a list, one answer per penalty)."""
     from . import _lp
 
     n, p, r = X.shape
@@ -603,14 +659,17 @@ def _solve_fast(family, X, Xx, basis, bx, y, taus, gid, constraint, intercept, n
         # every prototype theta_.kb on the simplex: theta >= 0 and sum_j theta_jkb = 1 for each b
         equality = (np.tile(np.eye(b), (p, 1)), np.ones(b)) if constraint == "simplex" else None
         maps = None
-        if penalty:
-            maps = (np.kron(np.eye(p), np.eye(b) - 1.0 / b), np.full(p * b, float(penalty)))
-        res = _lp.solve_structured(_lp.LocalDesign(X, basis), y, taus, np.arange(r),
+        if penalty or path is not None:
+            # with a path the penalty columns carry unit bounds, scaled by each penalty in turn
+            unit = 1.0 if path is not None else float(penalty)
+            maps = (np.kron(np.eye(p), np.eye(b) - 1.0 / b), np.full(p * b, unit))
+        out = _lp.solve_structured(_lp.LocalDesign(X, basis), y, taus, np.arange(r),
                                    "free" if constraint == "free" else "nonneg", intercept, noncrossing, w,
                                    None if Xx is None else _lp.LocalDesign(Xx, bx), min_gap,
-                                   equality=equality, penalty_maps=maps)
-        res.alpha = np.ascontiguousarray(res.alpha.reshape(p, b, r).transpose(0, 2, 1))
-        return res
+                                   equality=equality, penalty_maps=maps, path=path)
+        for res in out if path is not None else [out]:
+            res.alpha = np.ascontiguousarray(res.alpha.reshape(p, b, r).transpose(0, 2, 1))
+        return out
     if family == "local":
         b = basis.shape[1]
         # simplex at the points <=> sum_j theta_jk = e_1 (column 0 is the constant 1 and the

@@ -83,24 +83,26 @@ def _held_out_folds(folds: Any, n: int, max_folds: int) -> tuple[np.ndarray, np.
     return folds, ids[:max_folds]
 
 
-def _heldout_wis(fit_weights, Q, y, taus, folds, held, family, basis, obs_weights, penalty, options) -> float:
-    """Mean WIS over the held-out folds' rows, each fold predicted by weights fitted without it."""
-    total, count = 0.0, 0.0
+def _heldout_wis(fit_weights, Q, y, taus, folds, held, family, basis, obs_weights, penalties, options) -> list[float]:
+    """Mean WIS over the held-out folds' rows, each fold predicted by weights fitted without it:
+    one score per penalty of ``penalties`` ("local", fitted as one warm path per fold), else one."""
+    totals, count = np.zeros(len(penalties) if family == "local" else 1), 0.0
     for f in held:
         test = folds == f
         train = ~test
         kw = dict(options)
         if family == "local":
-            kw.update(basis=basis[train], penalty=penalty)
+            kw.update(basis=basis[train], penalty=list(penalties))
         if obs_weights is not None:
             kw["obs_weights"] = obs_weights[train]
-        fit = fit_weights(Q[train], y[train], taus, family=family, **kw)
-        q = fit.combine(Q[test], basis=basis[test] if family == "local" else None)
+        fits = fit_weights(Q[train], y[train], taus, family=family, **kw)
         wt = None if obs_weights is None else obs_weights[test]
         mass = test.sum() if wt is None else wt.sum()
-        total += wis(y[test], q, taus, wt) * mass
+        for i, fit in enumerate(fits if isinstance(fits, list) else [fits]):
+            q = fit.combine(Q[test], basis=basis[test] if family == "local" else None)
+            totals[i] += wis(y[test], q, taus, wt) * mass
         count += mass
-    return total / count
+    return list(totals / count)
 
 
 def select_penalty(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: Any, basis: np.ndarray, *,
@@ -134,12 +136,12 @@ def select_penalty(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: A
     y = np.asarray(y, dtype=float)
     folds, held = _held_out_folds(folds, Q.shape[0], max_folds)
     unit = _penalty_unit(Q, obs_weights, basis)
-    rows = []
     for rel in penalties:
         if not np.isfinite(rel) or rel < 0:
             raise DataError(f"penalties must be finite and >= 0, got {rel!r}")
-        score = _heldout_wis(fit_weights, Q, y, taus, folds, held, "local", basis, obs_weights, rel * unit, options)
-        rows.append({"family": "local", "penalty": float(rel), "heldout_wis": score})
+    scores = _heldout_wis(fit_weights, Q, y, taus, folds, held, "local", basis, obs_weights,
+                          [rel * unit for rel in penalties], options)
+    rows = [{"family": "local", "penalty": float(rel), "heldout_wis": score} for rel, score in zip(penalties, scores)]
     table, best = _choose(rows, "penalty")
     fit = fit_weights(Q, y, taus, family="local", basis=basis, penalty=best["penalty"] * unit,
                       obs_weights=obs_weights, **options)
@@ -195,10 +197,10 @@ def select_family(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], folds: An
     unit = _penalty_unit(Q, obs_weights, basis)
     rows = []
     for fam in candidates:
-        for rel in (penalties if fam == "local" else (np.nan,)):
-            score = _heldout_wis(fit_weights, Q, y, taus, folds, held, fam, basis, obs_weights,
-                                 0.0 if np.isnan(rel) else rel * unit, options)
-            rows.append({"family": fam, "penalty": float(rel), "heldout_wis": score})
+        rels = list(penalties) if fam == "local" else [np.nan]
+        scores = _heldout_wis(fit_weights, Q, y, taus, folds, held, fam, basis, obs_weights,
+                              [rel * unit for rel in rels], options)
+        rows += [{"family": fam, "penalty": float(rel), "heldout_wis": score} for rel, score in zip(rels, scores)]
     table, best = _choose(rows, "family")
     kw = dict(options)
     if best["family"] == "local":
