@@ -338,7 +338,7 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
                 solver: str = "auto", intercept: Optional[bool] = None,
                 n_components: Optional[int] = None, penalty: Union[float, str] = 0.0,
                 folds: Optional[np.ndarray] = None, candidates: Sequence[str] = ("quantile", "local", "fine"),
-                max_folds: int = 3) -> Weights:
+                max_folds: int = 3) -> Union[Weights, list[Weights]]:
     """Fit aggregation weights for base-model quantiles.
 
     Parameters
@@ -407,6 +407,8 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         ``penalty * sum |theta_jkb - mean_b theta_jkb|``; both shrink the local weights
         towards weights constant in x. "auto" chooses it by inner validation on ``folds`` (relative grid
         :data:`qaggstats.selection.PENALTY_GRID` times :func:`qaggstats.selection.penalty_scale`).
+        A sequence of numbers fits a path: a list of Weights, one per penalty (on a
+        partition-of-unity basis solved in one LP, each warm from the previous penalty's answer).
     folds : (n,) array, optional
         Fold id of each (out-of-fold) row, for family "auto" and penalty "auto": weights are
         fitted without one fold and scored on it, so the choice is honest.
@@ -418,6 +420,7 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
     Returns
     -------
     Weights
+        (a list of them when ``penalty`` is a sequence)
 
     Raises
     ------

@@ -280,3 +280,25 @@ def test_capped_cut_rounds_stay_exact(family, monkeypatch):
     fast = fit_weights(Q, y, taus, solver="fast", **kw)
     assert fast.rounds > 3
     assert fast.objective == pytest.approx(fit_weights(Q, y, taus, solver="cvxpy", **kw).objective, rel=1e-6)
+
+
+def test_penalty_path_equals_one_fit_per_penalty():
+    Q, y, taus, x = regional(n=300, seed=13)
+    partition = LocalBasis(grid=(3, 2)).fit(None, Q).transform(None, Q)
+    linear = np.column_stack([np.ones_like(x), x])
+    pens = [0.0, 1.0, 10.0, 100.0]
+    for basis in (partition, linear):
+        path = fit_weights(Q, y, taus, family="local", basis=basis, penalty=pens)
+        assert isinstance(path, list) and [w.penalty for w in path] == pens
+        for w, pen in zip(path, pens):
+            one = fit_weights(Q, y, taus, family="local", basis=basis, penalty=pen)
+            assert w.objective == pytest.approx(one.objective, rel=1e-9)
+    # heavier penalties can only raise the check loss along the path
+    losses = [w.loss for w in fit_weights(Q, y, taus, family="local", basis=partition, penalty=pens)]
+    assert all(b >= a - 1e-9 for a, b in zip(losses, losses[1:]))
+    with pytest.raises(DataError, match="'local' family only"):
+        fit_weights(Q, y, taus, family="quantile", penalty=[0.0, 1.0])
+    with pytest.raises(DataError, match="finite numbers >= 0"):
+        fit_weights(Q, y, taus, family="local", basis=partition, penalty=[0.0, -1.0])
+    with pytest.raises(DataError, match="empty"):
+        fit_weights(Q, y, taus, family="local", basis=partition, penalty=[])
