@@ -160,7 +160,14 @@ class LocalDesign(DenseDesign):
         return self.phi @ A[:, k].reshape(self.p, self.b).T
 
     def fitted(self, A):
-        return np.stack([(self.Q[:, :, k] * self.alphas(A, k)).sum(axis=1) for k in range(self.r)], axis=1)
+        # one matrix product per block of levels: phi (n, b) @ theta (b, p * levels)
+        out = np.empty((self.n, self.r))
+        for k0 in range(0, self.r, 16):
+            k1 = min(self.r, k0 + 16)
+            theta = A[:, k0:k1].reshape(self.p, self.b, k1 - k0).transpose(1, 0, 2).reshape(self.b, -1)
+            alpha = (self.phi @ theta).reshape(self.n, self.p, k1 - k0)
+            out[:, k0:k1] = np.einsum("njk,njk->nk", self.Q[:, :, k0:k1], alpha)
+        return out
 
     def gram(self, D):
         return np.stack([((D[:, k, None] * self.Q[:, :, k]).T @ self.phi).ravel() for k in range(self.r)])
