@@ -155,10 +155,6 @@ class LocalDesign(DenseDesign):
     def rows(self, ii, kk):
         return (self.Q[ii, :, kk][:, :, None] * self.phi[ii][:, None, :]).reshape(ii.size, self.d)
 
-    def alphas(self, A: np.ndarray, k: int) -> np.ndarray:
-        """Local weights ``alpha_jk(x_i)`` of level k, (n, p), from A (d, r)."""
-        return self.phi @ A[:, k].reshape(self.p, self.b).T
-
     def fitted(self, A):
         # one matrix product per block of levels: phi (n, b) @ theta (b, p * levels)
         out = np.empty((self.n, self.r))
