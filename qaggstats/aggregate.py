@@ -543,11 +543,12 @@ def _fit_weights(Q, y, taus, family, constraint, noncrossing, groups, basis, obs
                                   f"(n·p·r = {X.size:,} > {_CVXPY_MAX_ENTRIES:,}); fit the weights "
                                   "on fewer rows (qagg's weight_rows)") from err
             failed["HIGHS-structured"] = f"error: {err}"
-            if path is not None:
-                # one by one, each with the generic fallback of its own
-                return [_fit_weights(Q, y, taus, family, constraint, noncrossing, groups, basis, obs_weights, smooth,
-                                     extra, min_gap, solver, intercept, n_components, v, None, time.perf_counter())
-                        for v in path]
+    if path is not None and res is None:
+        # no structured path answer (smoothing, a cvxpy solver asked for, or the path failed):
+        # one fit per penalty, each with its own fallback
+        return [_fit_weights(Q, y, taus, family, constraint, noncrossing, groups, basis, obs_weights, smooth,
+                             extra, min_gap, solver, intercept, n_components, v, None, time.perf_counter())
+                for v in path]
     if path is not None:
         out = []
         for v, one in zip(path, res):

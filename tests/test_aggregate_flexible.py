@@ -296,6 +296,12 @@ def test_penalty_path_equals_one_fit_per_penalty():
     # heavier penalties can only raise the check loss along the path
     losses = [w.loss for w in fit_weights(Q, y, taus, family="local", basis=partition, penalty=pens)]
     assert all(b >= a - 1e-9 for a, b in zip(losses, losses[1:]))
+    # the generic model takes a path too (one fit per penalty), with the same answers
+    generic = fit_weights(Q, y, taus, family="local", basis=partition, penalty=pens[:2], solver="cvxpy")
+    assert [w.solver for w in generic] != ["HIGHS-structured"] * 2
+    for w, pen in zip(generic, pens):
+        assert w.objective == pytest.approx(fit_weights(Q, y, taus, family="local", basis=partition,
+                                                        penalty=pen).objective, rel=1e-6)
     with pytest.raises(DataError, match="'local' family only"):
         fit_weights(Q, y, taus, family="quantile", penalty=[0.0, 1.0])
     with pytest.raises(DataError, match="finite numbers >= 0"):
