@@ -254,8 +254,9 @@ _OUTSIDE_READS: list[str] = []
 
 def _allowed_roots() -> tuple[str, ...]:
     """Places beside the repository that are the environment, not data: the Python installation
-    and virtual environment, site-packages, and the folders that tempfile and pytest create in
-    the temporary folder (when the repository itself sits there)."""
+    and virtual environment, site-packages, and the folders that tempfile, pytest and dask's
+    local cluster (its scratch space, used by the distributed tests) create in the temporary
+    folder (when the repository itself sits there)."""
     import os
     import site
     import sysconfig
@@ -265,7 +266,7 @@ def _allowed_roots() -> tuple[str, ...]:
              *site.getsitepackages()}
     allowed = [os.path.abspath(r) + os.sep for r in roots if r]
     temp = os.path.abspath(tempfile.gettempdir()) + os.sep
-    allowed += [temp + "tmp", temp + "pytest-of-"]
+    allowed += [temp + "tmp", temp + "pytest-of-", temp + "dask-scratch-space"]
     return tuple(allowed)
 
 
