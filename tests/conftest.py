@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 import sys
 import types
 from pathlib import Path
@@ -256,7 +257,8 @@ def _allowed_roots() -> tuple[str, ...]:
     """Places beside the repository that are the environment, not data: the Python installation
     and virtual environment, site-packages, and the folders that tempfile, pytest and dask's
     local cluster (its scratch space, used by the distributed tests) create in the temporary
-    folder (when the repository itself sits there)."""
+    folder (when the repository itself sits there; anything else created there during the
+    session is scratch too, see :func:`_outside_repository`)."""
     import os
     import site
     import sysconfig
@@ -266,7 +268,8 @@ def _allowed_roots() -> tuple[str, ...]:
              *site.getsitepackages()}
     allowed = [os.path.abspath(r) + os.sep for r in roots if r]
     temp = os.path.abspath(tempfile.gettempdir()) + os.sep
-    allowed += [temp + "tmp", temp + "pytest-of-", temp + "dask-scratch-space"]
+    allowed += [temp + name for name in ("tmp", "pytest-of-", "dask-scratch-space", "sklearn_testing_",
+                                         "joblib_memmapping_folder_")]
     return tuple(allowed)
 
 
@@ -283,6 +286,9 @@ def _outside_repository(path: object) -> str | None:
         return None
     if full[len(parent):].startswith(".") or full.startswith(_ALLOWED):
         return None
+    # data beside a clone exists before the tests start; what appeared since is scratch
+    if full[len(parent):].split(os.sep, 1)[0] not in _BESIDE_AT_START:
+        return None
     return full
 
 
@@ -294,6 +300,7 @@ def _audit(event: str, args: tuple) -> None:
 
 
 _ALLOWED = _allowed_roots()
+_BESIDE_AT_START = frozenset(os.listdir(ROOT.parent))
 if str(ROOT.parent) != ROOT.anchor:  # a repository at the file-system root has no "beside"
     sys.addaudithook(_audit)
 

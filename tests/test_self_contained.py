@@ -4,7 +4,10 @@ from __future__ import annotations
 import conftest
 
 
-def test_reads_beside_the_repository_are_caught():
+def test_reads_beside_the_repository_are_caught(monkeypatch):
+    # data beside a clone is there before the session starts; what appears later is scratch
+    monkeypatch.setattr(conftest, "_BESIDE_AT_START", frozenset({"shared"}))
+    assert conftest._outside_repository(conftest.ROOT.parent / "made-during-tests" / "x") is None
     outside = conftest.ROOT.parent / "shared" / "reference" / "engel.csv"
     inside = conftest.ROOT / "tests" / "data" / "quantreg" / "engel.csv"
     assert conftest._outside_repository(outside) == str(outside)
