@@ -181,11 +181,14 @@ class Weights:
             out = np.einsum("mjk,jk->mk", Q, self.alpha)
         return out if self.intercept is None else out + self.intercept
 
-    def to_frame(self, models: Sequence[str], taus: Optional[Sequence[float]] = None) -> pd.DataFrame:
+    def to_frame(self, models: Sequence[str], taus: Optional[Sequence[float]] = None,
+                 basis: Optional[Sequence[str]] = None) -> pd.DataFrame:
         """Tidy weights.
 
         Columns ``model, tau, weight`` (plus ``intercept`` rows named "(intercept)" when
-        fitted); local: ``model, tau, basis, coef``; fine: ``model, input_tau, tau, weight``.
+        fitted); local: ``model, tau, basis, coef`` (``basis``: the names given, e.g.
+        :attr:`qaggstats.basis.LocalBasis.columns`, else the column numbers); fine:
+        ``model, input_tau, tau, weight``.
 
         Examples
         --------
@@ -204,7 +207,10 @@ class Weights:
         t = self.taus if taus is None else np.asarray(taus, dtype=float)
         if self.family == "local":
             j, k, b = np.indices(self.alpha.shape).reshape(3, -1)
-            frame = pd.DataFrame({"model": np.asarray(models)[j], "tau": t[k], "basis": b,
+            if basis is not None and len(basis) != self.alpha.shape[2]:
+                raise DataError(f"to_frame got {len(basis)} basis names for {self.alpha.shape[2]} basis functions")
+            frame = pd.DataFrame({"model": np.asarray(models)[j], "tau": t[k],
+                                  "basis": b if basis is None else np.asarray([str(c) for c in basis])[b],
                                   "coef": self.alpha.ravel()})
         elif self.family == "fine":
             j, l, k = np.indices(self.alpha.shape).reshape(3, -1)

@@ -202,7 +202,8 @@ class QaggResults(SummaryMixin):
             constraint=settings["constraint"], noncrossing=settings["noncrossing"],
             postprocess=settings["postprocess"], solver=wfit.solver, versions=_versions(),
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            timings=dict(timings), weight_fit=wfit, weights=wfit.to_frame(models, base.taus),
+            timings=dict(timings), weight_fit=wfit, weights=wfit.to_frame(
+                models, base.taus, basis=predictor.basis.columns if wfit.family == "local" else None),
             selection=getattr(wfit, "selection", None),
             calibration=predictor.calibration,
             frame=base.data_used.iloc[base.split.train], y=base.frames.y[base.split.train],

@@ -294,6 +294,8 @@ def test_local_default_basis_needs_no_formula_and_works_with_factors(regions, tm
                   family="local")
     assert fit.family == "local" and fit.predictor.basis.kind == "partition" and fit.predictor.basis_spec is None
     assert fit.weight_fit.selection is not None  # the penalty was chosen by inner validation
+    # the tidy weights name the basis functions
+    assert list(fit.weights["basis"].unique()) == list(fit.predictor.basis.columns)
     back = qa.load(fit.save(tmp_path / "local.qagg"))
     pd.testing.assert_frame_equal(back.predict(new), fit.predict(new), check_exact=True)
     by_formula = fit.reweight("local", local_formula="~ x + g")
