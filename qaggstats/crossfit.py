@@ -81,6 +81,30 @@ def make_folds(n: int, cv: int, seed: int) -> np.ndarray:
     return rng.permutation(np.arange(n) % cv).astype(np.int64)
 
 
+def predict_learner(learner: Any, X: np.ndarray, name: str, r: int, where: str, n_jobs: Optional[int]) -> np.ndarray:
+    """A fitted learner's quantiles ``(m, r)`` at ``X (m, d)``, checked; ``n_jobs`` is the joblib
+    context its prediction may use. A failure that is not a qaggstats error becomes a
+    :class:`~qaggstats.errors.FitError` naming the learner and ``where``.
+
+    Examples
+    --------
+    >>> class Broken:
+    ...     def predict(self, X): raise ValueError("no")
+    >>> predict_learner(Broken(), np.zeros((2, 1)), "b", 3, " on new data", 1)
+    Traceback (most recent call last):
+    ...
+    qaggstats.errors.FitError: learner 'b' failed to predict on new data: ValueError: no
+    """
+    try:
+        with parallel_config(n_jobs=n_jobs):
+            pred = learner.predict(X)
+    except QaggError:
+        raise
+    except Exception as err:
+        raise FitError(f"learner {name!r} failed to predict{where}: {type(err).__name__}: {err}") from err
+    return check_predictions(pred, X.shape[0], r, name, where)
+
+
 @dataclass
 class TaskResult:
     """Outcome of one fit: predictions on the test rows, the fitted learner, time, or an error."""
@@ -212,18 +236,8 @@ class CrossFit:
         r = self.taus.size
         if m == 0:  # e.g. every new row had a missing predictor; some learners reject 0 rows
             return np.empty((0, len(self.models), r))
-        out = []
-        for name in self.models:
-            try:
-                with parallel_config(n_jobs=self.n_jobs):
-                    pred = learners[name].predict(designs[name])
-            except QaggError:
-                raise
-            except Exception as err:
-                raise FitError(f"learner {name!r} failed to predict{where}: "
-                               f"{type(err).__name__}: {err}") from err
-            out.append(check_predictions(pred, m, r, name, where))
-        return np.stack(out, axis=1)
+        return np.stack([predict_learner(learners[name], designs[name], name, r, where, self.n_jobs)
+                         for name in self.models], axis=1)
 
     def predict(self, X_new: Mapping[str, Any]) -> np.ndarray:
         """Quantiles ``(m, p, r)`` from the learners refitted on all rows.

@@ -26,10 +26,9 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
-from joblib import parallel_config
 
-from .crossfit import check_predictions
-from .errors import DataError, FitError, QaggError
+from .crossfit import predict_learner
+from .errors import DataError
 from .formula import FormulaSpec, design_newdata
 from .monotone import postprocess as monotone_postprocess
 
@@ -148,14 +147,7 @@ class Predictor:
         for j, name in enumerate(self.models):
             if name not in learners:
                 continue
-            try:
-                with parallel_config(n_jobs=self.n_jobs):
-                    pred = learners[name].predict(designs[name])
-            except QaggError:
-                raise
-            except Exception as err:
-                raise FitError(f"learner {name!r} failed to predict{where}: {type(err).__name__}: {err}") from err
-            Q[:, j, :] = check_predictions(pred, m, self.taus.size, name, where)
+            Q[:, j, :] = predict_learner(learners[name], designs[name], name, self.taus.size, where, self.n_jobs)
         return sort_base(Q)
 
     def combine(self, Q: np.ndarray, basis: Optional[np.ndarray] = None) -> np.ndarray:
