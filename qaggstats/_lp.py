@@ -541,12 +541,11 @@ def solve_structured(X, y: np.ndarray, taus: np.ndarray, gid: np.ndarray, constr
         # Adding them after a first solve costs a long dual phase (measured: 18 s of 31 s for
         # local at n = 5,000, r = 19), adding them up front costs little.
         active += add_cuts(alpha_g, c_g, -_SEED)
-    state = {"rounds": rounds, "active": active}
-
     def settle():
         """Solve, then add wrong-signed residual columns and violated cuts until none is left."""
+        nonlocal rounds, active
         while True:
-            _solve(h, f"round {state['rounds']} ({state['active']} cuts, {int(free.sum())} residual columns)")
+            _solve(h, f"round {rounds} ({active} cuts, {int(free.sum())} residual columns)")
             alpha_g, c_g = _weights_from_duals(h, G, p, nonneg, intercept)
             u = y[:, None] - _fitted(X, alpha_g, c_g, gid)
             wrong = ~free & np.where(upper, u < -_VIOL, u > _VIOL)
@@ -566,14 +565,14 @@ def solve_structured(X, y: np.ndarray, taus: np.ndarray, gid: np.ndarray, constr
                 dfix[wrong] = 0.0
                 added += ii.size
             cuts = add_cuts(alpha_g, c_g, _VIOL)
-            state["active"] += cuts
+            active += cuts
             added += cuts
             if not added:
                 return alpha_g, c_g
-            state["rounds"] += 1
-            if state["rounds"] > _MAX_ROUNDS:
+            rounds += 1
+            if rounds > _MAX_ROUNDS:
                 raise SolverError(f"HiGHS (structured) did not settle after {_MAX_ROUNDS} rounds "
-                                  f"({state['active']} cuts added); use solver='cvxpy'")
+                                  f"({active} cuts added); use solver='cvxpy'")
 
     results = []
     for step in steps:
@@ -582,10 +581,10 @@ def solve_structured(X, y: np.ndarray, taus: np.ndarray, gid: np.ndarray, constr
             # previous basis stays primal feasible and the re-solve starts from it
             scaled = np.tile(base_lam, G) * step
             h.changeColsBounds(map_cols.size, map_cols, -scaled, scaled)
-            t0, state["rounds"] = time.perf_counter(), 0
+            t0, rounds = time.perf_counter(), 0
         alpha_g, c_g = settle()
         results.append(StructuredResult(alpha_g[:, gid], c_g[gid] if c_g is not None else None, "optimal",
-                                        time.perf_counter() - t0, state["rounds"], state["active"]))
+                                        time.perf_counter() - t0, rounds, active))
     return results if path is not None else results[0]
 
 

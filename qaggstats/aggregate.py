@@ -566,15 +566,11 @@ def _fit_weights(Q, y, taus, family, constraint, noncrossing, groups, basis, obs
     if res is not None:
         return _weights_of(res, family, constraint, taus, Q, y, w, basis, smooth, penalty, gid, noncrossing,
                            model_losses, partition, V, mean, t_start)
-    else:
-        # the generic model is the fallback when the structured path fails under "auto"
-        A, c, solver_name, status, compile_s, solve_s, attempts = _fit_cvxpy(
-            family, constraint, intercept, X, y, taus, gid, basis, w, smooth, noncrossing, Qx_design, bx,
-            min_gap, "auto" if failed else solver, failed, penalty=penalty, partition=partition)
-        rounds = active = 0
-    from ._lp import StructuredResult
-
-    return _weights_of(StructuredResult(A, c, status, solve_s, 0, 0), family, constraint, taus, Q, y, w, basis,
+    # the generic model is the fallback when the structured path fails under "auto"
+    A, c, solver_name, status, compile_s, solve_s, attempts = _fit_cvxpy(
+        family, constraint, intercept, X, y, taus, gid, basis, w, smooth, noncrossing, Qx_design, bx,
+        min_gap, "auto" if failed else solver, failed, penalty=penalty, partition=partition)
+    return _weights_of(_lp.StructuredResult(A, c, status, solve_s, 0, 0), family, constraint, taus, Q, y, w, basis,
                        smooth, penalty, gid, noncrossing, model_losses, partition, V, mean, t_start,
                        solver_name=solver_name, compile_s=compile_s, attempts=attempts)
 
