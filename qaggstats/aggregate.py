@@ -45,7 +45,7 @@ from .scoring import validate_levels
 
 __all__ = ["Weights", "fit_weights", "FAMILIES", "CONSTRAINTS", "pinball_sums", "level_groups"]
 
-FAMILIES = ("mean", "median", "global", "quantile", "grouped", "local", "fine", "qra", "fqra")
+FAMILIES = ("mean", "median", "global", "quantile", "grouped", "local", "fine", "qra", "fqra", "dqa", "single")
 CONSTRAINTS = ("simplex", "nonneg", "free")
 # Families whose weights are one (p,) vector per level group: alpha (p, r) after expansion.
 _LINEAR = ("global", "quantile", "grouped", "qra", "fqra")
@@ -67,7 +67,9 @@ class Weights:
         ``(p, r)`` for mean, median (NaN: not a linear combination), global, quantile,
         grouped, qra and fqra (fqra's component weights mapped back to the models);
         ``(p, r, b)`` basis coefficients theta for local (``alpha_jk(x) = theta[j, k] @ phi(x)``);
-        ``(p, r, r)`` for fine, ``alpha[j, l, k]`` = weight of model j's level l in output level k.
+        ``(p, r, r)`` for fine, ``alpha[j, l, k]`` = weight of model j's level l in output level k;
+        dqa: the same layout, its weights averaged over the training rows (the weights
+        themselves depend on x: see ``network``).
     intercept : (r,) array or None
         Per-level intercept (constraint "free", qra, fqra).
     objective : float
@@ -102,6 +104,10 @@ class Weights:
         its penalty was chosen by inner validation.
     selection : DataFrame or None
         What inner validation compared (family, penalty, heldout_wis, chosen, why).
+    network : qaggstats.dqa.DQANetwork or None
+        The fitted DQA network (family "dqa").
+    training : dict
+        DQA: what training did (variant, epochs, best epoch, held-out pinball loss, seconds).
 
     Examples
     --------
@@ -137,6 +143,8 @@ class Weights:
     requested: Optional[str] = None
     selection: Optional[pd.DataFrame] = None
     partition: bool = False
+    network: Any = None
+    training: dict = field(default_factory=dict)
 
     def weights_at(self, basis: np.ndarray) -> np.ndarray:
         """Local weights ``alpha_jk(x)`` at basis rows ``(m, b)``, shape ``(m, p, r)``."""
@@ -153,7 +161,7 @@ class Weights:
         Parameters
         ----------
         Q : (m, p, r) array
-        basis : (m, b) array, required for the "local" family
+        basis : (m, b) array, required for the "local" family (its basis) and "dqa" (its features)
 
         Returns
         -------
@@ -170,6 +178,10 @@ class Weights:
         Q = np.sort(_as_Q(Q, "Q", p=p, r=r), axis=2)
         if self.family == "median":
             return np.median(Q, axis=1)
+        if self.family == "dqa":
+            if basis is None:
+                raise DataError("the 'dqa' family needs basis= (m, d), its features at the rows, to combine")
+            return self.network.combine(Q, _as_basis(basis, Q.shape[0], self.network.feature_mean.size, "basis"))
         if self.family == "local":
             if basis is None:
                 raise DataError("the 'local' family needs basis= (m, b) to combine")
@@ -212,7 +224,7 @@ class Weights:
             frame = pd.DataFrame({"model": np.asarray(models)[j], "tau": t[k],
                                   "basis": b if basis is None else np.asarray([str(c) for c in basis])[b],
                                   "coef": self.alpha.ravel()})
-        elif self.family == "fine":
+        elif self.family in ("fine", "dqa"):
             j, l, k = np.indices(self.alpha.shape).reshape(3, -1)
             frame = pd.DataFrame({"model": np.asarray(models)[j], "input_tau": t[l], "tau": t[k],
                                   "weight": self.alpha.ravel()})
@@ -343,8 +355,9 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
                 extra: Optional[Mapping[str, np.ndarray]] = None, min_gap: float = 0.0,
                 solver: str = "auto", intercept: Optional[bool] = None,
                 n_components: Optional[int] = None, penalty: Union[float, str] = 0.0,
-                folds: Optional[np.ndarray] = None, candidates: Sequence[str] = ("quantile", "local", "fine"),
-                max_folds: int = 3) -> Union[Weights, list[Weights]]:
+                folds: Optional[np.ndarray] = None, candidates: Optional[Sequence[str]] = None,
+                max_folds: int = 3, features: Optional[np.ndarray] = None,
+                dqa: Optional[Mapping[str, Any]] = None, seed: int = 0) -> Union[Weights, list[Weights]]:
     """Fit aggregation weights for base-model quantiles.
 
     Parameters
@@ -355,7 +368,8 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
     y : (n,) array
     taus : (r,) increasing levels in (0, 1)
     family : {"mean", "median", "global", "quantile", "grouped", "local", "fine", "qra", "fqra", "auto"}
-        "mean"/"median": fixed, no fit. "global": one weight per model. "quantile": one per
+        "mean"/"median": fixed, no fit. "single": the one base model of lowest check loss
+        summed over levels (weight 1 at every level; the baseline of "auto"). "global": one weight per model. "quantile": one per
         model and level. "grouped": shared within level groups. "qra": free weights with a
         per-level intercept. "fqra": qra on the first principal components of each level's
         predictions.
@@ -377,7 +391,14 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
         alpha_jlk Q_jl``. It helps when the models are mis-calibrated — a model whose 0.8
         quantile is a better 0.9 quantile than its own 0.9 — and costs r times more weights.
 
-        "auto": the family (and local penalty) of lowest held-out WIS among ``candidates``,
+        "dqa": the paper's deep quantile aggregation (Local-Fine by default): a network from
+        the ``features`` (n, d) to, for every output level, simplex weights over the
+        models' nearby levels, fitted by the pinball loss plus a crossing penalty with early
+        stopping (:func:`qaggstats.dqa.fit_dqa`; settings in ``dqa``). Needs the extra
+        ``qaggstats[deep]``; the simplex constraint only.
+
+        "auto": the family (and constraint, and local penalty) of lowest held-out WIS among
+        ``candidates`` by a one-standard-error rule, never one worse than the best single model,
         by inner validation on ``folds`` (see :func:`qaggstats.selection.select_family`);
         the result carries ``requested = "auto"`` and a ``selection`` table.
     constraint : {"simplex", "nonneg", "free"}
@@ -418,10 +439,22 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
     folds : (n,) array, optional
         Fold id of each (out-of-fold) row, for family "auto" and penalty "auto": weights are
         fitted without one fold and scored on it, so the choice is honest.
-    candidates : sequence of str
-        Families compared by "auto", simplest first (ties within 0.1 % go to the simplest).
+    candidates : sequence of str, optional
+        What "auto" compares, simplest first, each "family" or "family:constraint" (default
+        :func:`qaggstats.selection.default_candidates`: single, global, quantile,
+        quantile:nonneg, qra, fqra, local, fine, and dqa when installed and ``features`` given).
     max_folds : int
         Held-out folds used by the inner validation (each costs one fit per candidate).
+    features : (n, d) array
+        Inputs of the "dqa" network at the training points (e.g. the standardised design of the
+        formula: :class:`qaggstats.basis.LocalBasis` "design"); ``Weights.combine`` then takes
+        them as its ``basis``.
+    dqa : dict, optional
+        Settings of the "dqa" family passed to :func:`qaggstats.dqa.fit_dqa` (``variant``
+        "fine" / "medium" / "coarse", ``window``, ``hidden``, ``crossing``, ``max_epochs``, ...).
+        Early stopping holds out the last fold of ``folds`` when given.
+    seed : int
+        Seed of the "dqa" network (initialisation, minibatches).
 
     Returns
     -------
@@ -453,12 +486,64 @@ def fit_weights(Q: np.ndarray, y: np.ndarray, taus: Sequence[float], family: str
                          groups=groups, basis=basis, obs_weights=obs_weights, smooth=smooth, extra=extra,
                          min_gap=min_gap, solver=solver, intercept=intercept, n_components=n_components)
     if family == "auto" or isinstance(penalty, str):
-        return _select(Q, y, taus, family, penalty, folds, candidates, max_folds, basis=basis,
+        return _select(Q, y, taus, family, penalty, folds, candidates, max_folds, basis=basis, features=features,
+                       dqa=dqa, seed=seed,
                        constraint=constraint, noncrossing=noncrossing, groups=groups, obs_weights=obs_weights,
                        smooth=smooth, extra=extra, min_gap=min_gap, solver=solver, intercept=intercept,
                        n_components=n_components)
+    if family == "dqa":
+        return _fit_dqa(Q, y, taus, features, obs_weights=obs_weights, constraint=constraint, noncrossing=noncrossing,
+                        extra=extra, smooth=smooth, penalty=penalty, folds=folds, settings=dqa, seed=seed,
+                        t_start=t_start)
     return _fit_weights(Q, y, taus, family, constraint, noncrossing, groups, basis, obs_weights, smooth, extra,
                         min_gap, solver, intercept, n_components, penalty, None, t_start)
+
+
+def _fit_dqa(Q, y, taus, features, *, obs_weights, constraint, noncrossing, extra, smooth, penalty, folds,
+             settings, seed, t_start) -> Weights:
+    """family="dqa": the network of :mod:`qaggstats.dqa`, wrapped as Weights."""
+    from .dqa import fit_dqa
+
+    if constraint != "simplex":
+        raise DataError(f"family 'dqa' gives simplex weights (a softmax); constraint={constraint!r} does not apply")
+    for name, val in (("smooth", smooth), ("penalty", penalty)):
+        if val:
+            raise DataError(f"{name}= does not apply to family 'dqa' (its network is regularised by early stopping)")
+    if extra is not None:
+        raise DataError("noncrossing_at= does not apply to family 'dqa': its quantiles are sorted after the fit "
+                        "(postprocess), which removes every crossing at any point")
+    if features is None:
+        raise DataError("family 'dqa' needs features= (n, d), the inputs of its network at the training points")
+    taus = validate_levels(taus)
+    Q = np.sort(_as_Q(Q, "Q", r=taus.size), axis=2)
+    n, p, r = Q.shape
+    y = _as_vector(y, n, "y")
+    features = _as_basis(features, n, None, "features")
+    w = None if obs_weights is None else _as_vector(obs_weights, n, "obs_weights")
+    if w is not None and (w < 0).any():
+        raise DataError(f"obs_weights must be non-negative (row {int(np.argmax(w < 0))} is {w[w < 0][0]})")
+    options = dict(settings or {})
+    if not noncrossing:
+        options["crossing"] = 0.0
+    if folds is not None and "valid" not in options:
+        folds = np.asarray(folds)
+        if folds.shape != (n,):
+            raise DataError(f"folds must give one fold id per row ({n}), got shape {folds.shape}")
+        if np.unique(folds).size >= 2:
+            options["valid"] = folds == folds.max()
+    unknown = set(options) - {"variant", "window", "hidden", "crossing", "lr", "weight_decay", "batch_size",
+                              "max_epochs", "patience", "valid", "valid_fraction"}
+    if unknown:
+        raise DataError(f"unknown dqa setting(s) {sorted(unknown)}; see qaggstats.dqa.fit_dqa")
+    net, info = fit_dqa(features, Q, y, taus, obs_weights=w, seed=seed, **options)
+    alpha = net.mean_weights(features, p, r)
+    model_losses = np.stack([pinball_sums(y, Q[:, j, :], taus, w) for j in range(p)])
+    agg = pinball_sums(y, net.combine(Q, features), taus, w)
+    info = {"variant": net.variant, **info}
+    return Weights("dqa", "simplex", taus, alpha, None, float(agg.sum()), float(agg.sum()), "adamw (jax + optax)",
+                   f"early stop at epoch {info['best_epoch']} of {info['epochs']}", time.perf_counter() - t_start,
+                   0.0, info["seconds"], model_losses, agg, noncrossing=bool(noncrossing), network=net,
+                   training=info)
 
 
 def _fit_weights(Q, y, taus, family, constraint, noncrossing, groups, basis, obs_weights, smooth, extra, min_gap,
@@ -503,6 +588,14 @@ def _fit_weights(Q, y, taus, family, constraint, noncrossing, groups, basis, obs
     gid = level_groups(groups, r, family) if family in _LINEAR else None
     model_losses = np.stack([pinball_sums(y, Q[:, j, :], taus, w) for j in range(p)])
 
+    if family == "single":
+        # the one model of lowest summed check loss, at every level: the baseline "auto" guards against
+        alpha = np.zeros((p, r))
+        alpha[int(np.argmin(model_losses.sum(axis=1))), :] = 1.0
+        agg = np.asarray(model_losses[int(np.argmin(model_losses.sum(axis=1)))], dtype=float)
+        return Weights(family, "simplex", taus, alpha, None, float(agg.sum()), float(agg.sum()), "none",
+                       "fixed", time.perf_counter() - t_start, 0.0, 0.0, model_losses, agg,
+                       groups=np.arange(r), noncrossing=bool(noncrossing))
     if family in ("mean", "median"):
         alpha = np.full((p, r), 1.0 / p if family == "mean" else np.nan)
         qhat = Q.mean(axis=1) if family == "mean" else np.median(Q, axis=1)
@@ -618,7 +711,8 @@ def _fit_path(Q, y, taus, penalties: list, *, family: str, **options) -> list[We
                         float(penalties[0]), [float(v) for v in penalties], time.perf_counter())
 
 
-def _select(Q, y, taus, family, penalty, folds, candidates, max_folds, *, basis, obs_weights, **options):
+def _select(Q, y, taus, family, penalty, folds, candidates, max_folds, *, basis, features, obs_weights, dqa, seed,
+            **options):
     """family="auto" / penalty="auto": inner validation (:mod:`qaggstats.selection`)."""
     from .selection import select_family, select_penalty
 
@@ -638,9 +732,9 @@ def _select(Q, y, taus, family, penalty, folds, candidates, max_folds, *, basis,
                               obs_weights=obs_weights, **options)
     if isinstance(penalty, (int, float)) and penalty:
         raise DataError("family='auto' chooses the local penalty itself; leave penalty at 0 or 'auto'")
-    return select_family(Q, y, taus, folds, fit_weights=fit_weights, basis=basis, candidates=candidates,
-                         max_folds=max_folds,
-                         obs_weights=obs_weights, **options)
+    return select_family(Q, y, taus, folds, fit_weights=fit_weights, basis=basis, features=features,
+                         candidates=candidates, max_folds=max_folds, obs_weights=obs_weights, dqa=dqa, seed=seed,
+                         **options)
 
 
 def _constant_first(basis: np.ndarray) -> bool:

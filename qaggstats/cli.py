@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Choices are checked by qaggstats.options (check_option), not by argparse, so every
     # interface gives the same message.
     fit.add_argument("--family", default="quantile",
-                     help="weight family: quantile, global, mean, median, grouped, local, fine, qra, "
-                          "fqra, auto (default: %(default)s)")
+                     help="weight family: quantile, global, mean, median, single, grouped, local, fine, qra, "
+                          "fqra, dqa (needs qaggstats[deep]), auto (default: %(default)s)")
     fit.add_argument("--conformal", default=None,
                      help="conformal calibration: cqr, cqr-asymmetric or cv+ (default: none)")
     fit.add_argument("--postprocess", default="sort",

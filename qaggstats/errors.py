@@ -23,6 +23,7 @@ __all__ = [
     "SolverError",
     "CalibrationError",
     "SaveError",
+    "DependencyError",
 ]
 
 
@@ -59,3 +60,7 @@ class CalibrationError(QaggError, ValueError):
 
 class SaveError(QaggError, OSError):
     """A saved fit or report path that cannot be read or written."""
+
+
+class DependencyError(QaggError, ImportError):
+    """An optional dependency a requested method needs is missing; the message names the extra."""

@@ -21,7 +21,7 @@ from .errors import DataError
 __all__ = ["Family", "Constraint", "Postprocess", "Conformal", "OnError", "NAPolicy", "OPTIONS",
            "REWEIGHT_SETTINGS", "check_option"]
 
-Family = Literal["mean", "median", "global", "quantile", "grouped", "local", "fine", "qra", "fqra", "auto"]
+Family = Literal["mean", "median", "global", "quantile", "grouped", "local", "fine", "qra", "fqra", "dqa", "single", "auto"]
 Constraint = Literal["simplex", "nonneg", "free"]
 Postprocess = Literal["none", "sort", "isotonic", "rearrange", "minmax"]
 Conformal = Optional[Literal["cqr", "cqr-asymmetric", "cv+"]]
@@ -40,7 +40,7 @@ OPTIONS: dict[str, tuple[Any, ...]] = {
 
 # The settings of the aggregation stage: what QaggResults.reweight may change without a refit.
 REWEIGHT_SETTINGS = ("constraint", "noncrossing", "postprocess", "groups", "local_formula", "penalty", "smooth",
-                     "obs_weights", "min_gap", "noncrossing_at", "weight_rows", "solver")
+                     "obs_weights", "min_gap", "noncrossing_at", "weight_rows", "solver", "dqa", "candidates")
 
 _LABELS = {"family": "weight family", "conformal": "conformal method", "na": "na policy"}
 

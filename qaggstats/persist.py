@@ -114,6 +114,7 @@ QAGG_TYPES: tuple[str, ...] = (
     "qaggstats.formula.NAReport",
     "qaggstats.predictor.Predictor",
     "qaggstats.basis.LocalBasis",
+    "qaggstats.dqa.DQANetwork",
     "qaggstats.diagnostics.Diagnostic",
 )
 

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from . import _deep
 from . import conformal as conformal_mod
 from . import learners as learners_mod
 from .aggregate import fit_weights
@@ -164,6 +165,8 @@ def qagg(
     on_error: OnError = "raise",
     backend: Any = "local",
     data_name: Optional[str] = None,
+    dqa: Optional[Mapping[str, Any]] = None,
+    candidates: Optional[Sequence[str]] = None,
     progress: Optional[ProgressFn] = None,
 ):
     """Fit base quantile models, aggregate them, make them monotone, and calibrate.
@@ -183,10 +186,14 @@ def qagg(
         Quantile levels in (0, 1); unsorted levels are sorted (with a note), duplicates are an
         error.
     family : str
-        Weight family: "mean", "median", "global", "quantile", "grouped", "local", "fine",
-        "qra", "fqra" or "auto" (see :func:`qaggstats.aggregate.fit_weights`). "auto" compares
-        "quantile", "local" and "fine" by held-out out-of-fold WIS on the cross-fitting folds
-        and keeps the best; the summary shows the comparison.
+        Weight family: "mean", "median", "single", "global", "quantile", "grouped", "local",
+        "fine", "qra", "fqra", "dqa" or "auto" (see :func:`qaggstats.aggregate.fit_weights`).
+        "dqa" is the paper's deep quantile aggregation (a network from the features of
+        ``local_formula``, by default the formula's predictors, to weights over models and
+        nearby levels; needs ``pip install "qaggstats[deep]"``). "auto" compares every family
+        and constraint (see ``candidates``) by held-out out-of-fold WIS on the cross-fitting
+        folds, keeps the simplest within one standard error of the best, and never one worse
+        than the best single model; the summary shows the comparison.
     constraint : {"simplex", "nonneg", "free"}
     noncrossing : bool
         Impose q̂_k ≤ q̂_k+1 at the training points in the weight fit.
@@ -209,7 +216,8 @@ def qagg(
         Level groups for ``family="grouped"``.
     local_formula : str, optional
         Right-hand side (``"~ x1 + x2"``, factors allowed) whose standardised design is the
-        basis φ(x) of ``family="local"``. Default: a partition of unity (4 × 3 hat functions)
+        basis φ(x) of ``family="local"`` and the input of ``family="dqa"`` (whose default is the
+        design of ``formula``). Default: a partition of unity (4 × 3 hat functions)
         over the base models' own out-of-fold predicted location and spread
         (:class:`qaggstats.basis.LocalBasis`), which needs no formula and keeps the local
         weights on the simplex at every x.
@@ -243,6 +251,12 @@ def qagg(
         Where the cross-fitting tasks run.
     data_name : str, optional
         Name of the data set shown in summaries and reports.
+    dqa : dict, optional
+        Settings of ``family="dqa"`` (``variant`` "fine"/"medium"/"coarse", ``hidden``,
+        ``window``, ``crossing``, ``max_epochs``, ...; see :func:`qaggstats.dqa.fit_dqa`).
+    candidates : sequence of str, optional
+        ``family="auto"``: what to compare, simplest first, as "family" or "family:constraint"
+        (default :func:`qaggstats.selection.default_candidates`).
     progress : callable, optional
         ``progress(stage, done, total)``.
 
@@ -268,7 +282,7 @@ def qagg(
                          postprocess=postprocess, groups=groups, local_formula=local_formula,
                          penalty=penalty, smooth=smooth, obs_weights=obs_weights, min_gap=min_gap,
                          noncrossing_at=noncrossing_at, weight_rows=weight_rows, solver=solver,
-                         progress=progress)
+                         dqa=dqa, candidates=candidates, progress=progress)
 
 
 def _check_seed(seed: Any) -> int:
@@ -319,6 +333,7 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
                   local_formula: Optional[str] = None, penalty: float | str = "auto", smooth: float = 0.0,
                   obs_weights: Any = None, min_gap: float = 0.0, noncrossing_at: Optional[pd.DataFrame] = None,
                   weight_rows: Optional[int] = 200_000, solver: str = "auto",
+                  dqa: Optional[Mapping[str, Any]] = None, candidates: Optional[Sequence[str]] = None,
                   progress: Optional[ProgressFn] = None) -> QaggResults:
     """Weights, monotone post-processing and calibration on a :class:`BaseFit` (see :func:`qagg`)."""
     check_option("family", family)
@@ -327,11 +342,17 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
     taus, split, y, cf = base.taus, base.split, base.frames.y, base.crossfit
     timings = dict(base.timings)
 
-    # The local basis (also for "auto", which may choose local): learnt on the training rows
-    basis_spec = local = basis = X_basis = None
+    # The local basis and the DQA features (also for "auto", which may choose either): learnt on
+    # the training rows; each is (formula spec or None, LocalBasis, design on every used row or None)
+    rows_of: dict[str, tuple] = {}
     if family in ("local", "auto"):
-        basis_spec, local, X_basis = _local_basis(base, local_formula)
-        basis = local.transform(None if X_basis is None else X_basis[split.train], base.Q)
+        rows_of["local"] = _local_basis(base, local_formula)
+    if family == "dqa" or (family == "auto" and _deep.available()):
+        rows_of["dqa"] = _dqa_features(base, local_formula)
+    at_train = {fam: lb.transform(None if X is None else X[split.train], base.Q)
+                for fam, (_, lb, X) in rows_of.items()}
+    basis_spec, local, X_basis = rows_of.get("local", (None, None, None))
+    basis = at_train.get("local")
     extra, notes = None, []
     if noncrossing_at is not None:
         extra, skipped = _extra_points(base, noncrossing_at, basis_spec, local)
@@ -347,8 +368,17 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
         fit_kwargs["groups"] = groups
     if basis is not None:
         fit_kwargs["basis"] = basis
-    if family in ("local", "auto"):
-        fit_kwargs["folds"] = cf.folds  # inner validation of the penalty / the family, on the same folds
+    if "dqa" in at_train:
+        fit_kwargs.update(features=at_train["dqa"], seed=base.seed)
+        if dqa is not None:
+            fit_kwargs["dqa"] = dict(dqa)
+    if candidates is not None:
+        if family != "auto":
+            raise DataError(f"candidates= applies to family='auto' only; got family {family!r}")
+        fit_kwargs["candidates"] = tuple(candidates)
+    if family in ("local", "auto", "dqa"):
+        # inner validation of the penalty / the family, and DQA's early stopping, on the same folds
+        fit_kwargs["folds"] = cf.folds
     if family == "local":
         fit_kwargs["penalty"] = penalty
     if obs_weights is not None:
@@ -359,7 +389,7 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
         fit_kwargs["extra"] = extra
     rows = weight_subsample(y[split.train], weight_rows, base.seed)
     if rows is not None:
-        for key in ("basis", "obs_weights", "folds"):
+        for key in ("basis", "features", "obs_weights", "folds"):
             if key in fit_kwargs:
                 fit_kwargs[key] = fit_kwargs[key][rows]
     Q_fit, y_fit = (base.Q, y[split.train]) if rows is None else (base.Q[rows], y[split.train][rows])
@@ -373,8 +403,9 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
     timings["weight fit"] = time.perf_counter() - t0
     report("weight fit", 1, 1)
 
-    if wfit.family != "local":  # "auto" chose another family: no basis at predict time
-        basis_spec = local = basis = None
+    # the rows' representation the chosen family needs at predict time (none for most families)
+    basis_spec, local, X_basis = rows_of.get(wfit.family, (None, None, None))
+    basis = at_train.get(wfit.family)
     # a basis built from the models' predictions needs every model at predict time
     used = needed_models(wfit, list(cf.models), uses_all=local is not None and local.kind != "design")
     predictor = Predictor(taus=taus, models=tuple(cf.models),
@@ -404,12 +435,23 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
         settings=dict(family=family, constraint=constraint, noncrossing=noncrossing,
                       postprocess=postprocess, groups=groups, local_formula=local_formula, penalty=penalty,
                       smooth=smooth, obs_weights=obs_weights, min_gap=min_gap,
-                      noncrossing_at=noncrossing_at, weight_rows=weight_rows, solver=solver),
+                      noncrossing_at=noncrossing_at, weight_rows=weight_rows, solver=solver, dqa=dqa,
+                      candidates=candidates),
         weight_fit_rows=None if rows is None else int(rows.size), notes=notes,
     )
 
 
 _BASIS = "__basis__"
+
+
+def _dqa_features(base: BaseFit, local_formula: Optional[str]):
+    """(spec, LocalBasis "design" fitted on the training rows, the design on every used row): the
+    inputs of the DQA network, the standardised design of ``local_formula`` or else of the formula."""
+    frames = model_frames({"features": local_formula_with_response(local_formula, base.formula)},
+                          base.data_used, na="raise")
+    spec = frames.specs["features"]
+    X = frames.X["features"]
+    return spec, LocalBasis(kind="design").fit(X[base.split.train], None, column_names=spec.column_names), X
 
 
 def _local_basis(base: BaseFit, local_formula: Optional[str]):

@@ -212,13 +212,16 @@ def test_auto_picks_local_when_models_split_the_regions():
     w = fit_weights(Q, y, taus, family="auto", folds=folds, basis=basis)
     sel = w.selection
     assert w.requested == "auto" and w.family == "local"
-    assert list(sel.columns) == ["family", "penalty", "heldout_wis", "chosen", "why"]
+    assert list(sel.columns) == ["family", "constraint", "penalty", "heldout_wis", "se", "chosen", "why"]
     assert sel["chosen"].sum() == 1 and sel.loc[sel["chosen"], "family"].item() == "local"
-    assert len(sel) == 2 + len(PENALTY_GRID)
-    assert sel.loc[sel["chosen"], "heldout_wis"].item() <= sel["heldout_wis"].min() * (1 + 1e-3)
+    # every family and constraint of the default grid, the single best model first
+    assert sel["family"].tolist()[:6] == ["single", "global", "quantile", "quantile", "qra", "fqra"]
+    assert len(sel) == 7 + len(PENALTY_GRID)
+    chosen = sel.loc[sel["chosen"]].iloc[0]
+    assert chosen["heldout_wis"] <= sel["heldout_wis"].min() + chosen["se"] + 1e-12
+    assert chosen["heldout_wis"] <= sel.loc[sel["family"] == "single", "heldout_wis"].item()
     # the refit on all rows uses the chosen penalty
-    rel = sel.loc[sel["chosen"], "penalty"].item()
-    assert w.penalty == pytest.approx(rel * penalty_scale(np.sort(Q, axis=2)))
+    assert w.penalty == pytest.approx(chosen["penalty"] * penalty_scale(np.sort(Q, axis=2)))
 
 
 def test_auto_prefers_the_simpler_family_when_local_adds_nothing():
@@ -228,8 +231,49 @@ def test_auto_prefers_the_simpler_family_when_local_adds_nothing():
     z = np.array([-1.2816, 0.0, 1.2816])
     Q = np.stack([np.tile(z, (n, 1)), np.tile(z * 2 + 1, (n, 1))], axis=1) + rng.normal(0, 0.01, (n, 2, 3))
     w = select_family(Q, y, taus, np.arange(n) % 3, fit_weights=fit_weights, candidates=("global", "quantile"))
-    assert w.family in ("global", "quantile") and w.selection["chosen"].sum() == 1
-    assert (w.selection["why"].str.contains("vs chosen")).sum() == 1
+    # the first model is right: nothing beats it by more than noise, so the simplest wins
+    assert w.family == "single" and w.selection["chosen"].sum() == 1
+    assert w.selection["family"].tolist() == ["single", "global", "quantile"]
+    assert (w.selection["why"].str.contains("vs chosen")).sum() == 2
+    assert np.array_equal(w.alpha, np.array([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]))
+
+
+def test_the_guard_never_chooses_a_family_worse_than_the_single_best_model():
+    from qaggstats.selection import _choose
+
+    rng = np.random.default_rng(0)
+    best = rng.uniform(0.5, 1.5, 400)
+    single = best + 0.1                                  # worse than the best by 0.1, no noise: SE 0
+    noisy = best + 0.15 + rng.normal(0, 5.0, 400)        # within one (large) SE of the best, above single
+    per_row = np.stack([single, noisy, best])
+    rows = [{"family": f, "constraint": "simplex", "penalty": np.nan, "heldout_wis": float(v.mean())}
+            for f, v in zip(["single", "fine", "dqa"], per_row)]
+    table, chosen = _choose(rows, per_row, None, rule="se")
+    assert table.loc[1, "heldout_wis"] <= table.loc[2, "heldout_wis"] + table.loc[1, "se"]  # the 1-SE rule alone would take it
+    assert chosen["family"] == "dqa"
+    assert "worse than the best single model" in table.loc[1, "why"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_auto_held_out_wis_is_never_above_the_single_models(seed):
+    rng = np.random.default_rng(seed)
+    n, taus = 300, np.array([0.1, 0.5, 0.9])
+    y = rng.normal(size=n)
+    Q = np.sort(rng.normal(size=(n, 3, 3)) * np.array([0.5, 1.0, 2.0])[None, :, None] + rng.normal(size=(n, 1, 1)) * 0.3, axis=2)
+    w = select_family(Q, y, taus, np.arange(n) % 3, fit_weights=fit_weights)
+    sel = w.selection
+    single = sel.loc[sel["family"] == "single", "heldout_wis"].item()
+    assert sel.loc[sel["chosen"], "heldout_wis"].item() <= single
+
+
+def test_candidates_with_constraints_and_errors():
+    Q, y, taus, x = regional(n=300, seed=3)
+    w = fit_weights(Q, y, taus, family="auto", folds=np.arange(300) % 3, candidates=("quantile:free", "global"))
+    assert w.selection["constraint"].tolist() == ["simplex", "free", "simplex"]
+    with pytest.raises(DataError, match="unknown candidate family 'best'"):
+        fit_weights(Q, y, taus, family="auto", folds=np.arange(300) % 3, candidates=("best",))
+    with pytest.raises(DataError, match="unknown constraint 'pos'"):
+        fit_weights(Q, y, taus, family="auto", folds=np.arange(300) % 3, candidates=("quantile:pos",))
 
 
 def test_penalty_auto_and_errors():
@@ -242,7 +286,9 @@ def test_penalty_auto_and_errors():
     with pytest.raises(DataError, match="one fold id per out-of-fold row"):
         fit_weights(Q, y, taus, family="auto", folds=np.zeros(5), basis=basis)
     with pytest.raises(DataError, match="candidate 'local' needs basis="):
-        fit_weights(Q, y, taus, family="auto", folds=np.arange(300) % 3)
+        fit_weights(Q, y, taus, family="auto", folds=np.arange(300) % 3, candidates=("quantile", "local"))
+    with pytest.raises(DataError, match="candidate 'dqa' needs features="):
+        fit_weights(Q, y, taus, family="auto", folds=np.arange(300) % 3, candidates=("quantile", "dqa"))
     with pytest.raises(DataError, match="penalty='auto' applies to the 'local' family only"):
         fit_weights(Q, y, taus, family="quantile", penalty="auto", folds=np.arange(300) % 3)
 

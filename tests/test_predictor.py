@@ -305,9 +305,10 @@ def test_local_default_basis_needs_no_formula_and_works_with_factors(regions, tm
 def test_auto_says_what_it_compared_and_why(regions):
     fit = qa.qagg("y ~ x + g", regions, models={"lin": LinearQR(), "knn": KNN(k=15)}, taus=TAUS, cv=3,
                   family="auto")
-    assert fit.family_requested == "auto" and fit.family in ("quantile", "local", "fine")
     table = fit.selection
-    assert set(table["family"]) == {"quantile", "local", "fine"} and table["chosen"].sum() == 1
+    assert fit.family_requested == "auto" and fit.family in set(table["family"])
+    assert set(table["family"]) == {"single", "global", "quantile", "qra", "fqra", "local", "fine", "dqa"}
+    assert table["chosen"].sum() == 1
     assert table.loc[table["chosen"], "family"].item() == fit.family
     text = str(fit.summary())
     assert "Weight family selection" in text and "(chosen by auto)" in text
