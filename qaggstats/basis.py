@@ -54,7 +54,7 @@ def is_partition(basis: np.ndarray) -> bool:
     return bool(np.all(basis >= 0.0) and np.allclose(basis.sum(axis=1), 1.0, rtol=0.0, atol=1e-9))
 
 
-BasisKind = Literal["partition", "spread", "design", "both"]
+BasisKind = Literal["partition", "additive", "spread", "design", "both"]
 _EPS = 1e-12
 
 
@@ -73,6 +73,14 @@ class LocalBasis:
         each prototype the weights are on the simplex at every x, new rows included, and the
         weight LP needs no positivity constraints (fast at any n). Rows beyond the outer
         knots take the outer hats' weights (no extrapolation).
+
+    ``"additive"``
+        A partition of unity over the columns of a design matrix (e.g. the model matrix of a
+        ``local_formula``): for each non-constant column, ``grid[0]`` hats with knots at its
+        training quantiles (two for a 0/1 dummy), all divided by the number of columns, so every
+        row is non-negative and sums to one. The local weights are then an average over the
+        features of piecewise-linear weight curves, on the simplex at every x, and the weight
+        LP is as fast as on the default basis (no positivity constraints).
 
     The linear kinds have the constant 1 as column 0 and every other column standardised on the
     training rows and clipped to its training range on new rows (so local weights, which are
@@ -138,12 +146,15 @@ class LocalBasis:
     def fit(self, X_design: Optional[np.ndarray], Q: Optional[np.ndarray],
             column_names: Optional[Sequence[str]] = None) -> "LocalBasis":
         """Learn the standardisation (and knots) on the training rows; returns self."""
-        if self.kind not in ("partition", "spread", "design", "both"):
-            raise DataError(f"unknown local basis kind {self.kind!r}; choose 'partition', 'spread', 'design' or 'both'")
+        if self.kind not in ("partition", "additive", "spread", "design", "both"):
+            raise DataError(f"unknown local basis kind {self.kind!r}; choose 'partition', 'additive', 'spread', "
+                            "'design' or 'both'")
         if not isinstance(self.knots, (int, np.integer)) or self.knots < 0:
             raise DataError(f"knots must be an integer >= 0, got {self.knots!r}")
         if self.kind == "partition":
             return self._fit_partition(_check_Q(Q))
+        if self.kind == "additive":
+            return self._fit_additive(_check_design(X_design), column_names)
         names: list[str] = []
         raw = []
         if self.kind in ("spread", "both"):
@@ -173,6 +184,13 @@ class LocalBasis:
 
     def transform(self, X_design: Optional[np.ndarray], Q: Optional[np.ndarray]) -> np.ndarray:
         """φ at rows (m, b): column 0 the constant, the others standardised and clipped."""
+        if self.kind == "additive" and self.keep is not None:
+            X = _check_design(X_design)
+            if X.shape[1] != self.keep.size:
+                raise DataError(f"the design has {X.shape[1]} columns; the basis was fitted on {self.keep.size} "
+                                f"({', '.join(self.design_columns)})")
+            kept = X[:, self.keep]
+            return np.column_stack([_hats(kept[:, a], knots) for a, knots in enumerate(self.hat_knots)]) / kept.shape[1]
         if self.kind == "partition" and self.hat_knots:
             feats = self._partition_features(_check_Q(Q))
             H = [_hats(feats[:, a], knots) for a, knots in enumerate(self.hat_knots)]
@@ -206,6 +224,23 @@ class LocalBasis:
                                for a, m in enumerate(grid))
         self.columns = tuple(f"loc{a + 1}:spread{c + 1}" for a in range(self.hat_knots[0].size)
                              for c in range(self.hat_knots[1].size))
+        return self
+
+    def _fit_additive(self, X: np.ndarray, column_names: Optional[Sequence[str]]) -> "LocalBasis":
+        m = self.grid[0] if len(self.grid) else 4
+        if not isinstance(m, (int, np.integer)) or m < 2:
+            raise DataError(f"grid[0] (hats per feature of the additive basis) must be an integer >= 2, got {m!r}")
+        cols = list(column_names) if column_names is not None else [f"x{j}" for j in range(X.shape[1])]
+        if len(cols) != X.shape[1]:
+            raise DataError(f"column_names has {len(cols)} names for {X.shape[1]} design columns")
+        self.design_columns = tuple(str(c) for c in cols)
+        self.keep = np.ptp(X, axis=0) > 1e-12 * np.maximum(1.0, np.abs(X).max(axis=0))
+        if not self.keep.any():
+            raise DataError("the local_formula's design has no non-constant column to build local weights on")
+        self.hat_knots = tuple(_distinct(np.quantile(X[:, j], np.linspace(0.0, 1.0, m)))
+                               for j in np.flatnonzero(self.keep))
+        kept = [c for c, k in zip(self.design_columns, self.keep) if k]
+        self.columns = tuple(f"{c}:{i + 1}" for c, knots in zip(kept, self.hat_knots) for i in range(knots.size))
         return self
 
     def _partition_features(self, Q: np.ndarray) -> np.ndarray:

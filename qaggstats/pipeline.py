@@ -215,8 +215,9 @@ def qagg(
     groups : sequence of int or int, optional
         Level groups for ``family="grouped"``.
     local_formula : str, optional
-        Right-hand side (``"~ x1 + x2"``, factors allowed) whose standardised design is the
-        basis φ(x) of ``family="local"`` and the input of ``family="dqa"`` (whose default is the
+        Right-hand side (``"~ x1 + x2"``, factors allowed): its design gives the basis φ(x)
+        of ``family="local"`` (an additive partition of unity, 4 hats per column at its
+        training quantiles, so the weights are on the simplex at every x) and the input of ``family="dqa"`` (whose default is the
         design of ``formula``). Default: a partition of unity (4 × 3 hat functions)
         over the base models' own out-of-fold predicted location and spread
         (:class:`qaggstats.basis.LocalBasis`), which needs no formula and keeps the local
@@ -461,7 +462,8 @@ def _local_basis(base: BaseFit, local_formula: Optional[str]):
     Without ``local_formula`` the basis is a partition of unity over the base models' own
     out-of-fold predicted location and spread (:class:`LocalBasis` "partition"), so it needs no
     formula, works with factors, and keeps the local weights on the simplex at every x; with
-    one, the standardised design of that formula (simplex at the training points).
+    one, an additive partition of unity over that formula's design columns (hats at their
+    training quantiles; simplex at every x).
     """
     if local_formula is None:
         return None, LocalBasis().fit(None, base.Q), None
@@ -469,7 +471,9 @@ def _local_basis(base: BaseFit, local_formula: Optional[str]):
                           base.data_used, na="raise")
     spec = frames.specs["basis"]
     X = frames.X["basis"]
-    local = LocalBasis(kind="design").fit(X[base.split.train], None, column_names=spec.column_names)
+    # a partition of unity over the formula's columns: simplex weights at every x, and the
+    # structured LP needs no positivity cuts (a linear basis of 20,000 rows stalled on them)
+    local = LocalBasis(kind="additive").fit(X[base.split.train], None, column_names=spec.column_names)
     return spec, local, X
 
 

@@ -299,7 +299,14 @@ def test_local_default_basis_needs_no_formula_and_works_with_factors(regions, tm
     back = qa.load(fit.save(tmp_path / "local.qagg"))
     pd.testing.assert_frame_equal(back.predict(new), fit.predict(new), check_exact=True)
     by_formula = fit.reweight("local", local_formula="~ x + g")
-    assert by_formula.predictor.basis.kind == "design" and "gb" in by_formula.predictor.basis.columns
+    basis = by_formula.predictor.basis
+    assert basis.kind == "additive" and {"gb:1", "gb:2", "x:1"} <= set(basis.columns)
+    # a partition of unity over x: the weights are on the simplex at every new row, beyond the range too
+    far = new.assign(x=new["x"] * 10)
+    X_far = by_formula.predictor.basis_spec.design(far)
+    alpha = by_formula.weight_fit.weights_at(basis.transform(X_far, None))
+    assert (alpha >= -1e-12).all() and np.allclose(alpha.sum(axis=1), 1.0)
+    assert by_formula.weight_fit.partition
 
 
 def test_auto_says_what_it_compared_and_why(regions):
