@@ -18,6 +18,8 @@ array([1., 0.])
 """
 from __future__ import annotations
 
+import warnings
+
 import threading
 from collections import OrderedDict
 from typing import Any, Optional
@@ -205,7 +207,13 @@ def _solve_cvxpy(problem, chain: list[str], attempts: Optional[dict] = None) -> 
     compile_s = solve_s = 0.0
     for name in chain:
         try:
-            problem.solve(solver=name)
+            # An inaccurate solution is not accepted: its status is recorded and the next solver
+            # tried, so cvxpy's own warning about it (and numpy's, from its bound propagation on
+            # infinite bounds) would only repeat what ``attempts`` reports.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Solution may be inaccurate", category=UserWarning)
+                warnings.filterwarnings("ignore", category=RuntimeWarning, module="cvxpy")
+                problem.solve(solver=name)
             status = problem.status
         except (cp.error.SolverError, ValueError, ArithmeticError) as err:
             status = f"error: {err}".splitlines()[0][:200]

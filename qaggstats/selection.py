@@ -18,8 +18,14 @@ Examples
 >>> Q = np.stack([good, bad], axis=1)
 >>> from qaggstats.aggregate import fit_weights
 >>> w = select_family(Q, y, taus, np.arange(n) % 3, fit_weights=fit_weights, candidates=("global", "quantile"))
->>> w.requested, w.family in ("global", "quantile"), list(w.selection.columns)
-('auto', True, ['family', 'penalty', 'heldout_wis', 'chosen', 'why'])
+>>> w.requested, list(w.selection.columns)
+('auto', ['family', 'constraint', 'penalty', 'heldout_wis', 'se', 'chosen', 'why'])
+
+The first model alone is the true quantiles here, so no combination beats it on held-out WIS
+and the guard keeps the best single model:
+
+>>> w.family, list(w.selection["family"])
+('single', ['single', 'global', 'quantile'])
 """
 from __future__ import annotations
 
