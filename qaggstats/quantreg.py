@@ -502,6 +502,8 @@ def rq_boot(X: np.ndarray, y: np.ndarray, tau: float, replications: int = 200,
         if draws.ndim != len(want) + 1 or draws.shape[1:] != want:
             raise DataError(f"rq_boot: draws for method {method!r} must have shape (R, {', '.join(map(str, want))}), "
                             f"got {draws.shape}")
+        if method in ("xy", "mcmb") and (np.any(draws < 0) or np.any(draws >= n) or np.any(draws % 1)):
+            raise DataError(f"rq_boot: draws for method {method!r} are 0-based row indices in [0, {n})")
         replications = draws.shape[0]
     if method == "mcmb":
         idx = rng.integers(0, n, (replications, d, n)) if draws is None else draws.astype(np.intp)
@@ -551,10 +553,12 @@ def _exact_fit(resid: np.ndarray, y: np.ndarray) -> bool:
 
 
 def _rq_cov(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray, se: str,
-            weights: Optional[np.ndarray] = None, hs: bool = True) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """Covariance ``(d, d)`` of the coefficients as R's ``summary.rq(se, covariance = TRUE)`` and
-    its ``Hinv`` ("nid", "ker"; None for "iid"). Computed on the unit-scale response (a power of
-    two, exact) and scaled back, since R's sparsity rules use absolute tolerances."""
+            weights: Optional[np.ndarray] = None,
+            hs: bool = True) -> tuple[np.ndarray, Optional[np.ndarray], float]:
+    """Covariance ``(d, d)`` of the coefficients as R's ``summary.rq(se, covariance = TRUE)``, its
+    ``Hinv`` ("nid", "ker"; None for "iid") and the response scale ``s``: both are those of
+    ``y / s`` (see :func:`_pow2_scale`), so the covariance in the units of ``y`` is
+    ``cov * s**2`` (kept apart: ``s**2`` under- or overflows at 1e-300 / 1e300)."""
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     n, p = X.shape
@@ -600,7 +604,7 @@ def _rq_cov(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray, se: str,
         cov, hinv = _sandwich(X, f, tau, se)
     else:
         raise DataError(f"rq_se: se must be 'iid', 'nid' or 'ker' (or 'rank' in rq), got {se!r}")
-    return cov * s * s, None if hinv is None else hinv * s
+    return cov, hinv, s
 
 
 def rq_se(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray, se: str = "nid",
@@ -641,7 +645,8 @@ def rq_se(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray, se: str = 
     >>> rq_se(X, y, 0.5, beta, "iid").shape
     (2,)
     """
-    return np.sqrt(np.diag(_rq_cov(X, y, tau, beta, se, weights, hs)[0]))
+    cov, _, s = _rq_cov(X, y, tau, beta, se, weights, hs)
+    return np.sqrt(np.diag(cov)) * s
 
 
 def _rank_walk(X: np.ndarray, y: np.ndarray, w: np.ndarray, tau: float, j: int, beta: np.ndarray,
@@ -666,7 +671,7 @@ def _rank_walk(X: np.ndarray, y: np.ndarray, w: np.ndarray, tau: float, j: int, 
             # a near-exact fit: trying every basis among the tied rows would not finish
             raise SolverError(
                 f"rank inversion: {zero.size} rows have a zero residual for coefficient {j} at tau={tau:g} "
-                f"(a near-exact fit), too many tied bases to try; use se='nid', 'ker' or 'boot'")
+                f"(a near-exact fit), too many tied bases to try; use se='boot'")
         # several rows can reach zero at once (ties): try every basis among them
         for B in map(list, itertools.combinations(zero, q)):
             ZB = Z[B]
@@ -1056,12 +1061,12 @@ class RQResults(SummaryMixin):
         parts = {}
         for j, tau in enumerate(self.taus):
             beta = self.params.iloc[:, j].to_numpy()
-            cov, B = _covariance(self._data, float(tau), beta, se, boot, j, notes)
+            cov, B, s = _covariance(self._data, float(tau), beta, se, boot, j, notes)
             if type == "percentile":
                 lower, higher = _percentile_bounds(X, B, level)
                 lower, higher = lower + off, higher + off
             else:
-                half = -t_dist.ppf((1 - level) / 2, rdf) * np.sqrt(np.einsum("ij,jk,ik->i", X, cov, X))
+                half = -t_dist.ppf((1 - level) / 2, rdf) * np.sqrt(np.einsum("ij,jk,ik->i", X, cov, X)) * s
                 lower, higher = fit[:, j] - half, fit[:, j] + half
             block = np.full((ok.size, 3), np.nan)
             block[ok] = np.column_stack([fit[:, j], lower, higher])
@@ -1094,22 +1099,24 @@ def _boot_coefs(data: dict, tau: float, boot: dict, k: int) -> np.ndarray:
 
 
 def _covariance(data: dict, tau: float, beta: np.ndarray, se: str, boot: dict, k: int,
-                notes: list[str]) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """Coefficient covariance ``(d, d)`` as R's ``summary.rq(se, covariance = TRUE)`` and the
-    bootstrap coefficients behind it (None unless se="boot")."""
+                notes: list[str]) -> tuple[np.ndarray, Optional[np.ndarray], float]:
+    """Coefficient covariance as R's ``summary.rq(se, covariance = TRUE)``, in units of ``s``
+    (the covariance is ``cov * s**2``), and the bootstrap coefficients behind it (None unless
+    se="boot")."""
     if se == "boot":
         B = _boot_coefs(data, tau, boot, k)
-        return np.atleast_2d(np.cov(B, rowvar=False, ddof=1)), B
+        s = _pow2_scale(data["yw"])
+        return np.atleast_2d(np.cov(B / s, rowvar=False, ddof=1)), B, s
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonPositiveFisWarning)
-        cov, _ = _rq_cov(data["X"], data["y"], tau, beta, se, weights=data["w"])
+        cov, _, s = _rq_cov(data["X"], data["y"], tau, beta, se, weights=data["w"])
     for c in caught:
         if issubclass(c.category, NonPositiveFisWarning):
             notes.append(f"{c.message} (R's warning; those rows get zero density)")
             warnings.warn(str(c.message), NonPositiveFisWarning, stacklevel=5)
         else:
             warnings.warn_explicit(c.message, c.category, c.filename, c.lineno)
-    return cov, None
+    return cov, None, s
 
 
 def _inference(data: dict, tau: float, beta: np.ndarray, se: str, level: float, boot: dict,
@@ -1125,8 +1132,10 @@ def _inference(data: dict, tau: float, beta: np.ndarray, se: str, level: float, 
         serr = tval = pval = np.full(d, np.nan)
         lower, upper = ci[:, 0], ci[:, 1]
     else:
-        serr = np.sqrt(np.diag(_covariance(data, tau, beta, se, boot, k, notes)[0]))
-        tval = beta / serr
+        cov, _, s = _covariance(data, tau, beta, se, boot, k, notes)
+        serr = np.sqrt(np.diag(cov)) * s
+        with np.errstate(divide="ignore", invalid="ignore"):  # a zero bootstrap SE (exact fit): R's Inf
+            tval = beta / serr
         pval = 2 * t_dist.sf(np.abs(tval), n - d)
         crit = t_dist.ppf(0.5 + level / 2, n - d)
         lower, upper = beta - crit * serr, beta + crit * serr
@@ -1384,12 +1393,14 @@ def anova(fit: RQResults, *others: RQResults, joint: bool = True, se: Literal["n
     return _anova_slopes(fit, taus, [f.params.iloc[:, j].to_numpy() for f, j in pieces], joint, se, hs)
 
 
-def _level_hinv(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray, se: str, hs: bool) -> np.ndarray:
-    """``H^-1`` of R's ``summary.rq(se, covariance = TRUE)`` ("nid" or "ker"), warnings kept quiet
-    (the coefficient tables already reported them)."""
+def _level_hinv(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray, se: str,
+                hs: bool) -> tuple[np.ndarray, float]:
+    """``H^-1`` of R's ``summary.rq(se, covariance = TRUE)`` ("nid" or "ker") for ``y / s`` and
+    ``s``, warnings kept quiet (the coefficient tables already reported them)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NonPositiveFisWarning)
-        return _rq_cov(X, y, tau, beta, se, hs=hs)[1]
+        _, hinv, s = _rq_cov(X, y, tau, beta, se, hs=hs)
+    return hinv, s
 
 
 def _anova_slopes(fit: RQResults, taus: list, coefs: list, joint: bool, se: str, hs: bool) -> AnovaRQ:
@@ -1404,11 +1415,11 @@ def _anova_slopes(fit: RQResults, taus: list, coefs: list, joint: bool, se: str,
     if p < 2:
         raise DataError("anova: the formula has no slope to test")
     J = X.T @ X
-    H = [_level_hinv(X, y, float(t), b, se, hs) for t, b in zip(taus, coefs)]
+    H, scales = zip(*[_level_hinv(X, y, float(t), b, se, hs) for t, b in zip(taus, coefs)])
     t_arr = np.asarray(taus)
     omega = np.minimum.outer(t_arr, t_arr) - np.outer(t_arr, t_arr)
     W = np.block([[omega[i, j] * H[i] @ J @ H[j] for j in range(m)] for i in range(m)])
-    coef = np.concatenate(coefs)  # level by level, as R's unlist
+    coef = np.concatenate(coefs) / scales[0]  # level by level, as R's unlist; in the units of H
     diff = np.diff(np.eye(m), axis=0)
     if joint:
         D = np.kron(diff, np.hstack([np.zeros((p - 1, 1)), np.eye(p - 1)]))
@@ -1448,7 +1459,8 @@ def _anova_nested(fits: list, se: str, hs: bool) -> AnovaRQ:
     beta = big.params.iloc[:, 0].to_numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NonPositiveFisWarning)
-        cov, _ = _rq_cov(X, y, tau, beta, se, hs=hs)
+        cov, _, s = _rq_cov(X, y, tau, beta, se, hs=hs)
+    beta = beta / s  # in the units of cov
     names = list(big.params.index)
     rows = []
     for small in fits[1:]:
