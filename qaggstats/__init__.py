@@ -20,12 +20,13 @@ from . import errors
 from ._version import __version__
 
 _SUBMODULES = (
-    "aggregate", "basis", "conformal", "crossfit", "datasets", "diagnostics", "distributed", "estimator",
+    "aggregate", "basis", "comparison", "conformal", "crossfit", "datasets", "diagnostics", "distributed", "estimator",
     "files", "formula", "learners", "levels", "monotone", "options", "pipeline", "plots", "predictor",
     "quantreg", "report", "results", "scoring",
 )
 _FUNCTIONS = {
     "rq": ("quantreg", "rq"),
+    "compare": ("comparison", "compare"),
     "qagg": ("pipeline", "qagg"),
     "load": ("results", "load"),
     "Predictor": ("predictor", "Predictor"),

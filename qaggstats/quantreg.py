@@ -8,6 +8,7 @@ formula fitted at several levels: the joint Wald test that the slopes are equal 
 from __future__ import annotations
 
 import itertools
+import math
 import time
 import warnings
 from typing import Literal, Optional, Sequence
@@ -21,17 +22,22 @@ from scipy.stats import norm
 from scipy.stats import t as t_dist
 
 from ._fn import fn_solve, one_blas_thread
-from .errors import DataError, SolverError
+from .errors import DataError, FitError, SolverError
 from .formula import FormulaSpec, NAReport, design_newdata, model_frames
 from .scoring import validate_levels
 from .levels import quantile_column
 from .summary import Summary, SummaryMixin, format_pval
 
-__all__ = ["rq", "RQResults", "rq_fit", "rq_se", "rq_boot", "rq_rank_ci", "anova", "AnovaRQ",
-           "bandwidth", "check_loss", "NonPositiveFisWarning"]
+__all__ = ["rq", "RQResults", "rq_fit", "rq_se", "rq_boot", "rq_rank_ci", "anova", "AnovaRQ", "rearrange",
+           "akj_density", "bandwidth", "check_loss", "NonPositiveFisWarning"]
 
 SE = Literal["rank", "iid", "nid", "ker", "boot"]
-BootMethod = Literal["xy", "wxy"]
+BootMethod = Literal["xy", "wxy", "pwy", "mcmb", "wild"]
+BOOT_METHODS = ("xy", "wxy", "pwy", "mcmb", "wild")
+
+
+# bases among tied zero residuals the rank walk may try at one kink before giving up
+_MAX_TIED_BASES = 5000
 
 
 class NonPositiveFisWarning(UserWarning):
@@ -110,6 +116,29 @@ def _basis(X: np.ndarray, size: np.ndarray) -> Optional[np.ndarray]:
     return None
 
 
+def _column_norms(X: np.ndarray) -> np.ndarray:
+    """Euclidean column norms without underflow or overflow: each column is divided by its
+    largest size first (``np.linalg.norm`` squares, so a column of 1e-300 has norm 0)."""
+    top = np.abs(X).max(axis=0, initial=0.0)
+    safe = np.where(top > 0, top, 1.0)
+    return top * np.linalg.norm(X / safe, axis=0)
+
+
+def _pow2_scale(y: np.ndarray) -> float:
+    """1 for a response of ordinary size, else the power of two nearest its largest size.
+
+    R's inference has absolute tolerances (``eps^(1/2)`` in the sparsity estimates, ties in
+    the rank walk) which swamp a response of size 1e-300 and vanish beside 1e300. Dividing by
+    a power of two is exact, so inference computed on ``y / s`` and scaled back is the
+    unit-scale answer; between 2^-20 and 2^40 (1e-6 .. 1e12) nothing is rescaled and the
+    arithmetic is R's own.
+    """
+    top = float(np.abs(y).max(initial=0.0))
+    if top == 0 or not np.isfinite(top) or 2.0 ** -20 <= top <= 2.0 ** 40:
+        return 1.0
+    return float(2.0 ** np.round(np.log2(top)))
+
+
 def _equilibrate(Xw: np.ndarray, yw: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, int]:
     """A scale-free version of the problem: an orthonormal basis ``Q`` of the columns and the
     least-squares residual of the response divided by its largest size.
@@ -119,7 +148,7 @@ def _equilibrate(Xw: np.ndarray, yw: np.ndarray) -> tuple[np.ndarray, np.ndarray
     meet unit-scale data whatever the units (y x 1e-7 .. 1e9, x + 1e7). Returns ``Q (n, d)``,
     the scaled response, the scale it was divided by and the rank, judged on unit-norm columns.
     """
-    norms = np.linalg.norm(Xw, axis=0)
+    norms = _column_norms(Xw)
     safe = np.where(norms > 0, norms, 1.0)
     Q, R = qr_decomp(Xw / safe, mode="economic", overwrite_a=True, check_finite=False)
     sv = np.linalg.svd(R, compute_uv=False)
@@ -295,10 +324,10 @@ def bandwidth(tau: float, n: int, hs: bool = True, alpha: float = 0.05) -> float
     return n ** -0.2 * ((4.5 * f0**4) / (2 * x0**2 + 1) ** 2) ** 0.2
 
 
-def _sandwich(X: np.ndarray, f: np.ndarray, tau: float) -> np.ndarray:
-    """``tau (1 - tau) H^-1 X'X H^-1`` with ``H = X' diag(f) X`` (R's QR route)."""
-    Hinv = _hinv(X, f)
-    return tau * (1 - tau) * Hinv @ (X.T @ X) @ Hinv
+def _sandwich(X: np.ndarray, f: np.ndarray, tau: float, what: str = "nid") -> tuple[np.ndarray, np.ndarray]:
+    """``tau (1 - tau) H^-1 X'X H^-1`` with ``H = X' diag(f) X`` (R's QR route) and ``H^-1``."""
+    Hinv = _hinv(X, f, what)
+    return tau * (1 - tau) * Hinv @ (X.T @ X) @ Hinv, Hinv
 
 
 def _nid_h(tau: float, n: int, hs: bool) -> float:
@@ -309,7 +338,9 @@ def _nid_h(tau: float, n: int, hs: bool) -> float:
 
 
 def _nid_density(X: np.ndarray, y: np.ndarray, tau: float, hs: bool) -> tuple[np.ndarray, int]:
-    """R's "nid" local densities ``f (n,)`` and the count of non-positive fitted differences."""
+    """R's "nid" local densities ``f (n,)`` and the count of non-positive fitted differences.
+
+    Call it on a unit-scale response (R's ``eps^(1/2)`` offset is absolute)."""
     eps = np.finfo(float).eps ** 0.5
     h = _nid_h(tau, X.shape[0], hs)
     bhi = rq_fit(X, y, tau + h)[0]
@@ -318,16 +349,104 @@ def _nid_density(X: np.ndarray, y: np.ndarray, tau: float, hs: bool) -> tuple[np
     return np.maximum(0.0, (2 * h) / (dyhat - eps)), int(np.sum(dyhat <= 0))
 
 
-def _hinv(X: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """``(X' diag(f) X)^-1`` through the QR of ``sqrt(f) X`` (R's route)."""
+def _hinv(X: np.ndarray, f: np.ndarray, what: str = "nid") -> np.ndarray:
+    """``(X' diag(f) X)^-1`` through the QR of ``sqrt(f) X`` (R's route).
+
+    Raises FitError when fewer rows than columns have a positive density (an exact or
+    near-exact fit: R stops with "singular matrix in 'backsolve'")."""
+    good = np.isfinite(f) & (f > 0)
+    if not np.all(np.isfinite(f)) or good.sum() < X.shape[1] or np.linalg.matrix_rank(X[good]) < X.shape[1]:
+        raise FitError(
+            f"se={what!r}: the local densities are positive at only {int(good.sum())} of {f.size} rows "
+            f"(fewer than the {X.shape[1]} design columns can use), so the sandwich is singular; the fit is "
+            "exact or nearly so (many zero residuals). Use se='rank' or se='boot'")
     R = np.linalg.qr(np.sqrt(f)[:, None] * X, mode="r")
     Rinv = np.linalg.solve(R, np.eye(X.shape[1]))
     return Rinv @ Rinv.T
 
 
+def akj_density(x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Silverman's adaptive Gaussian kernel density of ``x`` at ``z``, as quantreg's ``akj``.
+
+    quantreg's defaults (Fortran ``sakj``): pilot bandwidth ``0.9 min(sd, IQR / 1.34) n^(-1/5)``
+    (the quartiles as its cumulative-weight loop picks them), local factors with ``alpha = 0.5``,
+    and its ``pi = 3.141593``. Used by the wild bootstrap for the density of residuals at 0.
+
+    Examples
+    --------
+    >>> round(float(akj_density(np.array([-1.0, 0.0, 0.5, 2.0]), np.array([0.0]))[0]), 6)  # R: 0.3329639
+    0.332964
+    """
+    x = np.sort(np.asarray(x, dtype=np.float64))
+    z = np.atleast_1d(np.asarray(z, dtype=np.float64))
+    n = x.size
+    pw = np.full(n, 1.0 / n)
+    sd = np.sqrt(np.sum(x * x * pw) - np.sum(x * pw) ** 2)
+    cum = np.cumsum(pw[:-1])
+    lo = x[int(np.argmax(cum >= 0.25))] if np.any(cum >= 0.25) else x[0]
+    # the upper quartile: the first row from the top where 1 - (mass above and at it) <= .75
+    rest = 1.0 - np.cumsum(pw[::-1])
+    hi = x[::-1][int(np.argmax(rest <= 0.75))]
+    # 1.34 is a single-precision literal in the Fortran
+    h = 0.9 * min(sd, (hi - lo) / float(np.float32(1.34))) / n ** 0.2
+    con = 1.0 / np.sqrt(2.0 * 3.141593)
+    pilot = con * np.sum(pw * np.exp(-0.5 * ((x[:, None] - x[None, :]) / h) ** 2) / h, axis=1)
+    g = np.exp(np.sum(pw * np.log(pilot)))
+    lam = (1.0 / h) / (pilot / g) ** -0.5
+    u = (z[:, None] - x[None, :]) * lam
+    return con * np.sum(pw * np.exp(-0.5 * u * u) * lam, axis=1)
+
+
+def _hat_values(X: np.ndarray) -> np.ndarray:
+    """Diagonal of ``X (X'X)^-1 X'`` (R's ``hat(x, intercept = FALSE)``)."""
+    Q = np.linalg.qr(X, mode="reduced")[0]
+    return np.sum(Q * Q, axis=1)
+
+
+def _mcmb(X: np.ndarray, y: np.ndarray, tau: float, draws: np.ndarray) -> np.ndarray:
+    """Markov chain marginal bootstrap (He & Hu 2002; Kocherginsky, He & Mu 2005), as
+    quantreg's C ``bootnp``: in the coordinates ``theta = A^-1 beta`` (``A = V D^-1 V'`` from the
+    SVD of X), each step resamples the score of every coordinate and solves the marginal
+    equation of one coordinate at a time as a weighted quantile. ``draws (R, d, n)`` are the row
+    indices of the resampled scores (R's ``floor(n * unif_rand())``)."""
+    n, d = X.shape
+    beta, _ = rq_fit(X, y, tau)
+    _, sv, vt = np.linalg.svd(X, full_matrices=False)
+    A = vt.T @ np.diag(1.0 / sv) @ vt
+    theta = vt.T @ np.diag(sv) @ vt @ beta
+    r = y - X @ beta
+    psi = np.where(r > 0, tau, np.where(r < 0, tau - 1.0, 0.0))
+    x = X @ A
+    if np.any(np.abs(x) <= 1e-15):
+        raise FitError("bsmethod='mcmb': a transformed design value is zero (as quantreg's C code, "
+                       "which stops there); use bsmethod='xy' or 'pwy'")
+    zt = x * psi[:, None]
+    colsum, abssum = x.sum(axis=0), np.abs(x).sum(axis=0)
+    scale = np.sqrt(n) / np.sqrt(n - d)
+    out = np.empty((draws.shape[0], d))
+    for k in range(draws.shape[0]):
+        s = scale * zt[draws[k], np.arange(d)[:, None]].sum(axis=1)
+        for j in range(d):
+            xn = -s[j] / tau                     # the pseudo-observation of the marginal equation
+            total = abssum[j] + abs(xn)
+            zj = (y - x @ theta + theta[j] * x[:, j]) / x[:, j]
+            vals = np.append(zj, 1e17 * np.sign(xn))
+            wts = np.append(np.abs(x[:, j]), abs(xn)) / total
+            star = (tau - 0.5) * (colsum[j] + xn) / total + 0.5
+            o = np.argsort(vals, kind="stable")
+            cum = np.cumsum(wts[o])[:n]          # the C loop stops at the n-th of n + 1 values
+            pick = int(np.argmax(cum > star)) if np.any(cum > star) else n - 1
+            if abs(vals[o][pick]) > 1e16:
+                raise FitError("bsmethod='mcmb': the chain picked the pseudo-observation (quantreg "
+                               "stops with 'Picked infinity'); use bsmethod='xy' or 'pwy'")
+            theta[j] = vals[o][pick]
+        out[k] = A @ theta
+    return out
+
+
 def rq_boot(X: np.ndarray, y: np.ndarray, tau: float, replications: int = 200,
             method: BootMethod = "xy", weights: Optional[np.ndarray] = None,
-            seed: int | np.random.SeedSequence = 0) -> np.ndarray:
+            seed: int | np.random.SeedSequence = 0, draws: Optional[np.ndarray] = None) -> np.ndarray:
     """Bootstrap coefficients ``(replications, d)`` as R's ``boot.rq``.
 
     Parameters
@@ -336,13 +455,25 @@ def rq_boot(X: np.ndarray, y: np.ndarray, tau: float, replications: int = 200,
         Design ``(n, d)``, response ``(n,)`` and level.
     replications : int
         R's ``R`` (default 200).
-    method : {"xy", "wxy"}
+    method : {"xy", "wxy", "pwy", "mcmb", "wild"}
         "xy": resample rows with replacement (R's default ``bsmethod``); "wxy": weight every row
-        by an independent standard exponential draw (R's weighted bootstrap).
+        by an independent standard exponential draw (R's weighted bootstrap); "pwy": Parzen, Wei
+        & Ying's resampling of the score ``X'(1{U < tau} - tau)`` (one LP per replicate with a
+        pseudo-observation, as R); "mcmb": He & Hu's Markov chain marginal bootstrap (``d``
+        one-dimensional weighted quantiles per replicate, no LP); "wild": Feng, He & Hu's wild
+        bootstrap (two-point weights ``-2 tau`` / ``2 (1 - tau)`` on the residuals, adjusted by the
+        hat values and the ``akj`` density at 0).
     weights : (n,) array, optional
-        Observation weights, carried with their rows.
+        Observation weights, carried with their rows ("xy") or multiplied into the exponential
+        weights ("wxy"); for the other methods pass the weighted ``X * w`` and ``y * w`` as R does.
     seed : int or SeedSequence
         Seed of the resampling (results are reproducible for a given seed).
+    draws : array, optional
+        The random draws themselves (R's ``U``), to reproduce a run exactly: ``(R, n)`` 0-based
+        row indices ("xy"), exponential weights ("wxy"), uniforms ("pwy"), the two-point
+        weights ("wild"), or ``(R, d, n)`` 0-based indices ("mcmb", R's
+        ``floor(n * unif_rand())`` in the order the C code draws them). ``replications`` and
+        ``seed`` are then ignored.
 
     Returns
     -------
@@ -353,15 +484,45 @@ def rq_boot(X: np.ndarray, y: np.ndarray, tau: float, replications: int = 200,
     >>> rng = np.random.default_rng(0)
     >>> X = np.column_stack([np.ones(100), rng.uniform(size=100)])
     >>> y = X @ [1.0, 2.0] + rng.standard_normal(100)
-    >>> rq_boot(X, y, 0.5, replications=20, seed=1).shape
-    (20, 2)
+    >>> [rq_boot(X, y, 0.5, replications=20, seed=1, method=m).shape for m in ("xy", "pwy", "mcmb")]
+    [(20, 2), (20, 2), (20, 2)]
     """
-    if method not in ("xy", "wxy"):
-        raise DataError(f"rq_boot: method must be 'xy' or 'wxy', got {method!r}")
-    if not isinstance(replications, (int, np.integer)) or replications < 2:
-        raise DataError(f"rq_boot: replications must be an integer >= 2, got {replications!r}")
-    rng = np.random.default_rng(seed)
+    if method not in BOOT_METHODS:
+        raise DataError(f"rq_boot: method must be one of {', '.join(map(repr, BOOT_METHODS))}, got {method!r}")
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
     n, d = X.shape
+    if draws is None:
+        if isinstance(replications, bool) or not isinstance(replications, (int, np.integer)) or replications < 2:
+            raise DataError(f"rq_boot: replications must be an integer >= 2, got {replications!r}")
+        rng = np.random.default_rng(seed)
+    else:
+        draws = np.asarray(draws)
+        want = (d, n) if method == "mcmb" else (n,)
+        if draws.ndim != len(want) + 1 or draws.shape[1:] != want:
+            raise DataError(f"rq_boot: draws for method {method!r} must have shape (R, {', '.join(map(str, want))}), "
+                            f"got {draws.shape}")
+        if method in ("xy", "mcmb") and (np.any(draws < 0) or np.any(draws >= n) or np.any(draws % 1)):
+            raise DataError(f"rq_boot: draws for method {method!r} are 0-based row indices in [0, {n})")
+        replications = draws.shape[0]
+    if method == "mcmb":
+        idx = rng.integers(0, n, (replications, d, n)) if draws is None else draws.astype(np.intp)
+        return _mcmb(X, y, tau, idx)
+    if method == "pwy":
+        u = rng.uniform(size=(replications, n)) if draws is None else draws
+        # R's boot.rq.pwy: the score X'(1{U < tau} - tau) enters as one pseudo-row x = W / tau
+        # whose response n * max|y| keeps its residual positive, i.e. the objective gains -W'b
+        W = ((u < tau) - tau) @ X
+        big = n * np.abs(y).max()
+        return np.array([rq_fit(np.vstack([X, w / tau]), np.append(y, big), tau)[0] for w in W])
+    if method == "wild":
+        if draws is None:
+            draws = rng.choice([-2 * tau, 2 * (1 - tau)], p=[tau, 1 - tau], size=(replications, n))
+        beta, _ = rq_fit(X, y, tau)
+        fitted = X @ beta
+        r = y - fitted
+        r = r + _hat_values(X) * (tau - (r < 0)) / akj_density(r, np.zeros(1))[0]
+        return np.array([rq_fit(X, fitted + s * np.abs(r), tau)[0] for s in draws])
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     out = np.empty((replications, d))
     k = tries = 0
@@ -371,17 +532,79 @@ def rq_boot(X: np.ndarray, y: np.ndarray, tau: float, replications: int = 200,
             raise SolverError(f"rq_boot: resamples keep giving singular designs at tau={tau:g} "
                               "(a rare factor level?); use se='nid' or 'rank'")
         if method == "xy":
-            rows = rng.integers(0, n, n)
+            rows = rng.integers(0, n, n) if draws is None else draws[k].astype(np.intp)
             Xb, yb, wb = X[rows], y[rows], w[rows]
         else:
-            Xb, yb, wb = X, y, w * rng.exponential(1.0, n)
+            Xb, yb, wb = X, y, w * (rng.exponential(1.0, n) if draws is None else draws[k])
         try:
             out[k] = rq_fit(Xb, yb, tau, None if weights is None and method == "xy" else wb)[0]
         except DataError:
+            if draws is not None:
+                raise DataError(f"rq_boot: the resample of draws[{k}] has a singular design") from None
             # a resample without some factor level is singular; R stops, we draw again
             continue
         k += 1
     return out
+
+
+def _exact_fit(resid: np.ndarray, y: np.ndarray) -> bool:
+    """Every residual zero to rounding: the response is a linear function of the design."""
+    return bool(np.all(np.abs(resid) <= 1e-10 * max(float(np.abs(y).max(initial=0.0)), np.finfo(float).tiny)))
+
+
+def _rq_cov(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray, se: str,
+            weights: Optional[np.ndarray] = None,
+            hs: bool = True) -> tuple[np.ndarray, Optional[np.ndarray], float]:
+    """Covariance ``(d, d)`` of the coefficients as R's ``summary.rq(se, covariance = TRUE)``, its
+    ``Hinv`` ("nid", "ker"; None for "iid") and the response scale ``s``: both are those of
+    ``y / s`` (see :func:`_pow2_scale`), so the covariance in the units of ``y`` is
+    ``cov * s**2`` (kept apart: ``s**2`` under- or overflows at 1e-300 / 1e300)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n, p = X.shape
+    resid = y - X @ beta
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        resid, X, y = resid * w, X * w[:, None], y * w
+    s = _pow2_scale(y)
+    y, resid = y / s, resid / s
+    if _exact_fit(resid, y):
+        raise FitError(f"se={se!r}: exact fit at tau={tau:g} (all {n} residuals are zero), so the sparsity "
+                       "cannot be estimated and there are no standard errors (R stops here too); se='rank' "
+                       "gives R's answer, intervals collapsed to the estimates")
+    eps = np.finfo(float).eps ** 0.5
+    hinv = None
+    if se == "iid":
+        R = np.linalg.qr(X, mode="r")
+        Rinv = np.linalg.solve(R, np.eye(p))
+        xxinv = Rinv @ Rinv.T
+        pz = int(np.sum(np.abs(resid) < eps))
+        h = max(p + 1, int(np.ceil(n * bandwidth(tau, n, hs))))
+        if h + pz + 1 > n:
+            raise FitError(f"se='iid': {pz} of {n} residuals are zero at tau={tau:g}, too few non-zero ones "
+                           f"for the sparsity estimate (it needs {h + 1}); use se='rank' or se='boot'")
+        ir = np.arange(pz + 1, h + pz + 2)  # R's 1-based (pz+1):(h+pz+1)
+        ord_resid = np.sort(resid[np.argsort(np.abs(resid), kind="stable")][ir - 1])
+        xt = ir / (n - p)
+        # sparsity: slope of a median regression of the ordered residuals on their ranks
+        sparsity = rq_fit(np.column_stack([np.ones(xt.size), xt]), ord_resid, 0.5)[0][1]
+        cov = sparsity**2 * xxinv * tau * (1 - tau)
+    elif se == "nid":
+        f, n_bad = _nid_density(X, y, tau, hs)
+        if n_bad:
+            warnings.warn(f"{n_bad} non-positive fis (tau = {tau:g})", NonPositiveFisWarning,
+                          stacklevel=3)
+        cov, hinv = _sandwich(X, f, tau, se)
+    elif se == "ker":
+        h = _nid_h(tau, n, hs)
+        uhat = y - X @ (beta / s)
+        q75, q25 = np.quantile(uhat, [0.75, 0.25])
+        h = (norm.ppf(tau + h) - norm.ppf(tau - h)) * min(np.std(uhat, ddof=1), (q75 - q25) / 1.34)
+        f = norm.pdf(uhat / h) / h
+        cov, hinv = _sandwich(X, f, tau, se)
+    else:
+        raise DataError(f"rq_se: se must be 'iid', 'nid' or 'ker' (or 'rank' in rq), got {se!r}")
+    return cov, hinv, s
 
 
 def rq_se(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray, se: str = "nid",
@@ -397,7 +620,7 @@ def rq_se(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray, se: str = 
         sandwich with local sparsity from fits at ``tau ± h`` (warns, as R, when some of the
         local densities are not positive: :class:`NonPositiveFisWarning`); "ker": Powell's
         kernel sandwich. (Rank-inversion intervals: :func:`rq_rank_ci`; bootstrap:
-        :func:`rq_boot`.)
+        :func:`rq_boot`.) The answer does not depend on the units of ``y``.
     weights : (n,) array, optional
         Observation weights (rows scaled as in R).
     hs : bool
@@ -406,6 +629,12 @@ def rq_se(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray, se: str = 
     Returns
     -------
     (d,) array
+
+    Raises
+    ------
+    FitError
+        An exact or near-exact fit (too many zero residuals for the sparsity estimate; R stops
+        with an error there too).
 
     Examples
     --------
@@ -416,42 +645,8 @@ def rq_se(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray, se: str = 
     >>> rq_se(X, y, 0.5, beta, "iid").shape
     (2,)
     """
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    n, p = X.shape
-    resid = y - X @ beta
-    if weights is not None:
-        w = np.asarray(weights, dtype=np.float64)
-        resid, X, y = resid * w, X * w[:, None], y * w
-    eps = np.finfo(float).eps ** 0.5
-    if se == "iid":
-        R = np.linalg.qr(X, mode="r")
-        Rinv = np.linalg.solve(R, np.eye(p))
-        xxinv = Rinv @ Rinv.T
-        pz = int(np.sum(np.abs(resid) < eps))
-        h = max(p + 1, int(np.ceil(n * bandwidth(tau, n, hs))))
-        ir = np.arange(pz + 1, h + pz + 2)  # R's 1-based (pz+1):(h+pz+1)
-        ord_resid = np.sort(resid[np.argsort(np.abs(resid), kind="stable")][ir - 1])
-        xt = ir / (n - p)
-        # sparsity: slope of a median regression of the ordered residuals on their ranks
-        sparsity = rq_fit(np.column_stack([np.ones(xt.size), xt]), ord_resid, 0.5)[0][1]
-        cov = sparsity**2 * xxinv * tau * (1 - tau)
-    elif se == "nid":
-        f, n_bad = _nid_density(X, y, tau, hs)
-        if n_bad:
-            warnings.warn(f"{n_bad} non-positive fis (tau = {tau:g})", NonPositiveFisWarning,
-                          stacklevel=2)
-        cov = _sandwich(X, f, tau)
-    elif se == "ker":
-        h = _nid_h(tau, n, hs)
-        uhat = y - X @ beta
-        q75, q25 = np.quantile(uhat, [0.75, 0.25])
-        h = (norm.ppf(tau + h) - norm.ppf(tau - h)) * min(np.std(uhat, ddof=1), (q75 - q25) / 1.34)
-        f = norm.pdf(uhat / h) / h
-        cov = _sandwich(X, f, tau)
-    else:
-        raise DataError(f"rq_se: se must be 'iid', 'nid' or 'ker' (or 'rank' in rq), got {se!r}")
-    return np.sqrt(np.diag(cov))
+    cov, _, s = _rq_cov(X, y, tau, beta, se, weights, hs)
+    return np.sqrt(np.diag(cov)) * s
 
 
 def _rank_walk(X: np.ndarray, y: np.ndarray, w: np.ndarray, tau: float, j: int, beta: np.ndarray,
@@ -472,6 +667,11 @@ def _rank_walk(X: np.ndarray, y: np.ndarray, w: np.ndarray, tau: float, j: int, 
     for _ in range(4 * n + 10):
         zero = np.flatnonzero(np.abs(r) <= tol)
         piece = None
+        if math.comb(zero.size, q) > _MAX_TIED_BASES:
+            # a near-exact fit: trying every basis among the tied rows would not finish
+            raise SolverError(
+                f"rank inversion: {zero.size} rows have a zero residual for coefficient {j} at tau={tau:g} "
+                f"(a near-exact fit), too many tied bases to try; use se='boot'")
         # several rows can reach zero at once (ties): try every basis among them
         for B in map(list, itertools.combinations(zero, q)):
             ZB = Z[B]
@@ -543,6 +743,13 @@ def rq_rank_ci(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray,
     n, p = X.shape
     if p == 1:
         raise DataError("rq_rank_ci: rank inversion needs at least two design columns (as in R)")
+    # the walk's tie tolerance is absolute: work on the unit-scale response (exact: a power of 2)
+    scale_y = _pow2_scale(y)
+    y, beta = y / scale_y, np.asarray(beta, dtype=np.float64) / scale_y
+    if _exact_fit(y - X @ beta, y):
+        # R's answer ("Solution may be nonunique"): no move of a coefficient keeps the rank test
+        # quiet when every point lies on the fitted plane, so the intervals are the estimates
+        return np.column_stack([beta, beta]) * scale_y
     cutoff = t_dist.ppf(1 - alpha / 2, n - p)
     qn = 1.0 / np.diag(np.linalg.inv(X.T @ X))
     # duplicated rows would make every kink they reach degenerate: merge them with a count
@@ -552,7 +759,7 @@ def rq_rank_ci(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray,
     for j in range(p):
         scale = np.sqrt(qn[j] * tau * (1 - tau))
         out[j] = [_rank_walk(Xu, yu, w.astype(float), tau, j, beta, s, cutoff, scale) for s in (-1, 1)]
-    return out
+    return out * scale_y
 
 
 class RQResults(SummaryMixin):
@@ -669,20 +876,41 @@ class RQResults(SummaryMixin):
             "c(" + ", ".join(f"{t:g}" for t in self.taus) + ")"
         return f"rq(formula = {self.spec.expanded}, tau = {tau})"
 
-    def summary(self, se: Optional[SE] = None) -> Summary:
+    def _boot_settings(self, bsmethod: Optional[str], replications: Optional[int]) -> dict:
+        """The fit's bootstrap settings with R's ``bsmethod`` / ``R`` overrides, checked."""
+        boot = dict(self._boot)
+        if bsmethod is not None:
+            if bsmethod not in BOOT_METHODS:
+                raise DataError(f"bsmethod must be one of {', '.join(map(repr, BOOT_METHODS))}, got {bsmethod!r}")
+            boot["method"] = bsmethod
+        if replications is not None:
+            if isinstance(replications, bool) or not isinstance(replications, (int, np.integer)) or replications < 2:
+                raise DataError(f"replications must be an integer >= 2, got {replications!r}")
+            boot["replications"] = int(replications)
+        return boot
+
+    def summary(self, se: Optional[SE] = None, bsmethod: Optional[BootMethod] = None,
+                replications: Optional[int] = None) -> Summary:
         """Coefficient tables per level, laid out like R's ``summary.rq``.
 
         ``se`` recomputes the standard errors with another method (same data, same seed for
-        "boot"); by default those chosen in :func:`rq` are shown.
+        "boot"); by default those chosen in :func:`rq` are shown. ``bsmethod`` and
+        ``replications`` (R's ``summary(fit, se = "boot", bsmethod = "pwy", R = 500)``) change
+        the bootstrap's.
         """
         coef = self.coef
         used = self.se
-        if se is not None and se != self.se:
+        boot = self._boot_settings(bsmethod, replications)
+        if se is not None and se not in ("iid", "nid", "ker", "rank", "boot"):
+            raise DataError(f"summary: se must be None, 'rank', 'iid', 'nid', 'ker' or 'boot', got {se!r}")
+        if (se is not None and se != self.se) or (boot != self._boot and (se or self.se) == "boot"):
+            used = se or self.se
             coef = pd.concat([_inference(self._data, float(t), self.params.iloc[:, j].to_numpy(),
-                                         se, self.level, self._boot, j, [])
+                                         used, self.level, boot, j, [])
                               for j, t in enumerate(self.taus)], ignore_index=True)
             coef.insert(0, "tau", np.repeat(self.taus, self.params.shape[0]))
-            used = se
+        if used == "boot":
+            used = f"boot ({boot['method']}, {boot['replications']} replications)"
         header = [("Call", self._call()),
                   ("Rows used", f"{self.na.n_used} of {self.na.n_input} (dropped {self.na.n_dropped})"),
                   ("Standard errors", used)]
@@ -740,25 +968,120 @@ class RQResults(SummaryMixin):
                                       "lower": lo.to_numpy(), "upper": hi.to_numpy()}))
         return coef_plot(pd.concat(rows, ignore_index=True), ols=self.ols(level) if ols else None, ncols=ncols)
 
-    def anova(self, *reduced: "RQResults", joint: bool = True) -> "AnovaRQ":
-        """R's ``anova(fit)``: equal slopes across levels, or ``anova(fit, smaller)`` for nested
-        models at one level. See :func:`anova`."""
-        return anova(self, *reduced, joint=joint)
+    def anova(self, *others: "RQResults", joint: bool = True, se: Literal["nid", "ker"] = "nid") -> "AnovaRQ":
+        """R's ``anova(fit)``: equal slopes across levels; ``anova(fit, smaller)`` for nested
+        models at one level; ``anova(fit25, fit75)`` for one formula fitted separately at
+        several levels. See :func:`anova`."""
+        return anova(self, *others, joint=joint, se=se)
 
-    def predict(self, newdata: pd.DataFrame) -> pd.DataFrame:
-        """Fitted quantiles for ``newdata``: one column per level (``q0.1``, ``q0.5``, ...).
-
-        Rows with a missing predictor get NaN; a missing column or an unseen level raise
-        DataError. Spline inputs outside the training range are extrapolated with a warning
-        (listed in ``.attrs["notes"]`` of the result) unless ``rq(extrapolate="error")``.
-        """
+    def _design(self, newdata: Optional[pd.DataFrame]) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Index]:
+        """Design ``(m_ok, d)``, offset ``(m_ok,)``, kept-row mask ``(m,)`` and index of
+        ``newdata`` (the training rows when None, as R's ``predict`` without ``newdata``)."""
+        if newdata is None:
+            X = self._data["X"]
+            return X, self._data["offset"], np.ones(X.shape[0], dtype=bool), self._data["index"]
+        if not isinstance(newdata, pd.DataFrame):
+            raise DataError(f"predict: newdata must be a pandas DataFrame, got {type(newdata).__name__}")
         X, ok = design_newdata({"m": self.spec}, newdata)
-        out = np.full((newdata.shape[0], self.taus.size), np.nan)
-        off = self.spec.offset_of(newdata.iloc[np.flatnonzero(ok)]) if self.spec.offsets else 0.0
-        out[ok] = X["m"] @ self.params.to_numpy() + np.reshape(off, (-1, 1))
-        frame = pd.DataFrame(out, index=newdata.index, columns=list(self.params.columns))
-        frame.attrs["notes"] = list(self.spec.notes)
+        off = self.spec.offset_of(newdata.iloc[np.flatnonzero(ok)]) if self.spec.offsets else np.zeros(int(ok.sum()))
+        return X["m"], np.broadcast_to(np.asarray(off, dtype=np.float64), (int(ok.sum()),)), ok, newdata.index
+
+    def predict(self, newdata: Optional[pd.DataFrame] = None,
+                interval: Literal["none", "confidence"] = "none", level: float = 0.95,
+                se: Optional[Literal["iid", "nid", "ker", "boot"]] = None,
+                type: Literal["none", "percentile"] = "none",
+                bsmethod: Optional[BootMethod] = None, replications: Optional[int] = None) -> pd.DataFrame:
+        """Fitted quantiles for ``newdata``, with R's ``predict.rq`` confidence intervals.
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            Rows to predict; the training rows when omitted (R's ``predict(fit)``).
+        interval : {"none", "confidence"}
+            "confidence" adds intervals for the conditional quantile ``x' beta(tau)``.
+        level : float
+            Confidence level (R's default 0.95).
+        se : {None, "iid", "nid", "ker", "boot"}
+            Covariance behind the intervals, as R's ``summary(fit, se, covariance = TRUE)``.
+            None: the fit's ``se`` when it has a covariance, else "nid" (R's default; rank
+            inversion gives intervals for coefficients, not a covariance).
+        type : {"none", "percentile"}
+            R's ``type``: "none" gives ``x' beta ± t_{n-d} sqrt(x' V x)``; "percentile" (needs
+            ``se="boot"``) the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the
+            bootstrap predictions ``x' beta*``. R's ``type="direct"`` (from the whole quantile
+            process) is not available.
+        bsmethod, replications : optional
+            Bootstrap method and replications for se="boot" (default: the fit's).
+
+        Returns
+        -------
+        DataFrame
+            Without intervals one column per level (``q0.1``, ``q0.5``, ...). With
+            ``interval="confidence"`` R's columns ``fit``, ``lower``, ``higher``; with several
+            levels those under each level (columns ``(q0.25, "fit")``, ...). Rows with a missing
+            predictor are NaN; a missing column or an unseen level raise DataError. Spline
+            inputs outside the training range are extrapolated with a warning (listed in
+            ``.attrs["notes"]``) unless ``rq(extrapolate="error")``.
+
+        Examples
+        --------
+        >>> import qaggstats as qa
+        >>> fit = qa.rq("foodexp ~ income", qa.datasets.load("engel"), tau=0.5)
+        >>> fit.predict(pd.DataFrame({"income": [1000.0]}), interval="confidence").round(2)
+              fit   lower  higher
+        0  641.66  619.73  663.59
+        """
+        if interval not in ("none", "confidence"):
+            raise DataError(f"predict: interval must be 'none' or 'confidence' (R's predict.rq), got {interval!r}")
+        if type == "direct":
+            raise DataError("predict: R's type='direct' needs the whole quantile process, which qaggstats does "
+                            "not compute; use type='none' (covariance) or type='percentile' with se='boot'")
+        if type not in ("none", "percentile"):
+            raise DataError(f"predict: type must be 'none' or 'percentile', got {type!r}")
+        if se is not None and se not in ("iid", "nid", "ker", "boot"):
+            hint = "; rank inversion gives no covariance" if se == "rank" else ""
+            raise DataError(f"predict: se must be None, 'iid', 'nid', 'ker' or 'boot', got {se!r}{hint}")
+        if not 0 < level < 1:
+            raise DataError(f"predict: level must lie in (0, 1), got {level!r}")
+        X, off, ok, index = self._design(newdata)
+        fit = X @ self.params.to_numpy() + off[:, None]
+        cols = list(self.params.columns)
+        notes = list(self.spec.notes)
+        if interval == "none":
+            out = np.full((ok.size, self.taus.size), np.nan)
+            out[ok] = fit
+            frame = pd.DataFrame(out, index=index, columns=cols)
+            frame.attrs["notes"] = notes
+            return frame
+        se = se or (self.se if self.se in ("iid", "nid", "ker", "boot") else "nid")
+        if type == "percentile" and se != "boot":
+            raise DataError("predict: type='percentile' requires se='boot' (as R)")
+        boot = self._boot_settings(bsmethod, replications)
+        rdf = self.n - self.params.shape[0]
+        parts = {}
+        for j, tau in enumerate(self.taus):
+            beta = self.params.iloc[:, j].to_numpy()
+            cov, B, s = _covariance(self._data, float(tau), beta, se, boot, j, notes)
+            if type == "percentile":
+                lower, higher = _percentile_bounds(X, B, level)
+                lower, higher = lower + off, higher + off
+            else:
+                half = -t_dist.ppf((1 - level) / 2, rdf) * np.sqrt(np.einsum("ij,jk,ik->i", X, cov, X)) * s
+                lower, higher = fit[:, j] - half, fit[:, j] + half
+            block = np.full((ok.size, 3), np.nan)
+            block[ok] = np.column_stack([fit[:, j], lower, higher])
+            parts[cols[j]] = pd.DataFrame(block, index=index, columns=["fit", "lower", "higher"])
+        frame = parts[cols[0]] if self.taus.size == 1 else pd.concat(parts, axis=1)
+        frame.attrs["notes"] = notes
         return frame
+
+    def rearrange(self, newdata: Optional[pd.DataFrame] = None,
+                  at: Optional[Sequence[float]] = None) -> pd.DataFrame:
+        """R's ``rearrange(predict(fit, newdata, stepfun = TRUE))`` evaluated at levels ``at``.
+
+        See :func:`rearrange`.
+        """
+        return rearrange(self, newdata, at)
 
 
 def _r5(v: float) -> str:
@@ -766,33 +1089,53 @@ def _r5(v: float) -> str:
     return "NaN" if not np.isfinite(v) else f"{round(float(v), 5):.5f}"
 
 
+def _boot_coefs(data: dict, tau: float, boot: dict, k: int) -> np.ndarray:
+    """Bootstrap coefficients of level number ``k`` with the fit's settings (R's summary.rq passes
+    the weighted rows ``x * w``, ``y * w``; "wxy" multiplies the weights into its own)."""
+    wxy = boot["method"] == "wxy"
+    return rq_boot(data["X"] if wxy else data["Xw"], data["y"] if wxy else data["yw"], tau,
+                   boot["replications"], boot["method"], data["w"] if wxy else None,
+                   seed=np.random.SeedSequence([boot["seed"], k]))
+
+
+def _covariance(data: dict, tau: float, beta: np.ndarray, se: str, boot: dict, k: int,
+                notes: list[str]) -> tuple[np.ndarray, Optional[np.ndarray], float]:
+    """Coefficient covariance as R's ``summary.rq(se, covariance = TRUE)``, in units of ``s``
+    (the covariance is ``cov * s**2``), and the bootstrap coefficients behind it (None unless
+    se="boot")."""
+    if se == "boot":
+        B = _boot_coefs(data, tau, boot, k)
+        s = _pow2_scale(data["yw"])
+        return np.atleast_2d(np.cov(B / s, rowvar=False, ddof=1)), B, s
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NonPositiveFisWarning)
+        cov, _, s = _rq_cov(data["X"], data["y"], tau, beta, se, weights=data["w"])
+    for c in caught:
+        if issubclass(c.category, NonPositiveFisWarning):
+            notes.append(f"{c.message} (R's warning; those rows get zero density)")
+            warnings.warn(str(c.message), NonPositiveFisWarning, stacklevel=5)
+        else:
+            warnings.warn_explicit(c.message, c.category, c.filename, c.lineno)
+    return cov, None, s
+
+
 def _inference(data: dict, tau: float, beta: np.ndarray, se: str, level: float, boot: dict,
                k: int, notes: list[str]) -> pd.DataFrame:
     """Tidy inference rows (term, estimate, std_error, t_value, p_value, lower, upper) at one level."""
-    X, y, w = data["X"], data["y"], data["w"]
+    X, y = data["X"], data["y"]
     n, d = X.shape
     if se == "rank":
         ci = rq_rank_ci(data["Xw"], data["yw"], tau, beta, alpha=1 - level)
+        if _exact_fit(y - X @ beta, y):
+            notes.append(f"exact fit at tau={tau:g}: every residual is zero, so the rank intervals are the "
+                         "estimates themselves (R's answer, with its 'Solution may be nonunique')")
         serr = tval = pval = np.full(d, np.nan)
         lower, upper = ci[:, 0], ci[:, 1]
     else:
-        if se == "boot":
-            B = rq_boot(data["Xw"] if w is not None and boot["method"] == "xy" else X,
-                        data["yw"] if w is not None and boot["method"] == "xy" else y, tau,
-                        boot["replications"], boot["method"], None if boot["method"] == "xy" else w,
-                        seed=np.random.SeedSequence([boot["seed"], k]))
-            serr = np.std(B, axis=0, ddof=1)
-        else:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", NonPositiveFisWarning)
-                serr = rq_se(X, y, tau, beta, se, weights=w)
-            for c in caught:
-                if issubclass(c.category, NonPositiveFisWarning):
-                    notes.append(f"{c.message} (R's warning; those rows get zero density)")
-                    warnings.warn(str(c.message), NonPositiveFisWarning, stacklevel=4)
-                else:
-                    warnings.warn_explicit(c.message, c.category, c.filename, c.lineno)
-        tval = beta / serr
+        cov, _, s = _covariance(data, tau, beta, se, boot, k, notes)
+        serr = np.sqrt(np.diag(cov)) * s
+        with np.errstate(divide="ignore", invalid="ignore"):  # a zero bootstrap SE (exact fit): R's Inf
+            tval = beta / serr
         pval = 2 * t_dist.sf(np.abs(tval), n - d)
         crit = t_dist.ppf(0.5 + level / 2, n - d)
         lower, upper = beta - crit * serr, beta + crit * serr
@@ -808,7 +1151,7 @@ def _check_collinear(X: np.ndarray, names: list[str]) -> None:
     """
     from scipy.linalg import qr
 
-    norms = np.linalg.norm(X, axis=0)
+    norms = _column_norms(X)
     Z = X / np.where(norms > 0, norms, 1.0)
     _, R, piv = qr(Z, mode="economic", pivoting=True)
     diag = np.abs(np.diag(R))
@@ -856,8 +1199,10 @@ def rq(formula: str, data: pd.DataFrame, tau: float | Sequence[float] = 0.5,
         Observation weights over the rows of ``data`` (rows dropped for NA are dropped here too).
     replications : int
         Bootstrap replications (R's ``R``, default 200).
-    bsmethod : {"xy", "wxy"}
-        R's ``bsmethod``: xy-pair resampling (default) or exponential-weight bootstrap.
+    bsmethod : {"xy", "wxy", "pwy", "mcmb", "wild"}
+        R's ``bsmethod`` (see :func:`rq_boot`): xy-pair resampling (default), exponential
+        weights, Parzen–Wei–Ying score resampling, the Markov chain marginal bootstrap, or the
+        wild bootstrap.
     seed : int
         Seed of the bootstrap (non-negative integer).
     extrapolate : {"warn", "error"}
@@ -893,8 +1238,8 @@ def rq(formula: str, data: pd.DataFrame, tau: float | Sequence[float] = 0.5,
         raise DataError(f"rq: level must lie in (0, 1), got {level!r}")
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DataError(f"rq: seed must be a non-negative integer, got {seed!r}")
-    if bsmethod not in ("xy", "wxy"):
-        raise DataError(f"rq: bsmethod must be 'xy' or 'wxy', got {bsmethod!r}")
+    if bsmethod not in BOOT_METHODS:
+        raise DataError(f"rq: bsmethod must be one of {', '.join(map(repr, BOOT_METHODS))}, got {bsmethod!r}")
     frames = model_frames({"rq": formula}, data, na=na, extrapolate=extrapolate, allow_offset=True)
     X, spec = frames.X["rq"], frames.specs["rq"]
     kept = data.iloc[frames.positions]
@@ -964,25 +1309,32 @@ class AnovaRQ:
     __str__ = __repr__
 
 
-def anova(fit: RQResults, *reduced: RQResults, joint: bool = True, hs: bool = True) -> AnovaRQ:
+def anova(fit: RQResults, *others: RQResults, joint: bool = True, se: Literal["nid", "ker"] = "nid",
+          hs: bool = True) -> AnovaRQ:
     """Wald tests of R's ``anova.rq``: equal slopes across levels, or nested models at one level.
 
-    With ``reduced`` fits (``anova(full, small)``, R's ``anova(f1, f0)``): each smaller model,
-    fitted on the same rows at the same level, is tested against ``fit`` by the Wald test of
-    the coefficients it leaves out (F with ``q`` and ``n - p`` df, "nid" covariance of ``fit``).
+    The forms of R's ``anova``:
 
-    Otherwise, R's ``anova(rq(y ~ x, tau = c(.25, .5, .75)))``: with ``p`` coefficients at ``m`` levels,
-    the slopes (all but the intercept) are tested equal at every level jointly (F with
-    ``(p - 1)(m - 1)`` and ``n m - (p - 1)(m - 1)`` df), or one slope at a time with
-    ``joint=False``. The covariance across levels is the "nid" sandwich,
-    ``(min(tau_i, tau_j) - tau_i tau_j) H_i^-1 X'X H_j^-1``.
+    - ``anova(fit)`` with ``fit = rq(y ~ x, tau=[.25, .5, .75])`` (R's ``anova.rqs``), or
+      ``anova(fit25, fit50, fit75)`` with one formula fitted separately at each level (R's
+      ``anova.rqlist`` with distinct taus; fits at several levels each are taken level by
+      level): with ``p`` coefficients at ``m`` levels, the slopes (all but the intercept) are
+      tested equal at every level jointly (F with ``(p - 1)(m - 1)`` and ``n m - (p - 1)(m - 1)``
+      df), or one slope at a time with ``joint=False`` (``m - 1`` and ``n m - (m - 1)`` df).
+      The covariance across levels is ``(min(tau_i, tau_j) - tau_i tau_j) H_i^-1 X'X H_j^-1``.
+    - ``anova(full, small, ...)`` with every model fitted at the same single level on the same
+      rows (R's ``anova(f1, f0)``): the Wald test of the coefficients each smaller model leaves
+      out (F with ``q`` and ``n - p`` df, covariance of ``full``).
 
     Parameters
     ----------
     fit : RQResults
-        One formula at two or more levels, with an intercept.
+    *others : RQResults
+        The other fits of the R form ``anova(f1, f2, ...)``.
     joint : bool
-        One joint test (R's default) or one test per slope.
+        One joint test of the slopes (R's default) or one test per slope.
+    se : {"nid", "ker"}
+        Sandwich behind the Wald statistics (R's ``se``, default "nid").
     hs : bool
         Hall–Sheather bandwidth for the local densities (R's default).
 
@@ -990,23 +1342,70 @@ def anova(fit: RQResults, *reduced: RQResults, joint: bool = True, hs: bool = Tr
     -------
     AnovaRQ
 
+    Raises
+    ------
+    DataError
+        A combination R does not test (levels and formulas both differing, repeated levels, fits
+        on different rows); the message says which form to use instead.
+
     Examples
     --------
     >>> import qaggstats as qa
-    >>> fit = rq("foodexp ~ income", qa.datasets.load("engel"), tau=[0.25, 0.5, 0.75])
-    >>> a = fit.anova()
+    >>> engel = qa.datasets.load("engel")
+    >>> a = rq("foodexp ~ income", engel, tau=[0.25, 0.5, 0.75]).anova()
     >>> a.table.round(4)
        Df  Resid Df  F value  Pr(>F)
     1   2       703  15.5567     0.0
+    >>> f25, f75 = rq("foodexp ~ income", engel, tau=0.25), rq("foodexp ~ income", engel, tau=0.75)
+    >>> round(float(anova(f25, f75).statistic[0]), 4)
+    30.8906
     """
-    if not isinstance(fit, RQResults):
-        raise DataError(f"anova: expected the RQResults of rq(), got {type(fit).__name__}")
-    if reduced:
-        return _anova_nested(fit, list(reduced), hs)
-    taus = fit.taus
-    m = taus.size
-    if m < 2:
-        raise DataError("anova: the fit has one level; refit with rq(..., tau=[...]) at two or more")
+    fits = [fit, *others]
+    for f in fits:
+        if not isinstance(f, RQResults):
+            raise DataError(f"anova: expected the RQResults of rq(), got {type(f).__name__}")
+    if se not in ("nid", "ker"):
+        raise DataError(f"anova: se must be 'nid' or 'ker' (the sandwiches R's Wald tests use), got {se!r}")
+    if len(fits) == 1:
+        if fit.taus.size < 2:
+            raise DataError("anova: the fit has one level; fit the formula at several, "
+                            "rq(formula, data, tau=[0.25, 0.5, 0.75]).anova(), or pass the fits at the "
+                            "other levels: anova(fit25, fit75), or a smaller model: anova(fit, smaller)")
+        return _anova_slopes(fit, list(fit.taus), [fit.params.iloc[:, j].to_numpy() for j in range(fit.taus.size)],
+                             joint, se, hs)
+    pieces = [(f, j) for f in fits for j in range(f.taus.size)]
+    taus = [float(f.taus[j]) for f, j in pieces]
+    if all(f.taus.size == 1 for f in fits) and len(set(taus)) == 1:
+        return _anova_nested(fits, se, hs)
+    forms = {f.spec.expanded for f in fits}
+    if len(set(taus)) != len(taus) or len(forms) > 1:
+        listing = ", ".join(f"{f.spec.expanded!r} at tau={', '.join(f'{t:g}' for t in f.taus)}" for f in fits)
+        raise DataError(
+            f"anova: cannot compare {listing}. R's anova tests nested formulas fitted at one common level "
+            "(anova(rq(full, tau=0.5), rq(small, tau=0.5))) or one formula across distinct levels: "
+            "rq(formula, data, tau=[0.25, 0.75]).anova(), or anova(fit25, fit75)")
+    for f in fits[1:]:
+        same = (f.n == fit.n and f.spec.response == fit.spec.response
+                and np.array_equal(f._data["Xw"], fit._data["Xw"]) and np.array_equal(f._data["yw"], fit._data["yw"]))
+        if not same:
+            raise DataError(f"anova: the fits of {fit.spec.expanded!r} at different levels must use the same rows and "
+                            "weights; fit them together with rq(formula, data, tau=[...]) and call .anova()")
+    return _anova_slopes(fit, taus, [f.params.iloc[:, j].to_numpy() for f, j in pieces], joint, se, hs)
+
+
+def _level_hinv(X: np.ndarray, y: np.ndarray, tau: float, beta: np.ndarray, se: str,
+                hs: bool) -> tuple[np.ndarray, float]:
+    """``H^-1`` of R's ``summary.rq(se, covariance = TRUE)`` ("nid" or "ker") for ``y / s`` and
+    ``s``, warnings kept quiet (the coefficient tables already reported them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonPositiveFisWarning)
+        _, hinv, s = _rq_cov(X, y, tau, beta, se, hs=hs)
+    return hinv, s
+
+
+def _anova_slopes(fit: RQResults, taus: list, coefs: list, joint: bool, se: str, hs: bool) -> AnovaRQ:
+    """R's test of equal slopes across levels (``anova.rqlist`` with distinct taus)."""
+    m = len(taus)
     names = list(fit.params.index)
     if names[0] != "(Intercept)":
         raise DataError("anova: the test of equal slopes needs an intercept (as in R); "
@@ -1016,13 +1415,11 @@ def anova(fit: RQResults, *reduced: RQResults, joint: bool = True, hs: bool = Tr
     if p < 2:
         raise DataError("anova: the formula has no slope to test")
     J = X.T @ X
-    H = []
-    for t in taus:
-        f, _ = _nid_density(X, y, float(t), hs)
-        H.append(_hinv(X, f))
-    omega = np.minimum.outer(taus, taus) - np.outer(taus, taus)
+    H, scales = zip(*[_level_hinv(X, y, float(t), b, se, hs) for t, b in zip(taus, coefs)])
+    t_arr = np.asarray(taus)
+    omega = np.minimum.outer(t_arr, t_arr) - np.outer(t_arr, t_arr)
     W = np.block([[omega[i, j] * H[i] @ J @ H[j] for j in range(m)] for i in range(m)])
-    coef = fit.params.to_numpy().T.ravel()  # level by level, as R's unlist
+    coef = np.concatenate(coefs) / scales[0]  # level by level, as R's unlist; in the units of H
     diff = np.diff(np.eye(m), axis=0)
     if joint:
         D = np.kron(diff, np.hstack([np.zeros((p - 1, 1)), np.eye(p - 1)]))
@@ -1050,23 +1447,20 @@ def anova(fit: RQResults, *reduced: RQResults, joint: bool = True, hs: bool = Tr
     return AnovaRQ(table, heading)
 
 
-def _anova_nested(fit: RQResults, reduced: list, hs: bool) -> AnovaRQ:
+def _anova_nested(fits: list, se: str, hs: bool) -> AnovaRQ:
     """R's ``anova.rqlist`` Wald test of nested models at one common level."""
-    for other in reduced:
-        if not isinstance(other, RQResults):
-            raise DataError(f"anova: expected RQResults, got {type(other).__name__}")
-    fits = sorted([fit, *reduced], key=lambda f: -f.params.shape[0])  # largest first, as R
+    fits = sorted(fits, key=lambda f: -f.params.shape[0])  # largest first, as R
     big = fits[0]
-    if any(f.taus.size != 1 for f in fits) or len({float(f.taus[0]) for f in fits}) != 1:
-        raise DataError("anova: nested models must each be fitted at the same single level tau")
     if len({f.n for f in fits}) != 1 or any(f.spec.response != big.spec.response for f in fits):
         raise DataError("anova: nested models must share the response and the rows used")
     tau = float(big.taus[0])
     X, y = big._data["Xw"], big._data["yw"]
     n, p = X.shape
-    f, _ = _nid_density(X, y, tau, hs)
-    cov = _sandwich(X, f, tau)
     beta = big.params.iloc[:, 0].to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonPositiveFisWarning)
+        cov, _, s = _rq_cov(X, y, tau, beta, se, hs=hs)
+    beta = beta / s  # in the units of cov
     names = list(big.params.index)
     rows = []
     for small in fits[1:]:
@@ -1076,9 +1470,96 @@ def _anova_nested(fit: RQResults, reduced: list, hs: bool) -> AnovaRQ:
                             f"are not in {big.spec.expanded!r}")
         null = np.array([t not in set(small.params.index) for t in names])
         ndf = int(null.sum())
+        if ndf == 0:
+            raise DataError(f"anova: {small.spec.expanded!r} has the same terms as {big.spec.expanded!r}; "
+                            "nothing to test")
         b = beta[null]
         Tn = float(b @ np.linalg.solve(cov[np.ix_(null, null)], b)) / ndf
         rows.append({"Df": ndf, "Resid Df": n - p, "F value": Tn, "Pr(>F)": f_dist.sf(Tn, ndf, n - p)})
     table = pd.DataFrame(rows, index=range(2, len(fits) + 1))
     heading = "\n".join(f"Model {k}: {g.spec.expanded}" for k, g in enumerate(fits, 1))
     return AnovaRQ(table, heading)
+
+
+def _percentile_bounds(X: np.ndarray, B: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """R's percentile intervals: the ``(1 -+ level) / 2`` quantiles (R's type 7) of ``X B'``."""
+    lo, hi = np.quantile(X @ B.T, [(1 - level) / 2, 1 - (1 - level) / 2], axis=1)
+    return lo, hi
+
+
+def _rearranged_steps(Q: np.ndarray, taus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """quantreg's ``rearrange`` of the step functions ``predict(rqs, stepfun = TRUE)`` builds.
+
+    Row ``i`` is the right-continuous step function with value ``Q[i, k]`` on
+    ``[tau_k, tau_{k+1})`` (``Q[i, 0]`` before ``tau_1``, ``Q[i, -1]`` from ``tau_r`` on). Its
+    rearrangement sorts the pieces by value, keeping their widths (R's stable ``order``), so
+    it is the quantile function of the values weighted by the level gaps. Returns knots
+    ``(m, r + 2)`` and values ``(m, r + 3)`` of R's ``stepfun(knots, values)``.
+    """
+    m, r = Q.shape
+    pieces = np.column_stack([Q[:, 0], Q])
+    widths = np.concatenate([[0.0], np.diff(taus), [0.0]])
+    o = np.argsort(pieces, axis=1, kind="stable")
+    knots = np.cumsum(np.column_stack([np.full(m, taus[0]), widths[o]]), axis=1)
+    sorted_ = np.take_along_axis(pieces, o, axis=1)
+    return knots, np.column_stack([sorted_[:, 0], sorted_, sorted_.max(axis=1)])
+
+
+def rearrange(fit: RQResults, newdata: Optional[pd.DataFrame] = None,
+              at: Optional[Sequence[float]] = None) -> pd.DataFrame:
+    """Monotone rearrangement of the fitted quantile process (Chernozhukov, Fernández-Val &
+    Galichon 2010), as quantreg's ``rearrange(predict(fit, newdata, stepfun = TRUE))``.
+
+    For each row of ``newdata`` the predicted quantiles at the fit's levels form a step
+    function of ``tau``; the rearranged function is its monotone version (the values sorted,
+    each keeping the width of its level gap), so it never crosses and is closer to a monotone
+    truth in every ``L^p`` norm. Evaluated at ``at`` (default: the fit's levels) as R's
+    ``stepfun`` is: right-continuous, the lowest value below ``tau_1`` and the largest from
+    ``tau_r`` on. (:func:`qaggstats.monotone.rearrange` rearranges the piecewise-linear curve
+    instead, as ``qagg(postprocess="rearrange")`` uses.)
+
+    Parameters
+    ----------
+    fit : RQResults
+        A fit at two or more levels.
+    newdata : DataFrame, optional
+        Rows to predict (the training rows when omitted).
+    at : sequence of float, optional
+        Levels at which to evaluate the rearranged step functions.
+
+    Returns
+    -------
+    DataFrame (m, len(at))
+        Columns ``q<at>``; rows with a missing predictor are NaN.
+
+    Examples
+    --------
+    >>> import qaggstats as qa
+    >>> fit = qa.rq("foodexp ~ income", qa.datasets.load("engel"), tau=[0.1, 0.5, 0.9])
+    >>> new = pd.DataFrame({"income": [0.0]})  # far below the data: the lines cross
+    >>> fit.predict(new).round(2)
+         q0.1   q0.5   q0.9
+    0  110.14  81.48  67.35
+    >>> fit.rearrange(new).round(2)  # R: rearrange(predict(fit, new, stepfun = TRUE))
+        q0.1    q0.5    q0.9
+    0  81.48  110.14  110.14
+    """
+    if not isinstance(fit, RQResults):
+        raise DataError(f"rearrange: expected the RQResults of rq(), got {type(fit).__name__}")
+    if fit.taus.size < 2:
+        raise DataError("rearrange: the fit has one level; fit several, rq(formula, data, tau=[0.1, 0.5, 0.9])")
+    order = np.argsort(fit.taus)
+    taus = fit.taus[order]
+    grid = taus if at is None else np.atleast_1d(np.asarray(at, dtype=np.float64))
+    if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
+        raise DataError(f"rearrange: at must be finite levels, got {at!r}")
+    pred = fit.predict(newdata)
+    Q = pred.to_numpy()[:, order]
+    ok = np.all(np.isfinite(Q), axis=1)
+    out = np.full((Q.shape[0], grid.size), np.nan)
+    knots, values = _rearranged_steps(Q[ok], taus)
+    pos = (knots[:, :, None] <= grid[None, None, :]).sum(axis=1)
+    out[ok] = np.take_along_axis(values, pos, axis=1)
+    frame = pd.DataFrame(out, index=pred.index, columns=[quantile_column(t) for t in grid])
+    frame.attrs["notes"] = pred.attrs.get("notes", [])
+    return frame
