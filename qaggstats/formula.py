@@ -276,6 +276,11 @@ MAX_FORMULA_CHARS = 100_000
 MAX_TERMS = 10_000
 #: The deepest nesting of parentheses, calls and operators in one formula term.
 MAX_DEPTH = 100
+#: The most levels a factor may have (a one-hot design holds a dense column per level; the
+#: base learners need dense designs). Raise it deliberately if memory and time allow.
+MAX_FACTOR_LEVELS = 500
+#: The largest training design, in cells (rows × columns; 8 bytes each): 2e8 cells are 1.6 GB.
+MAX_DESIGN_CELLS = 200_000_000
 
 
 def _shown(formula: str, limit: int = 200) -> str:
@@ -896,10 +901,22 @@ class FormulaSpec:
         for col in self.spline_columns:
             if col in self.categories:
                 raise FormulaError(f"spline of categorical column {col!r} in {self.expanded!r}")
+        for col, n_levels in [(c, len(v)) for c, v in self.categories.items()] + [
+                (c, v.size) for c, v in self._factor_values.items()]:
+            if n_levels > MAX_FACTOR_LEVELS:
+                raise DataError(
+                    f"column {col!r} has {n_levels:,} levels, more than the limit of {MAX_FACTOR_LEVELS:,} "
+                    f"for a factor in {_shown(self.expanded, 80)}: its design would hold one dense column "
+                    f"per level. Lump rare levels into one (e.g. keep = df[{col!r}].value_counts().index[:50]; "
+                    f"df[{col!r}] = df[{col!r}].where(df[{col!r}].isin(keep), 'other')), encode it as a "
+                    "number, or raise qaggstats.formula.MAX_FACTOR_LEVELS if you have the memory and time")
         self._train = train
+        frame = self._frame(train)
         try:
-            self._info = patsy.dmatrix(side.desc, self._frame(train), eval_env=_env(),
-                                       NA_action="raise", return_type="matrix").design_info
+            # the design's layout and transform state only: the training matrix itself is built
+            # once, by design(), after its size was checked
+            self._info = patsy.design_matrix_builders([side.desc.rhs_termlist], lambda: iter([frame]),
+                                                      _env(), NA_action="raise")[0]
         except patsy.PatsyError as err:
             raise FormulaError(f"formula {self.expanded!r}: {err}") from err
         # patsy groups categorical terms first; put the columns back in R's term order
@@ -1135,6 +1152,16 @@ def model_frames(formulas: Mapping[str, str], data: pd.DataFrame, na: str = "dro
     report = NAReport(n_input=int(data.shape[0]), n_used=int(positions.size),
                       n_dropped=int(bad.sum()), by_column=by_column,
                       dropped_index=data.index[bad].tolist())
+    for name, spec in specs.items():
+        cells = kept.shape[0] * len(spec.column_names)
+        if cells > MAX_DESIGN_CELLS:
+            widest = max(spec.categories, key=lambda c: len(spec.categories[c]), default=None)
+            hint = (f"; its widest factor is {widest!r} with {len(spec.categories[widest]):,} levels"
+                    if widest is not None else "")
+            raise DataError(f"the design of {name!r} would be {kept.shape[0]:,} rows × {len(spec.column_names):,} "
+                            f"columns ({cells * 8 / 1e9:.1f} GB), more than the limit of "
+                            f"{MAX_DESIGN_CELLS:,} cells{hint}: use fewer terms or levels, or fit on a "
+                            "sample of the rows")
     X = {name: spec.design(kept) for name, spec in specs.items()}
     return Frames(y=y, X=X, specs=specs, na=report, index=kept.index, positions=positions, notes=notes)
 

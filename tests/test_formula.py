@@ -164,3 +164,22 @@ def test_formula_limits_are_typed(formula, message):
                        "x": [1.0, 2.0, 4.0]})
     with pytest.raises(FormulaError, match=message):
         model_frames({"m": formula}, df)
+
+
+def test_many_level_factors_are_refused_with_the_level_count(monkeypatch):
+    # a 20,000-level factor used to build a dense design until numpy ran out of memory
+    rng = np.random.default_rng(0)
+    n = 30_000
+    df = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n),
+                       "g": np.char.add("l", rng.integers(0, 20_000, n).astype(str)),
+                       "k": rng.integers(0, 20_000, n)})
+    n_levels = df["g"].nunique()
+    with pytest.raises(DataError, match=rf"column 'g' has {n_levels:,} levels, more than the limit of 500"):
+        model_frames({"m": "y ~ x + g"}, df)
+    with pytest.raises(DataError, match=r"column 'k' has .* levels"):
+        model_frames({"m": "y ~ x + factor(k)"}, df)
+    # the design-size limit names the shape and the widest factor
+    small = df.assign(g=df["g"].str[:3]).head(2000)
+    monkeypatch.setattr("qaggstats.formula.MAX_DESIGN_CELLS", 10_000)
+    with pytest.raises(DataError, match=r"2,000 rows × \d+ columns .* widest factor is 'g'"):
+        model_frames({"m": "y ~ x + g"}, small)
