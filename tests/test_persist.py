@@ -528,3 +528,37 @@ def test_padded_archives_are_refused_before_parsing(tmp_path, monkeypatch):
     monkeypatch.setattr(persist, "MAX_UNPACKED_BYTES", 1000)
     with pytest.raises(SaveError, match=r"unpacks to more than .*MAX_UNPACKED_BYTES"):
         persist.load(padded, kind="test", version=VERSION)
+
+
+def test_temporary_files_of_a_killed_writer_are_removed_at_the_next_write(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from qaggstats.files import atomic_write
+
+    target = tmp_path / "predictions.csv"
+    script = ("import time, sys\nfrom qaggstats.files import atomic_write\n"
+              "def hang(fh):\n    fh.write(b'partial'); fh.flush(); print('writing', flush=True); time.sleep(600)\n"
+              f"atomic_write({str(target)!r}, hang)\n")
+    env = {**os.environ, "PYTHONPATH": str(conftest_root())}
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    try:
+        assert child.stdout.readline().strip() == b"writing"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".predictions.csv.") and left[0].endswith(".tmp")
+    # an unrelated hidden file and a legacy-named fresh temporary file are not ours to remove
+    (tmp_path / ".predictions.csv.notes").write_text("keep")
+    atomic_write(target, b"done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".predictions.csv.notes", "predictions.csv"]
+    assert target.read_bytes() == b"done"
+
+
+def conftest_root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1]
