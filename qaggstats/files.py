@@ -3,7 +3,10 @@
 Every file qaggstats writes (saved fits, reports, predictions from the command line) goes
 through :func:`atomic_write`: the bytes go to a temporary file in the target's directory, which
 then replaces the target in one step, so an interrupted write (an error, Ctrl-C) never leaves a
-partial file where the old one was, and the temporary file is removed.
+partial file where the old one was, and the temporary file is removed. A process killed
+outright (SIGKILL, power loss) cannot remove its temporary file; its name carries the writer's
+process id, and the next write of the same target removes the temporary files whose writer is
+no longer running.
 
 Examples
 --------
@@ -15,7 +18,9 @@ b'hello'
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import time
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -42,7 +47,8 @@ def atomic_write(path: str | os.PathLike, payload: Payload) -> Path:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise SaveError(f"cannot write {path}: directory {directory} does not exist")
-    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    _remove_stale(directory, path.name)
+    tmp = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
     try:
         # os.open with 0o666 honours the umask as open() would (mkstemp gives 0600), without
         # changing the process-wide umask
@@ -63,3 +69,41 @@ def atomic_write(path: str | os.PathLike, payload: Payload) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+# temporary files of atomic_write: ".<name>.<pid>.<12 hex>.tmp" (older versions wrote no pid)
+_LEGACY_AGE = 600.0  # seconds after which a temporary file without a pid is surely abandoned
+
+
+def _remove_stale(directory: Path, name: str) -> None:
+    """Remove temporary files of ``name`` left by writers that were killed."""
+    pattern = re.compile(re.escape(f".{name}.") + r"(?:(\d+)\.)?[0-9a-f]{12}\.tmp")
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is None or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            if m.group(1) is not None:
+                if _running(int(m.group(1))):
+                    continue
+            elif time.time() - entry.stat(follow_symlinks=False).st_mtime < _LEGACY_AGE:
+                continue
+            os.unlink(entry.path)
+        except OSError:  # another process removed it first, or no permission: leave it
+            continue
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists under another user, or cannot tell: keep its file
+    return True

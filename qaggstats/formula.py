@@ -67,7 +67,9 @@ import ast
 import difflib
 import itertools
 import keyword
+import math
 import re
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Optional
@@ -75,6 +77,8 @@ from typing import Any, Literal, Mapping, Optional
 import numpy as np
 import pandas as pd
 import patsy
+from patsy.infix_parser import ParseNode
+from patsy.parse_formula import parse_formula
 
 from . import transforms
 from .errors import DataError, FormulaError
@@ -159,49 +163,167 @@ _NODES = (ast.Expression, ast.Call, ast.Name, ast.Load, ast.Constant, ast.BinOp,
 _DOT = re.compile(r"(?<![\w.\"'])\.(?![\w.\"'])")
 _STRING = re.compile(r"(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')")
 _BACKQUOTE = re.compile(r"`([^`]*)`")
+# quoted strings and backquoted names (split() keeps them at the odd positions)
+_LITERAL = re.compile(r"(`[^`]*`|\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')")
 
 
 def _quote(name: str) -> str:
-    """A column name as a formula term: bare when an identifier, else ``Q("...")``."""
-    if name.isidentifier() and not keyword.iskeyword(name):
+    """A column name as a formula term: bare when an identifier Python reads unchanged, else ``Q("...")``.
+
+    Python folds identifiers to Unicode NFKC (``ﬁ`` → ``fi``, a decomposed ``é`` → ``é``), so a
+    name that NFKC changes is quoted, or it would be read as another column.
+    """
+    if name.isidentifier() and not keyword.iskeyword(name) and unicodedata.normalize("NFKC", name) == name:
         return name
     return "Q(" + repr(name) + ")"
+
+
+def _is_word_char(c: str) -> bool:
+    # letters, digits, marks (a decomposed accent is a combining mark) and the underscore
+    return c == "_" or unicodedata.category(c)[0] in "LMN"
+
+
+def _quote_unnormalised(code: str) -> str:
+    """Bare words that Unicode NFKC changes, as ``Q('word')`` (see :func:`_quote`)."""
+    if code.isascii():
+        return code
+    out, i = [], 0
+    while i < len(code):
+        if not _is_word_char(code[i]):
+            out.append(code[i])
+            i += 1
+            continue
+        j = i
+        while j < len(code) and _is_word_char(code[j]):
+            j += 1
+        word = code[i:j]
+        out.append(word if word.isascii() or unicodedata.normalize("NFKC", word) == word
+                   else "Q(" + repr(word) + ")")
+        i = j
+    return "".join(out)
 
 
 def to_patsy(formula: str) -> str:
     """R formula syntax as patsy reads it: ``^`` → ``**``, ``TRUE``/``FALSE``, backquotes → ``Q()``.
 
-    String literals are left alone.
+    String literals are left alone; a bare name that Unicode NFKC changes (``ﬁ``) is quoted, as
+    Python would otherwise read it as another name (``fi``).
 
     Examples
     --------
     >>> to_patsy("log(y) ~ (a + `b c`)^2 + I(x^2) + poly(x, 2, raw = TRUE) + relevel(g, 'x^2')")
     "log(y) ~ (a + Q('b c'))**2 + I(x**2) + poly(x, 2, raw = True) + relevel(g, 'x^2')"
+    >>> to_patsy("y ~ \ufb01")
+    "y ~ Q('\ufb01')"
     """
     parts = _STRING.split(_BACKQUOTE.sub(lambda m: "Q(" + repr(m.group(1)) + ")", formula))
     for i in range(0, len(parts), 2):  # even pieces lie outside string literals
-        code = parts[i].replace("^", "**")
+        code = _quote_unnormalised(parts[i]).replace("^", "**")
         parts[i] = re.sub(r"\bTRUE\b", "True", re.sub(r"\bFALSE\b", "False", code))
     return "".join(parts)
+
+
+def _balanced_sum(terms: list[str], group: int = 32) -> str:
+    """``a + b + ...`` nested in parenthesised groups of ``group``: the same terms, but a parse
+    depth that grows with log(len(terms)) (patsy evaluates a flat sum recursively)."""
+    while len(terms) > group:
+        terms = ["(" + " + ".join(terms[i:i + group]) + ")" for i in range(0, len(terms), group)]
+    return " + ".join(terms)
 
 
 def expand_dot(formula: str, columns: list[str]) -> str:
     """Replace R's ``.`` on the right-hand side by every column not used on the left.
 
+    The expansion is parenthesised where an operator binds it (``.^2`` is every two-way
+    interaction, as in R). Dots inside quoted or backquoted names are names, not R's ``.``.
+
     Examples
     --------
     >>> expand_dot("y ~ . - z", ["y", "x 1", "z"])
     "y ~ Q('x 1') + z - z"
+    >>> expand_dot("y ~ .^2", ["y", "a", "b"])
+    'y ~ (a + b)^2'
     """
+    check_formula_size(formula)
     lhs, rhs = _split(formula)
-    if not _DOT.search(rhs):
+    parts = _LITERAL.split(rhs)
+    if not any(_DOT.search(parts[i]) for i in range(0, len(parts), 2)):
         return formula
     used = _analyse_code(to_patsy(lhs), set(columns)).used if lhs else set()
     others = [c for c in columns if c not in used]
     if not others:
-        raise FormulaError(f"formula {formula!r}: '.' expands to no columns (data has only {columns})")
-    expansion = " + ".join(_quote(c) for c in others)
-    return f"{lhs} ~ {_DOT.sub(lambda _: expansion, rhs)}" if lhs else f"~ {_DOT.sub(lambda _: expansion, rhs)}"
+        raise FormulaError(f"formula {_shown(formula)}: '.' expands to no columns (data has only {columns})")
+    expansion = _balanced_sum([_quote(c) for c in others])
+    for i in range(0, len(parts), 2):  # even pieces lie outside quotes and backquotes
+        code, pieces, start = parts[i], [], 0
+        for m in _DOT.finditer(code):
+            # a quoted name beside the dot counts as an operand ("x")
+            before = code[:m.start()].rstrip()[-1:] or ("x" if i else "")
+            after = code[m.end():].lstrip()[:1] or ("x" if i + 1 < len(parts) else "")
+            alone = before in ("", "+", "-") and after in ("", "+", "-")
+            pieces += [code[start:m.start()], expansion if alone or len(others) == 1 else f"({expansion})"]
+            start = m.end()
+        parts[i] = "".join(pieces) + code[start:]
+    rhs = "".join(parts)
+    return f"{lhs} ~ {rhs}" if lhs else f"~ {rhs}"
+
+
+# --------------------------------------------------------------------------- limits
+#: The longest formula accepted, in characters (as written, before ``.`` expands).
+MAX_FORMULA_CHARS = 100_000
+#: The most terms a formula may expand to (after ``.``, ``*`` and ``^``; counted before patsy
+#: builds them).
+MAX_TERMS = 10_000
+#: The deepest nesting of parentheses, calls and operators in one formula term.
+MAX_DEPTH = 100
+#: The most levels a factor may have (a one-hot design holds a dense column per level; the
+#: base learners need dense designs). Raise it deliberately if memory and time allow.
+MAX_FACTOR_LEVELS = 500
+#: The largest training design, in cells (rows × columns; 8 bytes each): 2e8 cells are 1.6 GB.
+MAX_DESIGN_CELLS = 200_000_000
+
+
+def _shown(formula: str, limit: int = 200) -> str:
+    """A formula for a message: quoted, and cut after ``limit`` characters."""
+    text = repr(formula)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(formula):,} characters)"
+
+
+def check_formula_size(formula: Any) -> None:
+    """Refuse a formula longer than :data:`MAX_FORMULA_CHARS` or nested deeper than
+    :data:`MAX_DEPTH` (parentheses, or a chain of signs such as ``- - - x``), before any parser
+    sees it: parsing memory and recursion then stay bounded.
+
+    Examples
+    --------
+    >>> check_formula_size("y ~ I(" + "-" * 500 + "x)")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    qaggstats.errors.FormulaError: formula 'y ~ I(---... nests 500 levels deep (a chain of signs); the limit is 100: simplify the term
+    """
+    if not isinstance(formula, str):
+        raise FormulaError(f"formula must be a string, got {type(formula).__name__}")
+    if len(formula) > MAX_FORMULA_CHARS:
+        raise FormulaError(f"formula {_shown(formula, 60)} is longer than the limit of {MAX_FORMULA_CHARS:,} "
+                           "characters; use y ~ . (every other column) or fewer terms")
+    depth = run = deepest = longest = 0
+    parts = _LITERAL.split(formula)
+    for i in range(0, len(parts), 2):
+        for c in parts[i]:
+            if c in "([{":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif c in ")]}":
+                depth -= 1
+            if c in "+-~!":
+                run += 1
+                longest = max(longest, run)
+            elif not c.isspace():
+                run = 0
+    for n, what in ((deepest, "parentheses"), (longest, "a chain of signs")):
+        if n > MAX_DEPTH:
+            raise FormulaError(f"formula {_shown(formula, 40)} nests {n} levels deep ({what}); "
+                               f"the limit is {MAX_DEPTH}: simplify the term")
 
 
 def _split(formula: str) -> tuple[str, str]:
@@ -214,11 +336,86 @@ def _split(formula: str) -> tuple[str, str]:
 
 
 def _desc(side: str) -> patsy.ModelDesc:
-    """patsy's parse of one (patsy-syntax) formula side."""
+    """patsy's parse of one (patsy-syntax) formula side.
+
+    The parse tree is checked before patsy evaluates it: at most :data:`MAX_TERMS` terms (an
+    upper bound counted on the tree, so ``(a + ... + z)^20`` is refused before patsy would
+    enumerate millions of interactions) and :data:`MAX_DEPTH` levels; long sums are regrouped
+    into a balanced tree of the same terms (patsy evaluates ``a + b + ...`` recursively, which
+    failed at about 800 terms).
+    """
     try:
-        return patsy.ModelDesc.from_formula(side)
+        tree = parse_formula(side)
     except patsy.PatsyError as err:
-        raise FormulaError(f"cannot parse formula side {side!r}: {err}") from err
+        raise FormulaError(f"cannot parse formula side {_shown(side)}: {err}") from err
+    tree, bound = _rebalance(tree, 0, side)
+    if bound > MAX_TERMS:
+        raise FormulaError(f"formula side {_shown(side)} expands to up to {bound:,} terms; the limit is "
+                           f"{MAX_TERMS:,}: use fewer columns or lower the interaction order")
+    try:
+        return patsy.ModelDesc.from_formula(tree)
+    except patsy.PatsyError as err:
+        raise FormulaError(f"cannot parse formula side {_shown(side)}: {err}") from err
+
+
+def _rebalance(node: ParseNode, depth: int, side: str) -> tuple[ParseNode, int]:
+    """(the tree with runs of ``+`` balanced, an upper bound on its number of terms)."""
+    if depth > MAX_DEPTH:
+        raise FormulaError(f"formula side {_shown(side)} nests more than {MAX_DEPTH} levels deep; "
+                           "simplify it")
+    if node.type in ("+", "-") and len(node.args) == 2:
+        spine = []
+        while node.type in ("+", "-") and len(node.args) == 2:  # the left-associated chain
+            spine.append(node)
+            node = node.args[0]
+        result, bound = _rebalance(node, depth + 1, side)
+        run: list[ParseNode] = []
+        # '+' is associative for patsy (terms unite in order; the intercept follows the last
+        # operand that sets it), except that '+ 0' and '-' act on everything to their left:
+        # those stay in place and the runs of plain '+' operands between them are balanced
+        for op in reversed(spine):
+            right, b = _rebalance(op.args[1], depth + 1, side)
+            if op.type == "+" and right.type != "ZERO":
+                run.append(right)
+                bound += b
+                continue
+            result = _join(result, run, op)
+            run = []
+            result = ParseNode(op.type, op.token, [result, right], op.origin)
+        return _join(result, run, spine[0]), bound
+    args, bounds = [], []
+    for arg in node.args:
+        a, b = _rebalance(arg, depth + 1, side)
+        args.append(a)
+        bounds.append(b)
+    node = ParseNode(node.type, node.token, args, node.origin)
+    if node.type == "PYTHON_EXPR":
+        return node, 1
+    if node.type in ("ZERO", "ONE", "NUMBER") or not bounds:
+        return node, 0
+    if node.type == "~" or len(bounds) == 1:  # the right-hand side; a sign
+        return node, bounds[-1]
+    a, b = bounds
+    if node.type == ":":
+        return node, min(a * b, _HUGE)
+    if node.type == "**":
+        k = int(float(node.args[1].token.extra)) if node.args[1].type == "NUMBER" else a
+        return node, min(sum(math.comb(a, j) for j in range(1, min(k, a, 64) + 1)) if a <= 10**6 else _HUGE,
+                         _HUGE)
+    return node, min(a + b + a * b, _HUGE)  # '*', '/' and '%in%' give at most this many
+
+
+_HUGE = 10**18
+
+
+def _join(left: ParseNode, run: list[ParseNode], op: ParseNode) -> ParseNode:
+    """``left + (balanced sum of run)``."""
+    if not run:
+        return left
+    while len(run) > 1:
+        run = [ParseNode("+", op.token, run[i:i + 2], op.origin) if i + 1 < len(run) else run[i]
+               for i in range(0, len(run), 2)]
+    return ParseNode("+", op.token, [left, run[0]], op.origin)
 
 
 @dataclass
@@ -276,7 +473,11 @@ def _analyse_code(code: str, columns: set[str]) -> _Uses:
         dotted = re.search(r"(?<![\w.])((?!np\.|numpy\.)[A-Za-z]\w*\.[\w.]+)\s*\(", code)
         if dotted:  # an R function such as as.factor(g) (``as`` is a Python keyword)
             raise _unknown_function(dotted.group(1), code) from None
-        raise FormulaError(f"cannot parse formula term {code!r}: {err.msg}") from err
+        raise FormulaError(f"cannot parse formula term {_shown(code)}: {err.msg}") from err
+    except (RecursionError, MemoryError):  # Python's parser gives up on very deep expressions
+        raise FormulaError(f"formula term {_shown(code)} nests more than {MAX_DEPTH} levels deep; "
+                           "split it into several terms or compute the column beforehand") from None
+    _check_depth(tree, code)
     uses = _Uses()
     parents = {id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     for node in ast.walk(tree):
@@ -360,9 +561,27 @@ def _analyse_code(code: str, columns: set[str]) -> _Uses:
     return uses
 
 
+def _check_depth(tree: ast.AST, code: str) -> None:
+    """Refuse a term nested deeper than :data:`MAX_DEPTH` (such as ``I(x + x + ... + x)`` with
+    thousands of operands), which the recursive steps after parsing could not handle."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise FormulaError(f"formula term {_shown(code)} nests more than {MAX_DEPTH} levels deep; "
+                               "split it into several terms or compute the column beforehand")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
 def _need_column(name: str, columns: set[str], code: str) -> str:
     if name in columns:
         return name
+    folded = unicodedata.normalize("NFKC", name)
+    same = [c for c in sorted(columns) if unicodedata.normalize("NFKC", c) == folded]
+    if same:  # the same letters in another Unicode form (e.g. typed on another system)
+        raise FormulaError(f"formula term {_shown(code)} uses column {name!r}, which is not in the data; "
+                           f"the data have {same[0]!r}, the same name in another Unicode form: write "
+                           f"Q({same[0]!r}) or copy the name from df.columns")
     close = difflib.get_close_matches(name, sorted(columns), n=3)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise FormulaError(f"formula term {code!r} uses column {name!r}, which is not in the data{hint}")
@@ -682,10 +901,22 @@ class FormulaSpec:
         for col in self.spline_columns:
             if col in self.categories:
                 raise FormulaError(f"spline of categorical column {col!r} in {self.expanded!r}")
+        for col, n_levels in [(c, len(v)) for c, v in self.categories.items()] + [
+                (c, v.size) for c, v in self._factor_values.items()]:
+            if n_levels > MAX_FACTOR_LEVELS:
+                raise DataError(
+                    f"column {col!r} has {n_levels:,} levels, more than the limit of {MAX_FACTOR_LEVELS:,} "
+                    f"for a factor in {_shown(self.expanded, 80)}: its design would hold one dense column "
+                    f"per level. Lump rare levels into one (e.g. keep = df[{col!r}].value_counts().index[:50]; "
+                    f"df[{col!r}] = df[{col!r}].where(df[{col!r}].isin(keep), 'other')), encode it as a "
+                    "number, or raise qaggstats.formula.MAX_FACTOR_LEVELS if you have the memory and time")
         self._train = train
+        frame = self._frame(train)
         try:
-            self._info = patsy.dmatrix(side.desc, self._frame(train), eval_env=_env(),
-                                       NA_action="raise", return_type="matrix").design_info
+            # the design's layout and transform state only: the training matrix itself is built
+            # once, by design(), after its size was checked
+            self._info = patsy.design_matrix_builders([side.desc.rhs_termlist], lambda: iter([frame]),
+                                                      _env(), NA_action="raise")[0]
         except patsy.PatsyError as err:
             raise FormulaError(f"formula {self.expanded!r}: {err}") from err
         # patsy groups categorical terms first; put the columns back in R's term order
@@ -693,7 +924,8 @@ class FormulaSpec:
         self._perm = np.concatenate([np.empty(0, int)] + [
             np.arange(slices[t].start, slices[t].stop) for t in side.desc.rhs_termlist]).astype(int)
         self.patsy_names = [self._info.column_names[j] for j in self._perm]
-        self.column_names = [_r_names(self._info)[j] for j in self._perm]
+        r_names = _r_names(self._info)
+        self.column_names = [r_names[j] for j in self._perm]
 
     @classmethod
     def from_data(cls, formula: str, data: pd.DataFrame, extrapolate: Extrapolate = "warn") -> "FormulaSpec":
@@ -920,6 +1152,16 @@ def model_frames(formulas: Mapping[str, str], data: pd.DataFrame, na: str = "dro
     report = NAReport(n_input=int(data.shape[0]), n_used=int(positions.size),
                       n_dropped=int(bad.sum()), by_column=by_column,
                       dropped_index=data.index[bad].tolist())
+    for name, spec in specs.items():
+        cells = kept.shape[0] * len(spec.column_names)
+        if cells > MAX_DESIGN_CELLS:
+            widest = max(spec.categories, key=lambda c: len(spec.categories[c]), default=None)
+            hint = (f"; its widest factor is {widest!r} with {len(spec.categories[widest]):,} levels"
+                    if widest is not None else "")
+            raise DataError(f"the design of {name!r} would be {kept.shape[0]:,} rows × {len(spec.column_names):,} "
+                            f"columns ({cells * 8 / 1e9:.1f} GB), more than the limit of "
+                            f"{MAX_DESIGN_CELLS:,} cells{hint}: use fewer terms or levels, or fit on a "
+                            "sample of the rows")
     X = {name: spec.design(kept) for name, spec in specs.items()}
     return Frames(y=y, X=X, specs=specs, na=report, index=kept.index, positions=positions, notes=notes)
 

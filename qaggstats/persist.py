@@ -79,6 +79,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import zipfile
 from pathlib import Path
 from types import BuiltinFunctionType, FunctionType, MethodType
@@ -97,6 +98,16 @@ MAGIC = b"QAGGSTATS-SAVED-FIT\n"
 FORMAT = 1
 # The header is one short JSON line; anything longer is not ours (and is not parsed).
 _HEADER_MAX = 4096
+#: The largest saved-fit file :func:`load` reads (bytes). A default fit of 1,000 rows with CV+
+#: fold models is about 4 MB; raise this deliberately for fits saved with ``keep_data=True`` on
+#: millions of rows.
+MAX_LOAD_BYTES = 1 << 30
+#: The most bytes the archives of one file may unpack to (their members' declared sizes, which
+#: zipfile enforces while reading), nested estimator archives included.
+MAX_UNPACKED_BYTES = 4 << 30
+#: The largest ``schema.json`` of one archive (it is parsed and audited node by node; the same
+#: default fit's largest is 1.9 MB).
+MAX_SCHEMA_BYTES = 64 << 20
 
 # qaggstats classes stored as "type name + attributes". Classes defined in modules that import
 # persist (results, the predictor) are passed by the caller through ``classes=``, so this module
@@ -226,9 +237,21 @@ def load(path: str | os.PathLike, *, kind: str, version: str | None = None,
         from ._version import __version__ as version
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):  # /dev/zero, a pipe, a directory: never read whole
+                raise SaveError(f"cannot read saved fit {path}: it is not a regular file")
+            if info.st_size > MAX_LOAD_BYTES:
+                raise SaveError(f"saved fit {path} has {info.st_size:,} bytes, more than "
+                                f"qaggstats.persist.MAX_LOAD_BYTES ({MAX_LOAD_BYTES:,}); raise that limit "
+                                "if you trust the file and have the memory")
+            raw = fh.read(MAX_LOAD_BYTES + 1)  # bounded even if the file grows while read
+    except SaveError:
+        raise
     except OSError as err:
         raise SaveError(f"cannot read saved fit {path}: {err.strerror}") from err
+    if len(raw) > MAX_LOAD_BYTES:
+        raise SaveError(f"saved fit {path} grew beyond qaggstats.persist.MAX_LOAD_BYTES while being read")
     return _loads(raw, kind=kind, version=version, trusted=_trusted(classes), source=str(path))
 
 
@@ -273,12 +296,13 @@ def _skops_dumps(obj: Any, where: str) -> bytes:
     return archive
 
 
-def _skops_loads(archive: Any, source: str, where: str) -> Any:
+def _skops_loads(archive: Any, source: str, where: str, budget: list[int]) -> Any:
+    """Audit and build one archive; ``budget`` holds the bytes the file may still unpack to."""
     import skops.io as sio
 
     if not isinstance(archive, bytes):
         raise _corrupt(source, f"at {where}: an estimator archive is not bytes")
-    _audit_schema(_read_schema(archive, source), source, where)
+    _audit_schema(_read_schema(archive, source, budget), source, where)
     try:
         obj = sio.loads(archive, trusted=list(FOREIGN_TYPES))
     except Exception as err:  # corrupt arrays, zip members or states: never a partial object
@@ -316,19 +340,34 @@ def _loads(raw: bytes, *, kind: str, version: str, trusted: dict[str, type | Non
         raise SaveError(f"{source} was written with skops protocol {header.get('skops_protocol')!r}; "
                         f"the installed skops reads protocol {PROTOCOL}. Refit, or install the skops "
                         "version of the machine that saved it")
-    data = _skops_loads(raw[end + 1:], source, kind)
+    budget = [MAX_UNPACKED_BYTES]
+    data = _skops_loads(raw[end + 1:], source, kind, budget)
     try:
-        return _Decoder(trusted, source).decode(data, kind)
+        return _Decoder(trusted, source, budget).decode(data, kind)
     except SaveError:
         raise
     except Exception as err:  # a malformed model part: refuse the file, never half an object
         raise _corrupt(source, f"{type(err).__name__}: {err}") from err
 
 
-def _read_schema(archive: bytes, source: str) -> dict:
+def _read_schema(archive: bytes, source: str, budget: list[int] | None = None) -> dict:
     try:
         with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+            if budget is not None:  # sizes first: nothing is unpacked beyond the limits
+                unpacked = sum(max(info.file_size, 0) for info in zf.infolist())
+                budget[0] -= unpacked
+                if budget[0] < 0:
+                    raise SaveError(f"{source} unpacks to more than qaggstats.persist.MAX_UNPACKED_BYTES "
+                                    f"({MAX_UNPACKED_BYTES:,} bytes); qaggstats refuses to load it (raise "
+                                    "the limit if you trust the file)")
+                size = zf.getinfo("schema.json").file_size
+                if size > MAX_SCHEMA_BYTES:
+                    raise SaveError(f"{source} has a schema of {size:,} bytes, more than "
+                                    f"qaggstats.persist.MAX_SCHEMA_BYTES ({MAX_SCHEMA_BYTES:,}); qaggstats "
+                                    "refuses to load it (raise the limit if you trust the file)")
             schema = json.loads(zf.read("schema.json"))
+    except SaveError:
+        raise
     except Exception as err:  # zipfile, zlib and json raise many types on damaged input
         raise _corrupt(source, f"truncated or damaged archive ({type(err).__name__}: {err})") from err
     if not isinstance(schema, dict):
@@ -535,9 +574,10 @@ class _Encoder:
 class _Decoder:
     """Plain data -> objects; only marker kinds and type names on the lists are rebuilt."""
 
-    def __init__(self, trusted: dict[str, type | None], source: str) -> None:
+    def __init__(self, trusted: dict[str, type | None], source: str, budget: list[int] | None = None) -> None:
         self.trusted = trusted
         self.source = source
+        self.budget = [MAX_UNPACKED_BYTES] if budget is None else budget
 
     def corrupt(self, where: str, why: str) -> SaveError:
         return _corrupt(self.source, f"at {where}: {why}")
@@ -573,14 +613,15 @@ class _Decoder:
               and rows >= 0 and cols >= 0 and indptr.size == rows + 1 and data.size == indices.size
               and (indptr.size == 0 or (indptr[0] == 0 and indptr[-1] == indices.size
                                         and bool(np.all(np.diff(indptr) >= 0))))
-              and (indices.size == 0 or (indices.min() >= 0 and indices.max() < cols)))
+              and (indices.size == 0 or (indices.min() >= 0 and indices.max() < cols))
+              and (data.dtype.kind not in "fc" or bool(np.isfinite(data).all())))
         if not ok:  # compiled sparse code trusts these arrays: check them before building
             raise self.corrupt(where, "inconsistent sparse matrix arrays")
         cls = sp.csr_array if rec.get("array") else sp.csr_matrix
         return cls((data, indices, indptr), shape=(rows, cols))
 
     def m_skops(self, rec: dict, where: str) -> Any:
-        obj = _skops_loads(rec["archive"], self.source, where)
+        obj = _skops_loads(rec["archive"], self.source, where, self.budget)
         if _type_name(type(obj)) != rec["type"] or rec["type"] not in FOREIGN_TYPES:
             raise self.corrupt(where, f"the estimator is a {_type_name(type(obj))}, not a {rec['type']!r}")
         return obj
@@ -783,6 +824,9 @@ def _check_tree(tree: Any, n_features: int, fail: Any) -> None:
         raise fail("a tree's child index is out of range")
     if np.any((feature[inner] < 0) | (feature[inner] >= n_features)):
         raise fail("a tree's feature index is out of range")
+    # a NaN threshold sends every row one way and a NaN leaf predicts NaN: both only by editing
+    if not (np.isfinite(tree.threshold[inner]).all() and np.isfinite(tree.value).all()):
+        raise fail("a tree's split threshold or leaf value is not a finite number")
 
 
 def _check_predictor(pred: Any, n_features: int, fail: Any) -> None:
@@ -803,3 +847,5 @@ def _check_predictor(pred: Any, n_features: int, fail: Any) -> None:
         raise fail("a boosting tree's feature index is out of range")
     if np.any(nodes["is_categorical"][inner] != 0):
         raise fail("categorical boosting trees are not loaded")
+    if not (np.isfinite(nodes["num_threshold"][inner]).all() and np.isfinite(nodes["value"]).all()):
+        raise fail("a boosting tree's split threshold or leaf value is not a finite number")

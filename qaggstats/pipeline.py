@@ -315,6 +315,13 @@ def fit_base(formula: str, data: pd.DataFrame, *, models=None, taus: Sequence[fl
     split = _split_rows(frames.y.shape[0], conformal, cal_size, seed)
     if split.train.size < cv:
         raise DataError(f"{split.train.size} training rows are fewer than cv={cv} folds")
+    _check_identified(learners, frames, split, int(cv))
+    if test is not None:  # now, not at the first summary(): an unseen level is the likeliest problem
+        for name, spec in frames.specs.items():
+            try:
+                spec.check_newdata(test)
+            except DataError as err:
+                raise DataError(f"test= (model {name!r}): {err}; drop or recode those rows of the test data") from None
     t0 = time.perf_counter()
     cf = crossfit(
         learners, {name: frames.X[name][split.train] for name in learners}, frames.y[split.train],
@@ -327,6 +334,26 @@ def fit_base(formula: str, data: pd.DataFrame, *, models=None, taus: Sequence[fl
         conformal=conformal, cal_size=cal_size, cv=int(cv), seed=seed, n_jobs=n_jobs,
         timings={"cross-fitting": time.perf_counter() - t0}, test=test, data_name=data_name,
     )
+
+
+def _check_identified(learners: Mapping[str, Any], frames, split: _Split, cv: int) -> None:
+    """Refuse a linear learner with as many independent design columns as cross-fitting gives it
+    rows: its quantile fits would pass through every point (zero-width intervals)."""
+    n = split.train.size
+    rows = n - -(-n // cv)  # the training part beside the largest fold
+    for name, obj in learners.items():
+        linear = isinstance(obj, learners_mod.LinearQR) or (
+            isinstance(obj, learners_mod.LocationScale) and obj.mean_model is None)
+        X = frames.X[name]
+        if not linear or X.shape[1] < rows:
+            continue
+        rank = int(np.linalg.matrix_rank(X[split.train]))
+        if rank >= rows:
+            raise DataError(
+                f"model {name!r} ({type(obj).__name__}): its design ({frames.specs[name].expanded!r}) has {rank} "
+                f"independent columns, but cross-fitting trains it on {rows} of the {n} training rows (cv={cv}): "
+                "a linear quantile fit with as many parameters as rows passes through every point, so its "
+                "intervals have zero width. Use fewer terms, more rows, or drop the linear learner(s)")
 
 
 def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Constraint = "simplex",
@@ -394,6 +421,13 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
             if key in fit_kwargs:
                 fit_kwargs[key] = fit_kwargs[key][rows]
     Q_fit, y_fit = (base.Q, y[split.train]) if rows is None else (base.Q[rows], y[split.train][rows])
+    if constraint == "simplex" and family not in ("qra", "fqra"):
+        # convex weights are unchanged when y and every base prediction move by one constant,
+        # and centring keeps the LP solvable for a response far from zero (y + 1e12)
+        shift = float(np.median(y_fit))
+        Q_fit, y_fit = Q_fit - shift, y_fit - shift
+        if "extra" in fit_kwargs:
+            fit_kwargs["extra"] = {**fit_kwargs["extra"], "Q": fit_kwargs["extra"]["Q"] - shift}
     try:
         wfit = fit_weights(Q_fit, y_fit, taus, **fit_kwargs)
     except SolverError as err:
@@ -522,9 +556,15 @@ def _observation_weights(obs_weights: Any, base: BaseFit) -> np.ndarray:
     elif isinstance(obs_weights, pd.Series):
         what = "obs_weights (a Series aligned by index label)"
         if not obs_weights.index.is_unique or not used.index.is_unique:
-            if len(obs_weights) != n_input:
-                raise DataError(f"{what}: labels are not unique, so it must have one value per row of data "
-                                f"({n_input}), got {len(obs_weights)}")
+            # duplicated labels cannot be matched row by row; only the data's very own index
+            # (same labels, same order) says which value belongs to which row
+            if not obs_weights.index.equals(_input_index(base.frames)):
+                dup = obs_weights.index if not obs_weights.index.is_unique else used.index
+                raise DataError(f"{what}: {'its' if dup is obs_weights.index else 'the data'} index has "
+                                f"duplicated labels (e.g. {dup[dup.duplicated()].tolist()[0]!r}), so its values cannot "
+                                "be matched to the data's rows by label; give the data's own index "
+                                "(obs_weights.index = data.index) or a plain array in the data's row order "
+                                "(obs_weights.to_numpy())")
             w = pd.to_numeric(obs_weights, errors="coerce").to_numpy(dtype=float)[base.frames.positions]
         else:
             missing = used.index.difference(obs_weights.index)
@@ -546,7 +586,26 @@ def _observation_weights(obs_weights: Any, base: BaseFit) -> np.ndarray:
         raise DataError(f"{what} has {int((w < 0).sum())} negative value(s); weights must be non-negative")
     if not (w > 0).any():
         raise DataError(f"{what} is zero on every training row")
+    # the LP solvers work to about 1e-9 relative: larger ratios are not honoured, and weights
+    # near the float limit overflow the loss
+    largest, smallest = float(w.max()), float(w[w > 0].min())
+    if largest > _MAX_OBS_WEIGHT or largest / smallest > _MAX_OBS_WEIGHT_RATIO:
+        raise DataError(f"{what} ranges from {smallest:.3g} to {largest:.3g}: the weight fit cannot honour "
+                        f"weights above {_MAX_OBS_WEIGHT:.0e} or ratios above {_MAX_OBS_WEIGHT_RATIO:.0e}; "
+                        "rescale them (e.g. divide by their mean) and cap extreme ones")
     return w
+
+
+_MAX_OBS_WEIGHT = 1e12
+
+
+def _input_index(frames) -> pd.Index:
+    """The index of the data as given: kept rows at their positions, dropped rows in between."""
+    labels = np.empty(frames.na.n_input, dtype=object)
+    labels[frames.positions] = list(frames.index)
+    labels[np.setdiff1d(np.arange(frames.na.n_input), frames.positions)] = list(frames.na.dropped_index)
+    return pd.Index(labels)
+_MAX_OBS_WEIGHT_RATIO = 1e9
 
 
 def _extra_points(base: BaseFit, points: pd.DataFrame, basis_spec, local) -> tuple[dict, int]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -589,4 +590,26 @@ def load(path: str | os.PathLike) -> QaggResults:
     saved = persist.load(path, kind=SAVED_KIND)
     if not isinstance(saved, dict) or set(saved) != {"state", "cache", "predictor"}:
         raise SaveError(f"{path} is a qaggstats file but not a saved fit")
-    return QaggResults.from_saved_state(saved)
+    fit = QaggResults.from_saved_state(saved)
+    _check_predicts(fit.predictor, path)
+    return fit
+
+
+def _check_predicts(predictor: Any, path: Any) -> None:
+    """Predict a few of the saved training rows once: an array whose shape or values were edited
+    (a coefficient matrix reshaped, weights of the wrong size) fails here, as a SaveError, and not
+    at the user's first ``predict``."""
+    specs = list(getattr(predictor, "specs", {}).values()) + [getattr(predictor, "basis_spec", None)]
+    frames = [spec._train.iloc[:3].reset_index(drop=True) for spec in specs if spec is not None]
+    probe = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=range(1))
+    probe = probe.loc[:, ~probe.columns.duplicated()]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parts = predictor.predict_parts(probe)
+        final = np.asarray(parts.final, dtype=float)
+        if final.shape != (int(np.sum(parts.ok)), len(predictor.taus)) or not np.isfinite(final).all():
+            raise ValueError(f"predictions of shape {final.shape} with non-finite values")
+    except Exception as err:  # any failure on the training rows means the file was altered
+        raise SaveError(f"{path} is not a qaggstats saved fit, or is corrupt: predicting its own training "
+                        f"rows failed ({type(err).__name__}: {err}); qaggstats refuses to load it") from err

@@ -253,12 +253,16 @@ def artifacts() -> Path:
 _OUTSIDE_READS: list[str] = []
 
 
-def _allowed_roots() -> tuple[str, ...]:
+def _allowed_roots(root: Path = ROOT) -> tuple[str, ...]:
     """Places beside the repository that are the environment, not data: the Python installation
     and virtual environment, site-packages, and the folders that tempfile, pytest and dask's
     local cluster (its scratch space, used by the distributed tests) create in the temporary
     folder (when the repository itself sits there; anything else created there during the
-    session is scratch too, see :func:`_outside_repository`)."""
+    session is scratch too, see :func:`_outside_repository`).
+
+    A prefix that the repository's own path starts with is left out: a clone in a folder made by
+    ``mktemp -d`` (``/tmp/tmp.XXXX/q``) would otherwise match ``/tmp/tmp`` and the guard would
+    excuse every file beside it."""
     import os
     import site
     import sysconfig
@@ -270,7 +274,8 @@ def _allowed_roots() -> tuple[str, ...]:
     temp = os.path.abspath(tempfile.gettempdir()) + os.sep
     allowed += [temp + name for name in ("tmp", "pytest-of-", "dask-scratch-space", "sklearn_testing_",
                                          "joblib_memmapping_folder_")]
-    return tuple(allowed)
+    inside = os.path.abspath(root) + os.sep
+    return tuple(a for a in allowed if not inside.startswith(a))
 
 
 def _outside_repository(path: object) -> str | None:

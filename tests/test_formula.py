@@ -100,3 +100,86 @@ def test_data_errors(df):
         model_frames({"m": "g ~ x"}, df)
     fr = model_frames({"m": "y ~ x"}, df.assign(y=3.0))
     assert fr.notes and "constant" in fr.notes[0]
+
+
+# --------------------------------------------------------------------------- issue 25
+def test_names_that_unicode_folding_changes_stay_their_own_columns():
+    # Python reads identifiers in NFKC: a bare ligature 'ﬁ' would be the column 'fi', and a
+    # decomposed 'é' (e + combining accent) would not tokenize at all
+    rng = np.random.default_rng(0)
+    nfd = "cafe\u0301"
+    df = pd.DataFrame({"y": rng.normal(size=30), "\ufb01": rng.normal(size=30), "fi": rng.normal(size=30),
+                       nfd: rng.normal(size=30)})
+    spec = model_frames({"m": "y ~ ."}, df).specs["m"]
+    assert spec.columns == ["\ufb01", "fi", nfd]
+    assert len(spec.column_names) == 4
+    for formula, column in (("y ~ \ufb01", "\ufb01"), (f"y ~ {nfd}", nfd), ("y ~ I(\ufb01^2)", "\ufb01")):
+        fr = model_frames({"m": formula}, df)
+        assert fr.specs["m"].columns == [column]
+        expected = df[column] ** 2 if "^2" in formula else df[column]
+        np.testing.assert_array_equal(fr.X["m"][:, 1], expected.to_numpy())
+
+
+def test_a_name_in_another_unicode_form_gets_a_hint():
+    df = pd.DataFrame({"y": [1.0, 2.0, 3.0, 5.0], "caf\u00e9": [1.0, 2.0, 4.0, 3.0]})  # composed é
+    with pytest.raises(FormulaError, match=r"another Unicode form: write Q\('caf\u00e9'\)"):
+        model_frames({"m": "y ~ cafe\u0301"}, df)
+
+
+def test_dots_inside_names_and_dot_powers():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"y": rng.normal(size=30), "a . b": rng.normal(size=30), "x": rng.normal(size=30)})
+    for formula in ("y ~ `a . b` + x", "y ~ x + Q('a . b')", "y ~ ."):
+        assert model_frames({"m": formula}, df).specs["m"].columns == ["a . b", "x"]
+    # R's .^2: every column and every two-way interaction (the expansion is parenthesised)
+    assert model_frames({"m": "y ~ .^2"}, df).specs["m"].column_names == [
+        "(Intercept)", "`a . b`", "x", "`a . b`:x"]
+    # x:(`a . b` + x) is x:`a . b` + x, as in R
+    assert model_frames({"m": "y ~ x:."}, df).specs["m"].column_names == ["(Intercept)", "x", "x:`a . b`"]
+    assert expand_dot("y ~ .", ["y", "a", "b"]) == "y ~ a + b"
+
+
+def test_wide_sums_parse_in_r_order():
+    # patsy evaluates a flat sum recursively: 800 terms used to hit RecursionError
+    rng = np.random.default_rng(0)
+    names = [f"x{i}" for i in range(850)]
+    df = pd.DataFrame(rng.normal(size=(10, 851)), columns=["y"] + names)
+    assert model_frames({"m": "y ~ ."}, df).specs["m"].column_names == ["(Intercept)"] + names
+    # written out, with the intercept removed and a term taken away at the end
+    spec = model_frames({"m": "y ~ 0 + " + " + ".join(names) + " - x5"}, df).specs["m"]
+    assert spec.column_names == [n for n in names if n != "x5"]
+
+
+@pytest.mark.parametrize("formula, message", [
+    ("y ~ " + " + ".join(f"I(x*{i})" for i in range(20_000)), "longer than the limit of 100,000"),
+    ("y ~ I(" + " + ".join(["x"] * 100_000) + ")", "longer than the limit"),
+    ("y ~ I(" + "+".join(["x"] * 30_000) + ")", "nests more than 100 levels"),
+    ("y ~ I(" + "-" * 50_000 + "x)", "nests 50000 levels deep"),
+    ("y ~ " + "(" * 5000 + "x" + ")" * 5000, "nests 5000 levels deep"),
+    ("y ~ (" + " + ".join(f"x{i}" for i in range(30)) + ")^30", "expands to up to 1,073,741,823 terms"),
+    ("y ~ " + "*".join(f"x{i}" for i in range(20)), "expands to up to"),
+], ids=["20k-terms", "100k-term-I", "30k-term-I", "unary-chain", "parentheses", "power", "product"])
+def test_formula_limits_are_typed(formula, message):
+    df = pd.DataFrame({"y": [1.0, 2.0, 3.0], **{f"x{i}": [1.0, 2.0, 4.0] for i in range(30)},
+                       "x": [1.0, 2.0, 4.0]})
+    with pytest.raises(FormulaError, match=message):
+        model_frames({"m": formula}, df)
+
+
+def test_many_level_factors_are_refused_with_the_level_count(monkeypatch):
+    # a 20,000-level factor used to build a dense design until numpy ran out of memory
+    rng = np.random.default_rng(0)
+    n = 30_000
+    df = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n),
+                       "g": np.char.add("l", rng.integers(0, 20_000, n).astype(str)),
+                       "k": rng.integers(0, 20_000, n)})
+    n_levels = df["g"].nunique()
+    with pytest.raises(DataError, match=rf"column 'g' has {n_levels:,} levels, more than the limit of 500"):
+        model_frames({"m": "y ~ x + g"}, df)
+    with pytest.raises(DataError, match=r"column 'k' has .* levels"):
+        model_frames({"m": "y ~ x + factor(k)"}, df)
+    # the design-size limit names the shape and the widest factor
+    small = df.assign(g=df["g"].str[:3]).head(2000)
+    monkeypatch.setattr("qaggstats.formula.MAX_DESIGN_CELLS", 10_000)
+    with pytest.raises(DataError, match=r"2,000 rows × \d+ columns .* widest factor is 'g'"):
+        model_frames({"m": "y ~ x + g"}, small)

@@ -475,3 +475,90 @@ def test_sparse_matrices_round_trip_and_are_checked(tmp_path):
     rec = {"data": m.data, "indices": m.indices + 100, "indptr": m.indptr, "shape": [30, 12]}
     with pytest.raises(SaveError, match="inconsistent sparse matrix"):
         bad.m_csr(rec, "m")
+
+
+# --------------------------------------------------------------------------- issue 25
+def test_edited_arrays_and_nan_thresholds_are_refused_at_load(concrete, tmp_path):
+    data = concrete.iloc[:120]
+    models = {"lin": L.LinearQR(), "qf": L.QuantileForest(n_estimators=3)}
+    good = qa.qagg("strength ~ cement + water", data, models=models, taus=TAUS, cv=2)
+    loaded = qa.load(good.save(tmp_path / "good.qagg"))  # the load-time check passes honest fits
+    assert loaded.predict(data.head(3)).equals(good.predict(data.head(3)))
+
+    fit = qa.qagg("strength ~ cement", data, models=models, taus=TAUS, cv=2)
+    lin = fit.predictor.learners["lin"]  # coef_ (2, 3)
+    lin.coef_ = lin.coef_.reshape(lin.coef_.shape[1], lin.coef_.shape[0]).copy()  # a 2-D shape edited
+    with pytest.raises(SaveError, match=r"corrupt: predicting its own training rows failed"):
+        qa.load(fit.save(tmp_path / "shape.qagg"))
+
+    fit = qa.qagg("strength ~ cement + water", data, models=models, taus=TAUS, cv=2)
+    tree = fit.predictor.learners["qf"].trees_[0].tree_
+    state = tree.__getstate__()
+    state["nodes"]["threshold"][state["nodes"]["left_child"] != -1] = np.nan
+    tree.__setstate__(state)
+    with pytest.raises(SaveError, match=r"threshold or leaf value is not a finite number"):
+        qa.load(fit.save(tmp_path / "nan.qagg"))
+
+
+def test_load_reads_a_bounded_amount(tmp_path, monkeypatch):
+    with pytest.raises(SaveError, match="not a regular file"):
+        qa.load("/dev/zero")  # used to read forever, then MemoryError
+    path = persist.save({"a": np.zeros(1000)}, tmp_path / "a.qagg", kind="test", version=VERSION)
+    monkeypatch.setattr(persist, "MAX_LOAD_BYTES", 100)
+    with pytest.raises(SaveError, match=r"has [\d,]+ bytes, more than qaggstats.persist.MAX_LOAD_BYTES"):
+        persist.load(path, kind="test", version=VERSION)
+
+
+def test_padded_archives_are_refused_before_parsing(tmp_path, monkeypatch):
+    path = persist.save({"a": np.zeros(10)}, tmp_path / "a.qagg", kind="test", version=VERSION)
+    raw = path.read_bytes()
+    end = raw.find(b"\n", len(persist.MAGIC))
+    src = zipfile.ZipFile(io.BytesIO(raw[end + 1:]))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info in src.infolist():
+            member = src.read(info.filename)
+            if info.filename == "schema.json":  # 100 MB of padding compresses to ~100 kB
+                member = member[:-1] + b" " * 100_000_000 + member[-1:]
+            zf.writestr(info.filename, member)
+    padded = tmp_path / "padded.qagg"
+    padded.write_bytes(raw[:end + 1] + out.getvalue())
+    with pytest.raises(SaveError, match=r"schema of 100,\d{3},\d{3} bytes, more than .*MAX_SCHEMA_BYTES"):
+        persist.load(padded, kind="test", version=VERSION)
+    monkeypatch.setattr(persist, "MAX_UNPACKED_BYTES", 1000)
+    with pytest.raises(SaveError, match=r"unpacks to more than .*MAX_UNPACKED_BYTES"):
+        persist.load(padded, kind="test", version=VERSION)
+
+
+def test_temporary_files_of_a_killed_writer_are_removed_at_the_next_write(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from qaggstats.files import atomic_write
+
+    target = tmp_path / "predictions.csv"
+    script = ("import time, sys\nfrom qaggstats.files import atomic_write\n"
+              "def hang(fh):\n    fh.write(b'partial'); fh.flush(); print('writing', flush=True); time.sleep(600)\n"
+              f"atomic_write({str(target)!r}, hang)\n")
+    env = {**os.environ, "PYTHONPATH": str(conftest_root())}
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    try:
+        assert child.stdout.readline().strip() == b"writing"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".predictions.csv.") and left[0].endswith(".tmp")
+    # an unrelated hidden file and a legacy-named fresh temporary file are not ours to remove
+    (tmp_path / ".predictions.csv.notes").write_text("keep")
+    atomic_write(target, b"done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".predictions.csv.notes", "predictions.csv"]
+    assert target.read_bytes() == b"done"
+
+
+def conftest_root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1]

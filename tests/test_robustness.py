@@ -518,3 +518,48 @@ def test_fuzz_qagg_gives_a_result_or_a_qagg_error(data, cv, quantiles, formula):
         assert str(err)
     else:
         assert full.shape == (len(data), len(quantiles))
+
+
+# --------------------------------------------------------------------------- issue 25
+def test_obs_weights_with_duplicated_labels_are_never_matched_by_position(df):
+    data = df.copy()
+    data.index = [0, 0] + list(range(2, len(df)))
+    reversed_weights = pd.Series(np.arange(1.0, len(df) + 1), index=data.index[::-1])
+    with pytest.raises(DataError, match=r"obs_weights .* duplicated labels \(e.g. 0\).*obs_weights.to_numpy"):
+        fit_quick("y ~ x", data, obs_weights=reversed_weights)
+    # the data's own index (same labels, same order) says which value is whose
+    own = pd.Series(np.arange(1.0, len(df) + 1), index=data.index)
+    a = fit_quick("y ~ x", data, obs_weights=own)
+    b = fit_quick("y ~ x", data, obs_weights=own.to_numpy())
+    np.testing.assert_array_equal(a.weights["weight"], b.weights["weight"])
+
+
+def test_extreme_obs_weights_are_named(df):
+    w = np.ones(len(df))
+    w[3] = 1e300
+    with pytest.raises(DataError, match=r"obs_weights ranges from 1 to 1e\+300.*rescale"):
+        fit_quick("y ~ x", df, obs_weights=w)
+
+
+def test_fewer_rows_than_linear_parameters_is_refused(df):
+    with pytest.raises(DataError, match=r"model 'lin' \(LinearQR\).* 8 independent columns.* 4 of the 8 "
+                                        r"training rows.*zero width"):
+        fit_quick("y ~ poly(x, 6) + g", df.head(8))
+
+
+def test_a_response_far_from_zero_gets_the_same_weights(df):
+    # convex weights do not change when y and every prediction move by one constant; the LP
+    # used to fail (a raw solver dump) at y + 1e12
+    models = {"knn3": KNN(k=3), "knn8": KNN(k=8)}
+    near = fit_quick("y ~ x", df, models=models)
+    far = fit_quick("y ~ x", df.assign(y=df["y"] + 1e12), models=models)
+    # (y itself is stored to about 1e-4 at 1e12, so the base predictions differ at that level)
+    np.testing.assert_allclose(far.weights["weight"], near.weights["weight"], atol=2e-3)
+    np.testing.assert_allclose(far.oof_scores["wis"], near.oof_scores["wis"], rtol=1e-3)
+
+
+def test_unseen_test_levels_fail_at_fit_time(df):
+    test = df.head(5).copy()
+    test.loc[test.index[0], "g"] = "zz"
+    with pytest.raises(DataError, match=r"test= \(model 'lin'\): column 'g' has level\(s\) \['zz'\] not seen"):
+        fit_quick("y ~ x + C(g)", df, test=test)
