@@ -77,14 +77,33 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _describe_learner(obj: Any) -> str:
+def _describe_learner(obj: Any, given: Any = None, seed: Optional[int] = None) -> str:
+    """One line naming a learner refitted on all training rows and every parameter it used.
+
+    ``obj`` is the refit, a copy of ``given`` whose ``random_state`` cross-fitting derived from
+    ``seed`` when ``given`` left it None: the seed shown is the one used. A parameter left None
+    that the learner resolved at fit time (``KNN``'s ``k``, stored as ``k_``) is shown with its
+    value and "auto".
+    """
     params = getattr(obj, "get_params", None)
     if callable(params):
         try:
-            shown = ", ".join(f"{k}={v!r}" for k, v in sorted(params().items()) if k != "formula")
-            return f"{type(obj).__name__}({shown})"
+            items = sorted(params().items())
         except TypeError:
-            pass
+            items = None
+        if items is not None:
+            shown = []
+            for k, v in items:
+                if k == "formula":
+                    continue
+                resolved = getattr(obj, f"{k}_", None) if v is None else None
+                if resolved is not None:
+                    shown.append(f"{k}={resolved!r} (auto)")
+                elif k == "random_state" and v is not None and getattr(given, k, v) is None:
+                    shown.append(f"{k}={v!r} (from seed {seed})")
+                else:
+                    shown.append(f"{k}={v!r}")
+            return f"{type(obj).__name__}({', '.join(shown)})"
     return repr(obj) if type(obj).__repr__ is not object.__repr__ else type(obj).__name__
 
 
@@ -194,7 +213,7 @@ class QaggResults(SummaryMixin):
             data_name=base.data_name or f"data frame ({base.frames.na.n_input:,} rows)",
             response=base.frames.specs[models[0]].response, taus=np.asarray(base.taus, dtype=float),
             na=base.frames.na, notes=notes,
-            learners={m: _describe_learner(base.learners[m]) for m in models},
+            learners={m: _describe_learner(cf.fitted[m], base.learners[m], base.seed) for m in models},
             learner_types={m: type(base.learners[m]).__name__ for m in models},
             n_train=int(base.split.train.size), n_cal=int(base.split.cal.size),
             n_test=None if base.test is None else int(len(base.test)),

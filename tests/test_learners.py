@@ -247,6 +247,17 @@ def test_knn_matches_brute_force_neighbours_for_every_thread_count():
     assert KNN(k=1).fit(X, y, taus).predict(Xt[:3]).shape == (3, 3)
 
 
+def test_knn_default_k_adapts_to_the_training_rows_and_a_chosen_k_is_kept():
+    X, y, _ = hetero(100, seed=12)
+    # the default: 30 neighbours from 60 rows on, half the rows below
+    assert [KNN().fit(X[:n], y[:n], TAUS).k_ for n in (1, 16, 59, 60, 100)] == [1, 8, 29, 30, 30]
+    assert KNN(k=7).fit(X[:20], y[:20], TAUS).k_ == 7
+    # the adaptive default predicts exactly as that k given by hand
+    np.testing.assert_array_equal(KNN().fit(X[:16], y[:16], TAUS).predict(X),
+                                  KNN(k=8).fit(X[:16], y[:16], TAUS).predict(X))
+    assert repr(KNN()) == "KNN()"
+
+
 def test_set_params_validates_and_get_params_round_trips():
     knn = KNN(k=7, formula="y ~ x")
     assert knn.get_params() == {"k": 7, "n_jobs": None, "formula": "y ~ x"}
@@ -260,8 +271,8 @@ def test_set_params_validates_and_get_params_round_trips():
 
 def test_fit_and_predict_input_errors():
     X, y, _ = hetero(20, seed=11)
-    with pytest.raises(DataError, match="KNN: k=30 exceeds the 20 training rows"):
-        KNN().fit(X, y, TAUS)
+    with pytest.raises(DataError, match="KNN: k=30 exceeds the 20 training rows; lower k"):
+        KNN(k=30).fit(X, y, TAUS)
     with pytest.raises(FitError, match="KNN is not fitted"):
         KNN().predict(X)
     knn = KNN(k=5).fit(X, y, TAUS)

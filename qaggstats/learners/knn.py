@@ -10,7 +10,25 @@ from scipy.spatial import cKDTree
 from ..errors import DataError
 from .base import LearnerBase, _check_int, check_fit_data, check_predict_data
 
-__all__ = ["KNN"]
+__all__ = ["KNN", "default_k"]
+
+# The default k: 30 neighbours where there are rows for it, else half the training rows, so
+# that a fold of a small data set still averages over several neighbours instead of failing.
+DEFAULT_K = 30
+
+
+def default_k(n: int) -> int:
+    """The number of neighbours ``KNN(k=None)`` uses on ``n`` training rows: ``min(30, max(1, n // 2))``.
+
+    Half the rows keeps the neighbourhoods local (a row's k nearest are at most half the data)
+    while averaging enough responses for the outer levels; from 60 rows on it is 30.
+
+    Examples
+    --------
+    >>> default_k(16), default_k(59), default_k(60), default_k(1)
+    (8, 29, 30, 1)
+    """
+    return min(DEFAULT_K, max(1, n // 2))
 
 
 def standardizer(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -51,8 +69,10 @@ class KNN(LearnerBase):
 
     Parameters
     ----------
-    k : int, default 30
-        Number of neighbours; must not exceed the number of training rows.
+    k : int or None, default None
+        Number of neighbours; a given k must not exceed the number of training rows. None
+        adapts to the rows each fit sees: :func:`default_k` (30, or half the training rows
+        when they are fewer than 60); the value used is ``k_`` after ``fit``.
     n_jobs : int or None, default None
         Threads of the neighbour search (-1: all cores); None follows joblib's context: one
         thread inside cross-fitting tasks, every core when a fitted pipeline predicts.
@@ -65,9 +85,11 @@ class KNN(LearnerBase):
     >>> X = np.arange(5.0).reshape(-1, 1); y = np.array([10.0, 20.0, 30.0, 40.0, 50.0])
     >>> KNN(k=3).fit(X, y, [0.1, 0.5, 0.625]).predict([[0.9]])
     array([[10., 20., 25.]])
+    >>> KNN().fit(X, y, [0.5]).k_  # the default on 5 rows: half of them
+    2
     """
 
-    def __init__(self, k: int = 30, n_jobs: Optional[int] = None, formula: Optional[str] = None) -> None:
+    def __init__(self, k: Optional[int] = None, n_jobs: Optional[int] = None, formula: Optional[str] = None) -> None:
         self.k = k
         self.n_jobs = n_jobs
         self.formula = formula
@@ -76,7 +98,8 @@ class KNN(LearnerBase):
     def _validate(self) -> None:
         super()._validate()
         name = type(self).__name__
-        _check_int(self.k, "k", name)
+        if self.k is not None:
+            _check_int(self.k, "k", name)
         if self.n_jobs is not None and (isinstance(self.n_jobs, bool)
                                         or not isinstance(self.n_jobs, (int, np.integer)) or self.n_jobs == 0):
             raise DataError(f"{name}: n_jobs must be None or a non-zero integer (-1: all cores), "
@@ -86,8 +109,10 @@ class KNN(LearnerBase):
         """Store the standardised training rows ``X (n, d)`` and ``y (n,)``."""
         self._validate()
         X, y, taus = check_fit_data(X, y, taus, type(self).__name__)
-        if self.k > X.shape[0]:
-            raise DataError(f"KNN: k={self.k} exceeds the {X.shape[0]} training rows; lower k")
+        if self.k is not None and self.k > X.shape[0]:
+            raise DataError(f"KNN: k={self.k} exceeds the {X.shape[0]} training rows; lower k "
+                            "(or leave it unset: KNN() adapts k to the training rows)")
+        self.k_ = default_k(X.shape[0]) if self.k is None else int(self.k)
         self.keep_, self.mean_, self.sd_ = standardizer(X)
         # the rows, not a tree: a saved fit stays plain arrays, and the tree takes milliseconds
         self.points_ = self._scale(X)
@@ -110,7 +135,7 @@ class KNN(LearnerBase):
             return np.empty((0, self.taus_.size))
         # leaves of 64 rows: the fastest of 16-128 for k = 10 and 30 on protein and kin8nm
         tree = cKDTree(self.points_, leafsize=64)
-        _, idx = tree.query(self._scale(X), k=[*range(1, self.k + 1)],
+        _, idx = tree.query(self._scale(X), k=[*range(1, self.k_ + 1)],
                             workers=effective_n_jobs(self.n_jobs))
         neighbours = self.y_[idx]  # (m, k)
         return np.quantile(neighbours, self.taus_, axis=1, method="weibull").T.astype(np.float64)
