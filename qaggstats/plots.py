@@ -174,7 +174,9 @@ def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.959964) -> tuple[
     denom = 1.0 + z**2 / n
     centre = (p + z**2 / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return centre - half, centre + half
+    # the interval contains p in exact arithmetic; rounding can put an end a few ulps past it
+    # (upper end 1 - 1e-16 at k = n = 4), which error bars refuse as a negative length
+    return np.minimum(centre - half, p), np.maximum(centre + half, p)
 
 
 # --------------------------------------------------------------------------- predictions

@@ -171,6 +171,18 @@ def test_wilson_interval_known_value():
     assert hi[0] == pytest.approx(0.1611, abs=1e-4)
 
 
+def test_wilson_interval_contains_the_share_exactly_and_full_bins_draw():
+    n = np.arange(1, 300)
+    for k in (0 * n, n):  # rounding put the upper end below 1 at k = n = 4, 10, 14, ...
+        lo, hi = plots.wilson_interval(k, n)
+        assert np.all(lo <= k / n) and np.all(k / n <= hi)
+    # every row of 32 covered: 8 bins of 4, each at coverage 1 (the report failed on this)
+    x = np.arange(32.0)
+    fig = plots.conditional_coverage(x, x, x - 1, x + 1, bins=8, nominal=0.9)
+    points = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "o"][0]
+    np.testing.assert_array_equal(points.get_ydata(), np.ones(8))
+
+
 def test_wis_decomposition_bars_add_up(synthetic_results):
     s = synthetic_results.oof_scores
     fig = plots.wis_decomposition(s)
