@@ -5,6 +5,10 @@ anything unexpected exits with status 1 and a one-line message. A traceback is p
 with ``--debug``. Progress bars appear only when stderr is a terminal and never with
 ``--quiet``.
 
+Outputs never replace an input (the data file, the saved fit), and never replace an existing
+file that qaggstats did not write (a saved fit, a report, a predictions table, the demo's
+summary, recognised by their content) unless ``--force`` is given.
+
 Examples
 --------
 .. code-block:: sh
@@ -12,16 +16,21 @@ Examples
     qaggstats demo --out demo/
     qaggstats fit data.csv -f "y ~ ." --taus 0.1,0.5,0.9 --report out.html --save fit.qagg
     qaggstats predict fit.qagg new.csv -o predictions.csv --interval 0.8
+    qaggstats predict fit.qagg new.csv --precision 6 | head
     qaggstats datasets
     qaggstats datasets engel
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import os
+import re
 import sys
 import traceback
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -29,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ._version import __version__
-from .errors import DataError, QaggError
+from .errors import DataError, QaggError, SaveError
 
 __all__ = ["main", "build_parser", "LEARNER_CHOICES"]
 
@@ -40,6 +49,9 @@ TABLE_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
 # the weights, calibration and reports are computed exactly as in the full demo.
 FAST_FOREST_TREES = 25  # of the default 50
 FAST_BOOSTING_ROUNDS = 10  # of the default 30
+# Predictions are estimates whose sampling error is far above 1e-10 of their value: ten
+# significant digits lose nothing a reader can use, where repr's 17 digits show noise.
+DEFAULT_PRECISION = 10
 
 
 class _ArgumentError(Exception):
@@ -75,6 +87,17 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _digits(text: str) -> int:
+    """Parse a number of significant digits, 1 to 17 (argparse ``type``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of digits (1-17), got {text!r}") from None
+    if not 1 <= value <= 17:
+        raise argparse.ArgumentTypeError(f"expected 1 to 17 significant digits, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``qaggstats`` command.
 
@@ -86,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quiet", action="store_true", help="no progress output")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    writes = argparse.ArgumentParser(add_help=False)
+    writes.add_argument("--force", action="store_true",
+                        help="overwrite existing output files that qaggstats did not write "
+                             "(an input file is never overwritten)")
 
     parser = _Parser(prog="qaggstats",
                      description="Aggregated, non-crossing, calibrated quantile regression.")
@@ -93,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=False, parser_class=_Parser,
                                 metavar="{demo,fit,predict,datasets}")
 
-    demo = sub.add_parser("demo", parents=[common],
+    demo = sub.add_parser("demo", parents=[common, writes],
                           help="fit, aggregate and calibrate on embedded data; write reports")
     demo.add_argument("--out", default="qaggstats-demo", help="output directory (default: %(default)s)")
     demo.add_argument("--dataset", default="concrete", help="embedded data set (default: %(default)s)")
@@ -107,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="parallel jobs for cross-fitting; -1 uses every core (default: %(default)s: "
                            "the embedded data fit faster in one process than workers start)")
 
-    fit = sub.add_parser("fit", parents=[common], help="fit an aggregate on a CSV or Parquet file")
+    fit = sub.add_parser("fit", parents=[common, writes], help="fit an aggregate on a CSV or Parquet file")
     fit.add_argument("data", help="CSV or Parquet file")
     fit.add_argument("-f", "--formula", required=True,
                      help='R-style formula, e.g. "y ~ x1 + bs(x2, df=5)" or "y ~ ."')
@@ -134,10 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--report", default=None, help="write a report (.html or .pdf)")
     fit.add_argument("--save", default=None, help="save the fit (e.g. fit.qagg)")
 
-    pred = sub.add_parser("predict", parents=[common], help="predict quantiles for new data with a saved fit")
+    pred = sub.add_parser("predict", parents=[common, writes], help="predict quantiles for new data with a saved fit")
     pred.add_argument("fit", help="saved fit file")
     pred.add_argument("data", help="CSV or Parquet file with the predictors")
-    pred.add_argument("-o", "--output", required=True, help="output CSV")
+    pred.add_argument("-o", "--output", default="-",
+                      help="output CSV; '-' (the default) writes to standard output")
+    pred.add_argument("--precision", type=_digits, default=DEFAULT_PRECISION,
+                      help="significant digits of the predicted quantiles (default: %(default)s; "
+                           "17 round-trips every double exactly)")
     pred.add_argument("--interval", type=_fraction, default=None,
                       help="add lower/upper of this central interval, e.g. 0.9")
     pred.add_argument("--id", default=None, dest="id_column",
@@ -175,8 +206,14 @@ def _read_table(path: str) -> pd.DataFrame:
     return df
 
 
-def _check_output(path: str, suffixes: Optional[Sequence[str]] = None, what: str = "output") -> Path:
-    """Fail before a long fit if an output path cannot be written (wrong suffix, no directory)."""
+def _check_output(path: str, suffixes: Optional[Sequence[str]] = None, what: str = "output", *,
+                  force: bool = False, inputs: Sequence[tuple[str, str]] = ()) -> Path:
+    """Fail before a long fit if an output path cannot or must not be written.
+
+    Refused: a wrong suffix, a missing directory, a directory, one of ``inputs`` (pairs of
+    description and path; even with ``force``), and an existing file qaggstats did not write
+    (see :func:`_written_by_qaggstats`) unless ``force``.
+    """
     p = Path(path)
     if suffixes is not None and p.suffix.lower() not in suffixes:
         raise DataError(f"{what} {path} must end in {' or '.join(suffixes)}")
@@ -185,7 +222,67 @@ def _check_output(path: str, suffixes: Optional[Sequence[str]] = None, what: str
         raise DataError(f"cannot write {what} {path}: directory {parent} does not exist")
     if p.is_dir():
         raise DataError(f"cannot write {what} {path}: it is a directory")
+    if not p.exists():
+        return p
+    for name, source in inputs:
+        if Path(source).exists() and os.path.samefile(p, source):
+            raise SaveError(f"{what} {path} is the {name} this command reads; write the {what} to another file")
+    if not force and not _written_by_qaggstats(p):
+        raise SaveError(f"{what} {path} already exists and was not written by qaggstats; choose another "
+                        "file, or pass --force to overwrite it")
     return p
+
+
+_HEAD = 4096  # bytes read to recognise a file by its first lines
+_PDF_LIMIT = 64 << 20  # a report PDF is far smaller; a larger file is not one
+_PREDICTION_HEADER = re.compile(r"q[0-9.e+-]+")
+
+
+def _written_by_qaggstats(path: Path) -> bool:
+    """Whether ``path`` holds a file qaggstats writes, recognised by its content: a saved fit
+    (its magic line), an HTML or PDF report (``generator`` / ``Creator`` "qaggstats"), a
+    predictions table (a header ending in the ``q<tau>`` columns, then ``lower, upper``) or
+    the demo's summary."""
+    from .persist import MAGIC
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_HEAD)
+            if head.startswith(b"%PDF-"):
+                size = os.fstat(fh.fileno()).st_size
+                return size <= _PDF_LIMIT and _pdf_creator_is_qaggstats(head + fh.read())
+    except OSError:
+        return False
+    if head.startswith(MAGIC) or b'<meta name="generator" content="qaggstats">' in head:
+        return True
+    text = head.decode("utf-8", errors="replace")
+    first = text.split("\n", 1)[0].strip()
+    if first == "Quantile aggregation results":
+        return True
+    fields = next(csv.reader(io.StringIO(first)), [])
+    if fields[-2:] == ["lower", "upper"]:
+        fields = fields[:-2]
+    quantiles = 0
+    for name in reversed(fields):
+        if not _PREDICTION_HEADER.fullmatch(name):
+            break
+        quantiles += 1
+    return quantiles > 0 and quantiles < len(fields)  # the id column comes first
+
+
+def _pdf_creator_is_qaggstats(raw: bytes) -> bool:
+    """Whether a PDF's metadata names qaggstats as its creator (WeasyPrint writes the report's
+    ``generator`` there, inside a compressed object stream)."""
+    needle = b"/Creator (qaggstats)"
+    if needle in raw:
+        return True
+    for m in re.finditer(rb"stream\r?\n", raw):
+        try:
+            if needle in zlib.decompressobj().decompress(raw[m.end():]):
+                return True
+        except zlib.error:
+            continue
+    return False
 
 
 def _progress(args: argparse.Namespace):
@@ -268,6 +365,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DataError(f"cannot create output directory {out}: {err.strerror}") from err
+    names = ["report.html"] + ([] if args.no_pdf else ["report.pdf"]) + ["fit.qagg", "summary.txt"]
+    for name in names:
+        _check_output(str(out / name), force=args.force)
     train, test = _holdout(df, 0.2, 0)
     fit = qagg(formula, train, models=_demo_models(args.fast, 0), family="quantile",
                conformal="cqr", cv=5, seed=0, n_jobs=args.n_jobs, test=test, data_name=args.dataset,
@@ -300,10 +400,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     check_option("postprocess", args.postprocess)
     check_option("conformal", args.conformal)
     models = _models(args.models, args.seed)
+    data = [("data file", args.data)]
     if args.report:
-        _check_output(args.report, REPORT_SUFFIXES, "report")
+        _check_output(args.report, REPORT_SUFFIXES, "report", force=args.force, inputs=data)
     if args.save:
-        _check_output(args.save, what="saved fit")
+        _check_output(args.save, what="saved fit", force=args.force, inputs=data)
+    if args.report and args.save and Path(args.report).resolve() == Path(args.save).resolve():
+        raise DataError(f"--report and --save name the same file {args.save}; give each its own")
     df = _read_table(args.data)
     train, test = _holdout(df, args.test_size, args.seed)
     fit = qagg(args.formula, train, models=models, taus=taus,
@@ -322,7 +425,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .files import atomic_write
     from .results import load
 
-    out = _check_output(args.output, (".csv",), "predictions")
+    to_stdout = args.output == "-"
+    if not to_stdout:
+        _check_output(args.output, (".csv",), "predictions", force=args.force,
+                      inputs=[("data file", args.data), ("saved fit", args.fit)])
     fit = load(args.fit)
     data = _read_table(args.data)
     pred = fit.predict(data, interval=args.interval)
@@ -342,11 +448,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     clash = [c for c in first.columns if c in pred.columns]
     if clash:
         raise DataError(f"input column(s) {clash} have the names of prediction columns; rename them or drop them from --keep")
-    table = pd.concat([first, pred], axis=1)
-    # atomic: an interrupted write never leaves a partial file where the old one was
-    atomic_write(out, table.to_csv(index=False).encode("utf-8"))
+    # the predictions get --precision digits; copied input columns keep every digit they had
+    first = first.apply(lambda col: col.map(lambda v: repr(float(v))).where(col.notna(), "")
+                        if pd.api.types.is_float_dtype(col) else col)
+    text = pd.concat([first, pred], axis=1).to_csv(index=False, float_format=f"%.{args.precision}g")
     missing = int(pred.isna().any(axis=1).sum())
-    print(f"wrote {len(pred)} rows to {out}" + (f" ({missing} with missing predictors)" if missing else ""))
+    done = f" ({missing} with missing predictors)" if missing else ""
+    if to_stdout:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        if not args.quiet:  # stdout holds the table: the message goes to stderr
+            print(f"wrote {len(pred)} rows to standard output{done}", file=sys.stderr)
+        return 0
+    # atomic: an interrupted write never leaves a partial file where the old one was
+    out = atomic_write(args.output, text.encode("utf-8"))
+    print(f"wrote {len(pred)} rows to {out}{done}")
     return 0
 
 

@@ -5,6 +5,7 @@ the demo runs once with ``--fast --no-pdf``.
 """
 from __future__ import annotations
 
+import io
 import os
 import pty
 import select
@@ -96,7 +97,7 @@ def test_saved_fit_predicts_like_the_fit_in_process(fitted, work):
     assert len(pred) == len(new)
     assert pred.iloc[3].isna().all() and pred.drop(index=3).notna().all().all()
     expected = load(work / "fit.qagg").predict(new, interval=0.9)
-    np.testing.assert_allclose(pred.to_numpy(), expected.to_numpy(), rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(pred.to_numpy(), expected.to_numpy(), rtol=1e-9, equal_nan=True)  # 10 digits
     # calibrated quantiles stay ordered and the interval is the 0.05 / 0.95 pair
     ok = pred.drop(index=3)
     assert (np.diff(ok[QCOLS].to_numpy(), axis=1) >= 0).all()
@@ -166,7 +167,7 @@ def test_unreadable_data_file_exits_2(work):
 
 
 @pytest.mark.parametrize("argv, needle", [([], "choose a command"), (["fit", "data.csv"], "--formula"),
-                                          (["bogus"], "bogus"), (["predict", "f.qagg", "n.csv"], "--output")])
+                                          (["bogus"], "bogus"), (["predict", "f.qagg"], "data")])
 def test_usage_errors_exit_2_with_one_line(capsys, argv, needle):
     status = cli.main(argv)
     out, err = capsys.readouterr()
@@ -288,3 +289,63 @@ def test_demo_n_jobs_is_checked_and_named(tmp_path):
 def test_demo_unknown_dataset_exits_2(tmp_path):
     assert_one_line_error(run("demo", "--dataset", "iris", "--out", "o", cwd=tmp_path), 2, "iris")
     assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- what may be overwritten
+def test_predict_never_overwrites_its_input(fitted, work, tmp_path):
+    assert fitted.returncode == 0, fitted.stderr
+    data = tmp_path / "same.csv"
+    datasets.load("engel").drop(columns="foodexp").head(5).to_csv(data, index=False)
+    before = data.read_bytes()
+    for force in ([], ["--force"]):
+        proc = run("predict", str(work / "fit.qagg"), "same.csv", "-o", "same.csv", *force, cwd=tmp_path)
+        assert_one_line_error(proc, 2, "predictions same.csv is the data file this command reads")
+        assert data.read_bytes() == before
+
+
+def test_outputs_replace_only_files_qaggstats_wrote_unless_forced(fitted, work, monkeypatch, capsys):
+    assert fitted.returncode == 0, fitted.stderr
+    monkeypatch.chdir(work)
+    notes = work / "notes.qagg"
+    notes.write_text("my notes\n")
+    fit = ["fit", "engel.csv", "-f", "foodexp ~ income", "--models", "linear", "--cv", "3", "--quiet"]
+    assert cli.main(fit + ["--save", "notes.qagg"]) == 2
+    assert "saved fit notes.qagg already exists and was not written by qaggstats" in capsys.readouterr().err
+    assert notes.read_text() == "my notes\n"
+    assert cli.main(fit + ["--save", "engel.csv", "--force"]) == 2  # the data: never
+    assert "is the data file" in capsys.readouterr().err
+    assert cli.main(fit + ["--save", "notes.qagg", "--force"]) == 0
+    assert load(notes).models == ["linear"]
+    # a saved fit, a report and a predictions table qaggstats wrote are replaced without --force
+    assert cli.main(fit + ["--save", "notes.qagg", "--report", "out.html"]) == 0
+    pred = ["predict", "fit.qagg", "new.parquet", "-o", "again.csv", "--quiet"]
+    assert cli.main(pred) == 0 and cli.main(pred) == 0
+    (work / "other.csv").write_text("a,b\n1,2\n")
+    assert cli.main(pred[:4] + ["other.csv"]) == 2
+    assert (work / "other.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_a_report_pdf_is_recognised_by_its_creator(tmp_path):
+    from qaggstats.report import html_to_pdf
+
+    ours, theirs = tmp_path / "ours.pdf", tmp_path / "theirs.pdf"
+    ours.write_bytes(html_to_pdf('<html><head><meta name="generator" content="qaggstats"></head>'
+                                 "<body>report</body></html>"))
+    theirs.write_bytes(html_to_pdf("<html><body>report</body></html>"))
+    assert cli._written_by_qaggstats(ours) and not cli._written_by_qaggstats(theirs)
+
+
+def test_predict_writes_to_stdout_with_the_precision_asked(fitted, work, monkeypatch, capsys):
+    assert fitted.returncode == 0, fitted.stderr
+    monkeypatch.chdir(work)
+    expected = load(work / "fit.qagg").predict(pd.read_parquet(work / "new.parquet"))
+    for argv, digits in ([], 10), (["-o", "-", "--precision", "4"], 4), (["--precision", "17"], 17):
+        assert cli.main(["predict", "fit.qagg", "new.parquet", *argv]) == 0
+        out, err = capsys.readouterr()
+        assert err == f"wrote {len(expected)} rows to standard output (1 with missing predictors)\n"
+        table = pd.read_csv(io.StringIO(out)).drop(columns="row")
+        cells = [c for c in out.splitlines()[1].split(",")[1:]]
+        assert max(len(c.replace(".", "").lstrip("0")) for c in cells) <= digits
+        np.testing.assert_allclose(table.to_numpy(), expected.to_numpy(), rtol=0.6 * 10.0 ** (1 - digits),
+                                   equal_nan=True)
+    np.testing.assert_array_equal(table.to_numpy(), expected.to_numpy())  # 17 digits: exact

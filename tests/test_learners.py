@@ -247,6 +247,30 @@ def test_knn_matches_brute_force_neighbours_for_every_thread_count():
     assert KNN(k=1).fit(X, y, taus).predict(Xt[:3]).shape == (3, 3)
 
 
+def test_knn_on_wide_designs_searches_by_matrix_products_exactly(monkeypatch):
+    from qaggstats.learners import knn as knn_module
+
+    rng = np.random.default_rng(32)
+    d = knn_module.BRUTE_FORCE_COLUMNS + 10
+    X, Xt = rng.normal(size=(400, d)) * np.linspace(0.1, 10, d), rng.normal(size=(100, d)) * np.linspace(0.1, 10, d)
+    y = X[:, 0] + rng.normal(size=400)
+    taus = np.array([0.1, 0.5, 0.9])
+    sd = X.std(axis=0)
+    dist = (((Xt[:, None, :] - X[None, :, :]) / sd) ** 2).sum(axis=2)
+    expected = np.quantile(y[np.argsort(dist, axis=1)[:, :15]], taus, axis=1, method="weibull").T
+    np.testing.assert_allclose(KNN(k=15).fit(X, y, taus).predict(Xt), expected, rtol=0, atol=1e-12)
+    # a one-hot factor of 300 levels (many exact ties): the k chosen rows are at the k smallest
+    # distances, in blocks smaller than the query set
+    g, gt = rng.integers(0, 300, 2000), rng.integers(0, 300, 300)
+    F, Ft = np.eye(300)[g][:, 1:], np.eye(300)[gt][:, 1:]
+    F[:, 0], Ft[:, 0] = rng.normal(size=2000), rng.normal(size=300)
+    true = ((Ft[:, None, :] - F[None, :, :]) ** 2).sum(axis=2)
+    monkeypatch.setattr(knn_module, "_BLOCK_CELLS", 2000 * 64)  # blocks of 64 queries
+    idx = knn_module._nearest_brute(F, Ft, 30)
+    np.testing.assert_allclose(np.sort(np.take_along_axis(true, idx, axis=1), axis=1),
+                               np.sort(true, axis=1)[:, :30], atol=1e-9)
+
+
 def test_knn_default_k_adapts_to_the_training_rows_and_a_chosen_k_is_kept():
     X, y, _ = hetero(100, seed=12)
     # the default: 30 neighbours from 60 rows on, half the rows below

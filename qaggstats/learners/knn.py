@@ -55,8 +55,9 @@ class KNN(LearnerBase):
     deviation (ddof=0); constant columns (e.g. the intercept) are ignored. Distances are
     Euclidean, searched exactly in a k-d tree (``scipy.spatial.cKDTree``, built from the stored
     training rows at each ``predict``: milliseconds, against a query 1.7-1.9x faster than
-    scikit-learn's tree on 50,000 protein rows); ties in distance are broken deterministically
-    but arbitrarily.
+    scikit-learn's tree on 50,000 protein rows), or, from 40 varying columns on (a many-level
+    factor), by blocked matrix products, which are faster there; ties in distance are broken
+    deterministically but arbitrarily.
 
     The quantile at level ``tau`` of the k neighbour responses ``y_(1) <= ... <= y_(k)`` is
     the Weibull plotting-position quantile (Hyndman-Fan type 6,
@@ -133,9 +134,42 @@ class KNN(LearnerBase):
         X = check_predict_data(X, self.n_features_, type(self).__name__)
         if X.shape[0] == 0:
             return np.empty((0, self.taus_.size))
-        # leaves of 64 rows: the fastest of 16-128 for k = 10 and 30 on protein and kin8nm
-        tree = cKDTree(self.points_, leafsize=64)
-        _, idx = tree.query(self._scale(X), k=[*range(1, self.k_ + 1)],
-                            workers=effective_n_jobs(self.n_jobs))
-        neighbours = self.y_[idx]  # (m, k)
+        queries = self._scale(X)
+        if self.points_.shape[1] >= BRUTE_FORCE_COLUMNS:
+            idx = _nearest_brute(self.points_, queries, self.k_)
+        else:
+            # leaves of 64 rows: the fastest of 16-128 for k = 10 and 30 on protein and kin8nm
+            tree = cKDTree(self.points_, leafsize=64)
+            _, idx = tree.query(queries, k=[*range(1, self.k_ + 1)], workers=effective_n_jobs(self.n_jobs))
+        neighbours = self.y_[idx]  # (m, k); the quantiles do not depend on the neighbours' order
         return np.quantile(neighbours, self.taus_, axis=1, method="weibull").T.astype(np.float64)
+
+
+# From this many varying design columns on, the exact search is a blocked matrix product
+# instead of a k-d tree: a tree prunes little in many dimensions and degrades further on the
+# ties of one-hot factor columns (a 500-level factor: 3.3 s against 0.17 s per 1,000 queries of
+# 4,000 rows; the two are equal near 40 Gaussian columns; benchmarks/knn_wide.py).
+BRUTE_FORCE_COLUMNS = 40
+_BLOCK_CELLS = 1 << 21  # distances held at once: 16 MB of float64
+
+
+def _nearest_brute(points: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Positions ``(m, k)`` of the k rows of ``points (n, d)`` nearest to each query, in no order.
+
+    Squared distances as ``|p|^2 - 2 q.p`` (``|q|^2`` is the same for every p of a query),
+    ``_BLOCK_CELLS`` at a time so memory stays bounded for any n.
+
+    Examples
+    --------
+    >>> P = np.array([[0.0], [1.0], [5.0]])
+    >>> np.sort(_nearest_brute(P, np.array([[0.9], [4.0]]), 2), axis=1)
+    array([[0, 1],
+           [1, 2]])
+    """
+    norms = np.einsum("ij,ij->i", points, points)
+    out = np.empty((queries.shape[0], k), dtype=np.intp)
+    step = max(1, _BLOCK_CELLS // points.shape[0])
+    for start in range(0, queries.shape[0], step):
+        d2 = norms[None, :] - 2.0 * (queries[start:start + step] @ points.T)
+        out[start:start + step] = np.argpartition(d2, k - 1, axis=1)[:, :k]
+    return out
