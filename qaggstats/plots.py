@@ -39,6 +39,7 @@ from matplotlib.ticker import MaxNLocator
 from .errors import DataError
 from .levels import validate_levels
 from .scoring import binomial_band, central_pairs
+from .summary import format_weight
 
 __all__ = [
     "fan_chart",
@@ -386,7 +387,7 @@ def coef_plot(coef_df: pd.DataFrame, ols: pd.DataFrame | None = None, ncols: int
     terms = list(dict.fromkeys(coef_df["term"]))
     ncols = max(1, min(ncols, len(terms)))
     nrows = -(-len(terms) // ncols)
-    fig, axes = _figure(nrows, ncols, height=2.3 * nrows)
+    fig, axes = _figure(nrows, ncols, height=2.5 * nrows)
     ols_rows = ols.set_index("term") if ols is not None else None
     for ax in axes.ravel()[len(terms):]:
         ax.set_visible(False)
@@ -405,6 +406,7 @@ def coef_plot(coef_df: pd.DataFrame, ols: pd.DataFrame | None = None, ncols: int
                     ax.axhline(bound, color=PALETTE[1], linestyle=":", linewidth=0.8)
         ax.set_title(_label(term))
         ax.set_xlabel("τ")
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=5))  # a few readable ticks in a small panel
         _styled(ax)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
@@ -460,7 +462,7 @@ def weights_heatmap(weights_df: pd.DataFrame, annotate: bool = True) -> Figure:
                 v = vals[i, j]
                 if np.isfinite(v):
                     dark = abs(norm(v) - 0.5) > 0.3 if value != "weight" else norm(v) > 0.55
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7.5,
+                    ax.text(j, i, format_weight(float(v), minus="−"), ha="center", va="center", fontsize=7.5,
                             color="white" if dark else "#222222")
     # No colour-bar label: the cells are annotated and the caption names the quantity.
     fig.colorbar(im, ax=ax, shrink=0.9, pad=0.01)
@@ -843,11 +845,18 @@ def crossing_plot(monotone_df: pd.DataFrame) -> Figure:
     w = 0.38
     before_rows = monotone_df["rows_crossing_before"].to_numpy(dtype=float)
     after = monotone_df["rows_crossing_after"].to_numpy(dtype=float)
-    ax1.bar(pos - w / 2, before_rows, w, color="#bdbdbd", label="before")
-    ax1.bar(pos + w / 2, after, w, color=PALETTE[0], label="after")
-    for p_, b, a in zip(pos, before_rows, after):
-        ax1.text(p_ - w / 2, b, f"{b:.0f}", ha="center", va="bottom", fontsize=7)
-        ax1.text(p_ + w / 2, a, f"{a:.0f}", ha="center", va="bottom", fontsize=7)
+    crossed = bool(before_rows.any() or after.any())
+    if crossed:
+        ax1.bar(pos - w / 2, before_rows, w, color="#bdbdbd", label="before")
+        ax1.bar(pos + w / 2, after, w, color=PALETTE[0], label="after")
+        for p_, b, a in zip(pos, before_rows, after):
+            ax1.text(p_ - w / 2, b, f"{b:.0f}", ha="center", va="bottom", fontsize=7)
+            ax1.text(p_ + w / 2, a, f"{a:.0f}", ha="center", va="bottom", fontsize=7)
+    else:
+        # zero-height bars would leave an empty panel: say what it means
+        ax1.text(0.5, 0.55, "no crossings: every row's quantiles\nwere in order before and after each step",
+                 transform=ax1.transAxes, ha="center", va="center", fontsize=7.5, color="#555555")
+        ax1.set_yticks([0.0], ["0"])
     ax1.set_xticks(pos, [_label(s) for s in steps])
     ax1.set_title("rows with crossed quantiles")
     ax1.grid(axis="x", visible=False)
@@ -877,9 +886,10 @@ def crossing_plot(monotone_df: pd.DataFrame) -> Figure:
         ax2.set_ylim(-1.6 * span, 1.6 * span)
         ax2.ticklabel_format(axis="y", useOffset=False, style="sci", scilimits=(-3, 4))
         ax2.set_ylabel("WIS after − before")
-    ax1.legend(frameon=False, loc="upper center", ncols=2)
     ax1.set_ylim(0, max(1.0, float(before_rows.max(initial=0))) * 1.4)
-    ax1.yaxis.set_major_locator(MaxNLocator(integer=True))  # row counts: no 0.5 ticks
+    if crossed:
+        ax1.legend(frameon=False, loc="upper center", ncols=2)
+        ax1.yaxis.set_major_locator(MaxNLocator(integer=True))  # row counts: no 0.5 ticks
     for ax in (ax1, ax2):
         _styled(ax)
     return fig

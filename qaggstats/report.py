@@ -48,6 +48,7 @@ from .errors import QaggError, SaveError
 from .files import atomic_write
 from .quantreg import NonPositiveFisWarning
 from .scoring import central_pairs
+from .summary import format_weight
 
 __all__ = ["build_context", "render_html", "write_report", "write_reports"]
 
@@ -339,7 +340,7 @@ def build_context(results) -> dict[str, Any]:
         "PIT histogram")
 
     # 6 monotonicity
-    ctx["monotone_table"] = _monotone_table(r.monotone, r.postprocess, len(r.y), num.table())
+    ctx["monotone_table"] = _monotone_table(r.monotone, r.postprocess, len(r.y), num.table(), wis_dec)
     ctx["fig_crossing"] = _svg_figure(plots.crossing_plot(r.monotone),
                                       "Crossed rows and out-of-fold WIS before and after each post-processing step.",
                                       num.figure(), "Crossing counts and WIS by post-processing step")
@@ -407,7 +408,7 @@ def _weights_table(weights: pd.DataFrame, number: int) -> dict:
     rows = []
     for key, vals in wide.iterrows():
         label = " · ".join(map(str, key)) if isinstance(key, tuple) else str(key)
-        rows.append([_cell(label, "label")] + [_cell(fmt_num(float(v), 3)) for v in vals])
+        rows.append([_cell(label, "label")] + [_cell(format_weight(float(v), minus="−")) for v in vals])
     caption = ("Local weight coefficients per basis function and level." if local
                else "Aggregation weights per level (each column sums to one under the simplex constraint).")
     return _table([("Model", False)] + [(f"τ = {fmt_level(t)}", True) for t in wide.columns], rows, caption, number)
@@ -442,15 +443,31 @@ def _coverage_table(coverage: pd.DataFrame, number: int) -> dict:
                   "Coverage of central intervals with the 95% band expected for the nominal level.", number)
 
 
-def _monotone_table(monotone: pd.DataFrame, chosen: str, n: int, number: int) -> dict:
-    dec = decimals_for(np.r_[monotone["wis_before"].to_numpy(float), monotone["wis_after"].to_numpy(float)],
-                       significant=6)
+def fmt_change(change: float, scale: float) -> str:
+    """A WIS change with two significant digits and its sign; ``0`` for none (below 1e-9 of the
+    WIS ``scale``: rounding, as a sort swapping equal values).
+
+    Examples
+    --------
+    >>> fmt_change(-0.000312, 45.9), fmt_change(4e-15, 45.9), fmt_change(0.25, 45.9)
+    ('−0.00031', '0', '+0.25')
+    """
+    if not np.isfinite(change):
+        return "—"
+    if abs(change) <= 1e-9 * abs(scale):
+        return "0"
+    return f"{change:+,.{decimals_for([change], significant=2)}f}".replace("-", "−")
+
+
+def _monotone_table(monotone: pd.DataFrame, chosen: str, n: int, number: int, dec: int) -> dict:
+    """The post-processing steps; WIS with the decimals ``dec`` of every WIS in the report."""
+    scale = float(np.max(np.abs(monotone["wis_before"].to_numpy(float)), initial=0.0))
     rows, classes = [], []
     for _, m in monotone.iterrows():
         change = float(m["wis_after"]) - float(m["wis_before"])
         rows.append([_cell(m["step"], "label"), _cell(fmt_num(float(m["wis_before"]), dec)),
                      _cell(fmt_num(float(m["wis_after"]), dec)),
-                     _cell(fmt_num(change, dec), "bad" if change > 0 else ""),
+                     _cell(fmt_change(change, scale), "bad" if change > 1e-9 * scale else ""),
                      _cell(f"{int(m['rows_crossing_before'])} / {n}"), _cell(f"{int(m['rows_crossing_after'])} / {n}")])
         classes.append("highlight" if str(m["step"]) == str(chosen) else "")
     return _table([("Step", False), ("WIS before", True), ("WIS after", True), ("Change", True),
@@ -473,7 +490,7 @@ def _coef_figure(r, num: _Numbering) -> dict | None:
         # warnings belong to an rq() a user runs, not to a figure of the report.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NonPositiveFisWarning)
-            fig = r.plot("coef", se="nid", ncols=4)
+            fig = r.plot("coef", se="nid", ncols=3)  # three panels a row: wide enough to read
     except QaggError:
         return None
     return _svg_figure(fig, "Coefficients of the linear base model across levels (refitted on the training rows) "

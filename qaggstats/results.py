@@ -39,7 +39,7 @@ from .options import REWEIGHT_SETTINGS
 from .monotone import postprocess as monotone_postprocess
 from .formula import design_newdata
 from .predictor import Predictor, sort_base
-from .summary import Summary, SummaryMixin
+from .summary import Summary, SummaryMixin, format_weight
 
 __all__ = ["QaggResults", "Diagnostic", "fmt_sig", "load", "SAVED_KIND"]
 
@@ -140,6 +140,9 @@ def _summary(r: "QaggResults") -> Summary:
         weights = r.weights.pivot_table(index="model", columns="tau", values="weight", sort=False)
     else:
         weights = r.weights
+    if weights is not r.weights:
+        # levels as written (0.05, not 0.05000) and one fixed format for every weight
+        weights = weights.apply(lambda col: col.map(format_weight)).rename(columns=lambda t: f"{t:g}")
     keep = ("wis", "dispersion", "overprediction", "underprediction", "crossing_rate")
     score_cols = [c for c in r.oof_scores.columns if c in keep or c.startswith("coverage_")]
     short = {"wis": "WIS", "dispersion": "disp", "overprediction": "over",

@@ -22,7 +22,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
-__all__ = ["Summary", "SummaryMixin", "format_pval"]
+__all__ = ["Summary", "SummaryMixin", "format_pval", "format_weight", "WEIGHT_DECIMALS"]
+
+WEIGHT_DECIMALS = 3
 
 
 class Summary:
@@ -146,3 +148,28 @@ def format_pval(p: float, digits: int = 3) -> str:
     if p < eps:
         return "< 2e-16"
     return f"{p:.{digits}g}"
+
+
+def format_weight(w: float, minus: str = "-") -> str:
+    """An aggregation weight as every table and figure shows it: three decimals, an exact zero
+    as ``0`` (a model the fit left out), a weight too small for three decimals as ``<0.001``.
+
+    Parameters
+    ----------
+    w : float
+    minus : str
+        The minus sign (the reports use the true minus ``−``).
+
+    Examples
+    --------
+    >>> format_weight(0.37612), format_weight(0.0), format_weight(0.0002), format_weight(-0.25)
+    ('0.376', '0', '<0.001', '-0.250')
+    """
+    if w != w:  # NaN: no weight at this cell (e.g. a basis function absent at a level)
+        return ""
+    if w == 0:
+        return "0"
+    smallest = 10.0 ** -WEIGHT_DECIMALS
+    if abs(w) < smallest / 2:
+        return f"<{smallest:.{WEIGHT_DECIMALS}f}" if w > 0 else f">{minus}{smallest:.{WEIGHT_DECIMALS}f}"
+    return f"{w:.{WEIGHT_DECIMALS}f}".replace("-", minus)

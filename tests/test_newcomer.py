@@ -40,3 +40,55 @@ def test_summary_names_the_seed_each_random_learner_used():
     again = qa.qagg("y ~ x", df, models={"forest": qa.learners.QuantileForest(
         n_estimators=5, random_state=int(used.group(1)))}, seed=0, n_jobs=1)
     np.testing.assert_array_equal(again.Q[:, 0], fit.Q[:, 0])
+
+
+@pytest.fixture(scope="module")
+def engel_fit():
+    df = qa.datasets.load("engel")
+    train, test = df.iloc[::2], df.iloc[1::2]
+    test = test[test["income"].between(train["income"].min(), train["income"].max())]  # no extrapolation
+    # the spline first: the report draws the coefficients of the first linear model
+    return qa.qagg("foodexp ~ income", train,
+                   models={"spline": qa.learners.LinearQR("foodexp ~ bs(income, df=5)"),
+                           "linear": qa.learners.LinearQR(), "knn": qa.learners.KNN()},
+                   conformal="cqr", seed=0, n_jobs=1, test=test)
+
+
+def test_summary_weights_show_levels_as_written_and_one_format(engel_fit):
+    text = str(engel_fit.summary())
+    block = text.split("Weights\n", 1)[1].split("\n---", 1)[0].splitlines()
+    assert block[0].split() == ["tau", "0.05", "0.1", "0.25", "0.5", "0.75", "0.9", "0.95"]
+    cells = [c for line in block[2:] for c in line.split()[1:]]
+    assert len(cells) == 3 * 7 and all(re.fullmatch(r"0|\d\.\d{3}|<0\.001", c) for c in cells), cells
+    html = engel_fit.summary().as_html()
+    assert "<th>0.05</th>" in html and "0.05000" not in html
+
+
+def test_report_tables_share_the_formats_and_the_page_one_font(engel_fit):
+    from importlib.resources import files
+
+    from qaggstats.report import build_context
+
+    ctx = build_context(engel_fit)
+    weights = [c["text"] for row in ctx["weights_table"]["rows"] for c in row["cells"][1:]]
+    assert all(re.fullmatch(r"0|\d\.\d{3}|<0\.001", c) for c in weights), weights
+    wis = ctx["key"]["aggregate_wis"]
+    mono = ctx["monotone_table"]["rows"]
+    sort = next(row["cells"] for row in mono if row["cells"][0]["text"] == "sort")
+    assert sort[2]["text"] == wis  # the WIS after sorting, with the decimals of every other WIS
+    assert all(row["cells"][3]["text"] == "0" or row["cells"][3]["text"][0] in "+−" for row in mono)
+    css = files("qaggstats.templates").joinpath("report.css").read_text(encoding="utf-8")
+    assert "serif;" not in css.replace("sans-serif;", "")  # one (sans) family for text and tables
+    assert re.search(r"body \{\s*font-family: var\(--sans\)", css)
+
+
+@pytest.mark.filterwarnings("ignore::qaggstats.quantreg.NonPositiveFisWarning")
+def test_report_coefficient_panels_are_three_a_row(engel_fit):
+    from qaggstats.report import build_context
+
+    svg = str(build_context(engel_fit)["fig_coef"]["svg"])
+    fig = engel_fit.plot("coef", se="nid", ncols=3)  # the spline's 6 coefficients, as the report draws
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 6 and "bs(income, df = 5)5" in svg
+    width = fig.get_figwidth() * min(ax.get_position().width for ax in visible)
+    assert width > 1.4  # inches of the narrowest panel; four a row gave 1.1

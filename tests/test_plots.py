@@ -95,7 +95,8 @@ def test_weights_heatmap_annotates_each_weight(synthetic_results):
     fig = plots.weights_heatmap(w)
     ax = fig.axes[0]
     texts = sorted(t.get_text() for t in ax.texts)
-    assert texts == sorted(f"{v:.2f}" for v in w["weight"])
+    # the weights' one format, as in the summary and the report's table
+    assert texts == sorted("0" if v == 0 else f"{v:.3f}" for v in w["weight"])
     assert [t.get_text() for t in ax.get_yticklabels()] == ["linear", "forest", "knn"]
 
 
@@ -299,6 +300,10 @@ def test_crossing_plot_without_any_change_says_so():
         assert "no step changes the WIS" in texts
         assert not [t for t in texts if t.lstrip("+−-") == "0" and t != "0"], texts
         assert ax2.get_title() == "change in WIS (before: 2.392)"
+        # nothing crossed: the left panel says so instead of eight zero-height bars
+        ax1 = fig.axes[0]
+        assert len(ax1.patches) == 0 and ax1.get_legend() is None
+        assert any(t.startswith("no crossings") for t in texts)
 
 
 def test_crossing_plot_labels_signed_changes():
