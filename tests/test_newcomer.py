@@ -3,12 +3,15 @@ number formats, the README example."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import qaggstats as qa
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def small_frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -92,3 +95,12 @@ def test_report_coefficient_panels_are_three_a_row(engel_fit):
     assert len(visible) == 6 and "bs(income, df = 5)5" in svg
     width = fig.get_figwidth() * min(ax.get_position().width for ax in visible)
     assert width > 1.4  # inches of the narrowest panel; four a row gave 1.1
+
+
+def test_a_clone_stays_clean_and_the_readme_points_only_inside_it():
+    assert "qaggstats-demo/" in (ROOT / ".gitignore").read_text().splitlines()  # the demo's default --out
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    # every document the README names is in the clone (it once pointed to ../shared/DESIGN.md)
+    documents = set(re.findall(r"`([\w./-]+\.md)`", readme))
+    assert "docs/ARCHITECTURE.md" in documents
+    assert [d for d in documents if not (ROOT / d).is_file()] == []

@@ -62,9 +62,13 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     text = (ROOT / "README.md").read_text()
     code = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {"print": lambda *a, **k: None})
+    namespace = {"print": lambda *a, **k: None}
+    exec(compile(code, "README.md", "exec"), namespace)
     assert (tmp_path / "engel.html").stat().st_size > 10_000
     assert (tmp_path / "engel.pdf").read_bytes().startswith(b"%PDF")
+    # the example holds out test rows, so its summary checks the conformal guarantee
+    verdicts = [d.verdict for d in namespace["fit"].diagnostics if "CQR" in d.claim or "onformal" in d.claim]
+    assert verdicts and "n/a" not in verdicts, verdicts
 
 
 def test_report_from_the_source_tree_and_no_solver_banner(tmp_path):
