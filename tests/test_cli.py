@@ -349,3 +349,13 @@ def test_predict_writes_to_stdout_with_the_precision_asked(fitted, work, monkeyp
         np.testing.assert_allclose(table.to_numpy(), expected.to_numpy(), rtol=0.6 * 10.0 ** (1 - digits),
                                    equal_nan=True)
     np.testing.assert_array_equal(table.to_numpy(), expected.to_numpy())  # 17 digits: exact
+
+
+def test_demo_refuses_to_replace_a_file_it_did_not_write(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "summary.txt").write_text("my own summary\n")
+    assert cli.main(["demo", "--out", "out", "--fast", "--no-pdf", "--quiet"]) == 2  # before any fitting
+    assert "summary.txt already exists and was not written by qaggstats" in capsys.readouterr().err
+    assert (tmp_path / "out" / "summary.txt").read_text() == "my own summary\n"
+    assert not (tmp_path / "out" / "report.html").exists()
