@@ -22,9 +22,10 @@ def small_frame(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("n", [20, 30, 50])
-def test_default_learners_fit_small_data_with_k_adapted_to_the_rows(n):
+def test_default_learners_fit_small_data_with_k_adapted_to_the_rows(n, tmp_path):
     # KNN's k=30 used to exceed the 16 training rows of a fold of 20 rows
     fit = qa.qagg("y ~ .", small_frame(n), n_jobs=1)
+    assert fit.report(tmp_path / "report.html").stat().st_size > 10_000
     assert list(fit.models) == ["linear", "forest", "boost", "knn", "locscale"]
     refit_k = min(30, n // 2)
     assert f"KNN(k={refit_k} (auto), n_jobs=None)" == fit.learners["knn"]
