@@ -119,6 +119,8 @@ QAGG_TYPES: tuple[str, ...] = (
     "qaggstats.learners.knn.KNN",
     "qaggstats.learners.locscale.LocationScale",
     "qaggstats.learners.sklearn.SklearnQuantile",
+    "qaggstats.learners.neural.QuantileNN",
+    "qaggstats.learners.tuning.RandomSearch",
     "qaggstats.aggregate.Weights",
     "qaggstats.conformal.SplitCQR",
     "qaggstats.conformal.CVPlusCQR",

@@ -3,7 +3,9 @@
 Every learner has ``formula`` (str or None), ``fit(X (n, d), y (n,), taus (r,)) -> self`` and
 ``predict(X (m, d)) -> (m, r)``; see :class:`QuantileLearner`. Provided: ``LinearQR``
 (linear quantile regression), ``QuantileForest``, ``GradientBoosting``, ``KNN``,
-``LocationScale``, ``LightGBMQuantile`` (optional LightGBM) and ``SklearnQuantile`` (wrap any scikit-learn regressor).
+``LocationScale``, ``LightGBMQuantile`` (optional LightGBM), ``QuantileNN`` (a quantile neural
+network, extra ``[deep]``) and ``SklearnQuantile`` (wrap any scikit-learn regressor);
+``RandomSearch`` tunes any of them on out-of-fold WIS.
 
 Examples
 --------
@@ -22,7 +24,9 @@ from .knn import KNN
 from .lightgbm import LightGBMQuantile
 from .linear import LinearQR
 from .locscale import LocationScale
+from .neural import QuantileNN
 from .sklearn import SklearnQuantile
+from .tuning import RandomSearch
 
 __all__ = [
     "QuantileLearner",
@@ -36,4 +40,6 @@ __all__ = [
     "LightGBMQuantile",
     "LocationScale",
     "SklearnQuantile",
+    "QuantileNN",
+    "RandomSearch",
 ]
