@@ -11,14 +11,23 @@ For every central pair of levels ``(tau, 1 - tau)`` in ``taus`` (miscoverage ``a
 * **Asymmetric split CQR** (Romano et al., Thm 2): separate corrections from
   ``q_lo - y`` and ``y - q_hi``, each at miscoverage ``alpha / 2``; coverage in
   ``[1 - alpha, 1 - alpha + 2/(n_cal+1)]``; needs ``n_cal >= 2/alpha - 1``.
-* **CV+** (Barber, Candès, Ramdas & Tibshirani 2021, applied to CQR as in Fakoor et al. 2023).
-  Out-of-fold scores ``R_i`` come from the model fitted without fold ``k(i)``; for a new ``x``
-  the interval is ``[ floor(alpha (n+1))-th smallest of q_lo^{-k(i)}(x) - R_i ,
-  ceil((1 - alpha)(n+1))-th smallest of q_hi^{-k(i)}(x) + R_i ]``. Barber et al. (2021,
-  Theorem 4) guarantee coverage at least
-  ``1 - 2 alpha - min{2 (1 - 1/K) / (n/K + 1), (1 - K/n) / (K + 1)}``
-  (which is at least ``1 - 2 alpha - sqrt(2/n)``); that K-fold bound is the one reported here.
-  It is stated for equal folds of size ``n/K``.
+* **Nested CV+** (Barber, Candès, Ramdas & Tibshirani 2021; for aggregation, Fakoor et al.
+  2023, Section 5). Each of the K fold models is the *whole* aggregate fitted without fold
+  ``k``: its base learners are fitted without fold ``k``, and its weights are fitted on
+  out-of-fold base predictions of the other rows that never saw fold ``k`` either (the base
+  learners refitted without folds ``k`` and ``j`` predict fold ``j``: nested cross-fitting,
+  see :func:`qaggstats.crossfit.crossfit_pairs`). :func:`nested_cv_plus` runs that loop. The
+  score ``R_i`` of a row of fold ``k(i)`` comes from fold model ``k(i)``; for a new ``x`` the
+  interval is ``[ floor(alpha (n+1))-th smallest of q_lo^{-k(i)}(x) - R_i ,
+  ceil((1 - alpha)(n+1))-th smallest of q_hi^{-k(i)}(x) + R_i ]``. Because every fold model
+  is a function of the data outside its fold, Barber et al. (2021, Theorem 4) apply exactly:
+  coverage is at least ``1 - 2 alpha - min{2 (1 - 1/K) / (n/K + 1), (1 - K/n) / (K + 1)}``
+  (about ``1 - 2 alpha``; stated for equal folds of size ``n/K``), and in practice it is
+  typically at least ``1 - alpha``. With ``K = n`` folds (``cv=n``) this is the jackknife+
+  (Theorem 1 there: at least ``1 - 2 alpha``), at ``n (n - 1) / 2`` leave-two-out fits per
+  learner, so only for small ``n``. :class:`CVPlusCQR` holds the scores and applies the rule
+  to any fold models; a CV+ whose weights were fitted once on every row would reuse each
+  scored row in its own fold model, which the theorem does not cover.
 
 Non-paired levels (the median, or a level without partner) are not corrected. After the
 corrections the quantiles are made non-crossing and the intervals nested by the min-max
@@ -47,6 +56,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -66,6 +76,7 @@ __all__ = [
     "CVPlusCQR",
     "fit_cqr",
     "fit_cvplus",
+    "nested_cv_plus",
 ]
 
 # Guards the ceil/floor of (n + 1) * alpha against representation error: (n+1) * 0.1 can be
@@ -579,3 +590,62 @@ def fit_cvplus(q_oof: object, y: object, folds: object, taus: object) -> CVPlusC
     (4, 20)
     """
     return CVPlusCQR.fit(y, q_oof, folds, taus)
+
+
+def nested_cv_plus(y: object, folds: object, taus: object,
+                   fit: Callable[[int, np.ndarray, np.ndarray], Any],
+                   predict: Callable[[Any, int, np.ndarray], np.ndarray]) -> tuple[CVPlusCQR, list]:
+    """The paper's nested CV+: refit the aggregation without each fold, score that fold with it.
+
+    For each fold ``k``: ``agg_k = fit(k, train, inner_folds)`` fits the whole aggregation on
+    the rows ``train`` (positions of every row outside fold ``k``) from base predictions that
+    never saw fold ``k`` (the caller's leave-two-folds-out array), with ``inner_folds`` the
+    rows' outer fold ids relabelled ``0 .. K-2`` for any inner validation; then
+    ``predict(agg_k, k, rows)`` gives its quantiles ``(m, r)`` at the rows of fold ``k`` from
+    the base learners fitted without fold ``k``. The scores of those predictions make a
+    :class:`CVPlusCQR`, whose ``apply`` then takes the fold aggregates' predictions at new
+    points. Coverage: see the module docstring (at least about ``1 - 2 alpha``, exactly
+    Barber et al.'s K-fold bound, :func:`cv_plus_bound`).
+
+    Parameters
+    ----------
+    y : array_like, shape (n,)
+    folds : array_like of int, shape (n,)
+        Fold ids ``0 .. K-1``.
+    taus : array_like, shape (r,)
+    fit : callable ``(k, train (n - n_k,) int, inner_folds (n - n_k,) int) -> aggregate``
+    predict : callable ``(aggregate, k, rows (n_k,) int) -> (n_k, r)``
+
+    Returns
+    -------
+    (CVPlusCQR, list)
+        The calibration and the K fold aggregates (``fit``'s return values, in fold order).
+
+    Examples
+    --------
+    A toy "aggregation": the interval of the training rows' 10% and 90% quantiles.
+
+    >>> y = np.arange(40.0) % 7
+    >>> folds = np.arange(40) % 4
+    >>> fit = lambda k, train, inner: np.quantile(y[train], [0.1, 0.5, 0.9])
+    >>> predict = lambda agg, k, rows: np.tile(agg, (rows.size, 1))
+    >>> cal, aggs = nested_cv_plus(y, folds, [0.1, 0.5, 0.9], fit, predict)
+    >>> len(aggs), cal.k_folds, cal.apply(np.stack([np.tile(a, (2, 1)) for a in aggs])).shape
+    (4, 4, (2, 3))
+    """
+    t = validate_levels(taus)
+    y_a = np.asarray(y, dtype=float)
+    f = np.asarray(folds)
+    if y_a.ndim != 1 or f.shape != y_a.shape or not np.issubdtype(f.dtype, np.integer):
+        raise DataError(f"nested_cv_plus: y (n,) and integer folds (n,) expected; got {y_a.shape} and "
+                        f"{f.dtype} {f.shape}")
+    k_folds = int(f.max()) + 1
+    q = np.full((y_a.size, t.size), np.nan)
+    aggregates = []
+    for k in range(k_folds):
+        train, rows = np.flatnonzero(f != k), np.flatnonzero(f == k)
+        inner = f[train] - (f[train] > k)  # outer ids without k, relabelled 0 .. K-2
+        agg = fit(k, train, inner)
+        q[rows] = np.asarray(predict(agg, k, rows), dtype=float)
+        aggregates.append(agg)
+    return CVPlusCQR.fit(y_a, q, f, t), aggregates

@@ -83,7 +83,7 @@ def _coverage(conformal: Optional[str], calibration, coverage: pd.DataFrame, n_c
                     f"when the guarantee holds")
         if conformal == "cv+":
             bound = max(0.0, calibration.coverage_bound(alpha))
-            claim = (f"CV+: the {row['nominal']:.0%} interval covers a new point with probability at least "
+            claim = (f"Nested CV+: the {row['nominal']:.0%} interval covers a new point with probability at least "
                      f"{bound:.3f} (marginally, over training and test draws)"
                      + (" — vacuous at this n and K" if bound == 0 else ""))
             source = "Barber et al. (2021), CV+; Fakoor et al. (2023)"

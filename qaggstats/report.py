@@ -382,7 +382,7 @@ def _key_numbers(r, models: list[str], wis_dec: int, pair) -> dict[str, str]:
 
 def _data_rows(r) -> list[tuple[str, str]]:
     calib = {None: "none", "cqr": "split CQR", "cqr-asymmetric": "split CQR (asymmetric)",
-             "cv+": "CV+ (cross-fitted CQR)"}.get(r.conformal, str(r.conformal))
+             "cv+": "nested CV+ (cross-fitted CQR, aggregation refitted without each fold)"}.get(r.conformal, str(r.conformal))
     rows = [
         ("Data", str(r.data_name)),
         ("Response", str(r.response)),

@@ -94,7 +94,7 @@ def _summary(r: "QaggResults") -> Summary:
     if r.conformal in ("cqr", "cqr-asymmetric"):
         calib = f"{r.conformal} (n_cal = {r.n_cal:,})"
     elif r.conformal == "cv+":
-        calib = f"cv+ ({r.cv} folds)"
+        calib = f"nested cv+ ({r.cv} folds)"
     rows = f"{r.na.n_input:,} given, {r.na.n_used:,} used"
     if r.na.n_dropped:
         rows += f" ({r.na.n_dropped:,} dropped for missing values)"
