@@ -77,6 +77,8 @@ __all__ = [
     "fit_cqr",
     "fit_cvplus",
     "nested_cv_plus",
+    "MondrianCQR",
+    "group_labels",
 ]
 
 # Guards the ceil/floor of (n + 1) * alpha against representation error: (n+1) * 0.1 can be
@@ -649,3 +651,238 @@ def nested_cv_plus(y: object, folds: object, taus: object,
         q[rows] = np.asarray(predict(agg, k, rows), dtype=float)
         aggregates.append(agg)
     return CVPlusCQR.fit(y_a, q, f, t), aggregates
+
+
+def group_labels(values: object, column: str) -> list:
+    """Plain Python labels of a group column (str, int, float or bool), checked for missing values.
+
+    Parameters
+    ----------
+    values : array_like or pandas.Series
+    column : str
+        The column's name, for messages.
+
+    Returns
+    -------
+    list
+
+    Raises
+    ------
+    DataError
+        Missing values, or labels of another kind (dates, objects).
+
+    Examples
+    --------
+    >>> group_labels(pd.Series(["a", "b"], dtype="category"), "g"), group_labels(np.array([1, 2]), "g")
+    (['a', 'b'], [1, 2])
+    """
+    arr = np.asarray(values, dtype=object).ravel()
+    missing = int(pd.isna(arr).sum())
+    if missing:
+        raise DataError(f"conformal_groups column {column!r} has {missing} missing value(s); fill them (e.g. a "
+                        "level 'unknown') or drop those rows")
+    out = [v.item() if isinstance(v, np.generic) else v for v in arr]
+    bad = next((v for v in out if not isinstance(v, (str, int, float, bool))), None)
+    if bad is not None:
+        raise DataError(f"conformal_groups column {column!r} holds {type(bad).__name__} values such as {bad!r}; "
+                        "group labels must be strings, integers, floats or booleans (convert the column)")
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class MondrianCQR:
+    """Group-conditional (Mondrian) split CQR: a separate correction per group of a column.
+
+    Within each group ``g`` the correction is the split-CQR one computed on that group's
+    ``n_g`` calibration rows only (Vovk 2012; Romano et al. 2019; Angelopoulos & Bates 2023,
+    Section 4.5), so coverage holds *within* every group: for a new point of group ``g``,
+    ``P(Y in C(X) | group g)`` lies in ``[1 - alpha, 1 - alpha + 1/(n_g + 1)]`` (asymmetric:
+    ``+ 2/(n_g + 1)``; upper ends for continuous scores). Marginal coverage, a mixture of
+    these, is at least ``1 - alpha`` too. Each group needs ``n_g >= 1/alpha - 1`` calibration
+    rows (``2/alpha - 1`` asymmetric).
+
+    Attributes
+    ----------
+    taus, pairs, alphas : as for :class:`SplitCQR`
+    column : str
+        The group column of the data.
+    groups : tuple
+        Group labels (plain str / int / float / bool), in order of first appearance.
+    n_groups : tuple of int
+        Calibration rows per group.
+    corrections : numpy.ndarray, shape (G, k) or (G, k, 2)
+    n_cal : int
+    asymmetric : bool
+
+    Examples
+    --------
+    >>> y = np.r_[np.arange(10.0), 10 * np.arange(10.0)]
+    >>> g = ["a"] * 10 + ["b"] * 10
+    >>> cal = MondrianCQR.fit(y, np.tile([4.0, 5.0], (20, 1)), g, [0.1, 0.9], column="g")
+    >>> cal.corrections.ravel().tolist(), cal.n_groups
+    ([4.0, 75.0], (10, 10))
+    >>> cal.apply(np.array([[4.0, 5.0], [4.0, 5.0]]), ["b", "a"]).tolist()
+    [[-71.0, 80.0], [0.0, 9.0]]
+    """
+
+    taus: np.ndarray
+    pairs: list[tuple[int, int]]
+    alphas: np.ndarray
+    column: str
+    groups: tuple
+    n_groups: tuple
+    corrections: np.ndarray
+    n_cal: int
+    asymmetric: bool = False
+
+    @classmethod
+    def fit(cls, y_cal: object, q_cal: object, labels: object, taus: object, *, column: str,
+            asymmetric: bool = False) -> MondrianCQR:
+        """Per-group corrections from calibration outcomes, quantiles ``(n_cal, r)`` and group labels.
+
+        Raises
+        ------
+        CalibrationError
+            A group with fewer calibration rows than the level needs (names the group, its row
+            count and the minimum).
+        """
+        t = validate_levels(taus)
+        y_a, q_a = _check_yq(y_cal, q_cal, t, "MondrianCQR.fit")
+        lab = group_labels(labels, column)
+        if y_a.ndim != 1 or len(lab) != y_a.size:
+            raise DataError(f"MondrianCQR.fit: y_cal (n,) and one group label per row expected; got {y_a.shape} "
+                            f"and {len(lab)} labels")
+        pairs, alphas = _pairs_alphas(t)
+        groups = tuple(dict.fromkeys(lab))
+        index = {g: i for i, g in enumerate(groups)}
+        codes = np.array([index[v] for v in lab], dtype=np.intp)
+        corrections, sizes = [], []
+        for i, g in enumerate(groups):
+            rows = codes == i
+            n_g = int(rows.sum())
+            for (lo, hi), a in zip(pairs, alphas):
+                need = min_calibration_size(a / 2 if asymmetric else a)
+                if n_g < need:
+                    raise CalibrationError(
+                        f"group {g!r} of conformal_groups column {column!r} has {n_g} calibration row(s); "
+                        f"Mondrian CQR needs at least {need} per group for {_describe(t, lo, hi)}. Merge small "
+                        "groups, raise cal_size, or calibrate a narrower interval")
+            corrections.append(cqr_corrections(y_a[rows], q_a[rows], t, asymmetric=asymmetric))
+            sizes.append(n_g)
+        return cls(taus=t, pairs=pairs, alphas=alphas, column=column, groups=groups, n_groups=tuple(sizes),
+                   corrections=np.stack(corrections), n_cal=y_a.size, asymmetric=asymmetric)
+
+    def codes(self, labels: object) -> np.ndarray:
+        """Group index of each label; a label not seen in calibration is a DataError naming it."""
+        lab = group_labels(labels, self.column)
+        index = {g: i for i, g in enumerate(self.groups)}
+        unseen = list(dict.fromkeys(v for v in lab if v not in index))
+        if unseen:
+            known = ", ".join(repr(g) for g in self.groups)
+            raise DataError(f"conformal_groups column {self.column!r}: group(s) {', '.join(map(repr, unseen[:5]))} "
+                            f"were not in the calibration data, so they have no correction (known: {known}); "
+                            "recode them to a known group or refit with them")
+        return np.array([index[v] for v in lab], dtype=np.intp)
+
+    def _position(self, group: object) -> int:
+        return int(self.codes([group])[0])
+
+    def apply(self, q: object, labels: object) -> np.ndarray:
+        """Calibrated quantiles ``(m, r)`` from model quantiles ``(m, r)`` and each row's group label."""
+        q_a = np.asarray(q, dtype=float)
+        if q_a.ndim != 2 or q_a.shape[1] != self.taus.size:
+            raise DataError(f"apply: q must be 2-D (m, {self.taus.size}), got shape {q_a.shape}")
+        codes = self.codes(labels)
+        if codes.size != q_a.shape[0]:
+            raise DataError(f"apply: {codes.size} group labels for {q_a.shape[0]} rows")
+        out = np.empty_like(q_a)
+        for i in np.unique(codes):
+            rows = codes == i
+            out[rows] = apply_cqr(q_a[rows], self.taus, self.corrections[i], self.asymmetric)
+        return out
+
+    def coverage_band(self, alpha: float, group: object) -> tuple[float, float]:
+        """Coverage band within ``group``: ``[1 - alpha, 1 - alpha + (1 or 2)/(n_g + 1)]``."""
+        n_g = self.n_groups[self._position(group)]
+        extra = (2.0 if self.asymmetric else 1.0) / (n_g + 1)
+        return 1.0 - alpha, 1.0 - alpha + extra
+
+    def _miss(self, alpha: float, n_g: int) -> int:
+        return 2 * _lower_rank(n_g, alpha / 2) if self.asymmetric else _lower_rank(n_g, alpha)
+
+    def binomial_band(self, alpha: float, n_test: int, level: float = 0.95,
+                      group: object = None) -> tuple[float, float]:
+        """Central ``level`` band of observed coverage on ``n_test`` fresh points.
+
+        Within a ``group``: beta-binomial with ``Beta(n_g + 1 - l, l)``, as for
+        :meth:`SplitCQR.binomial_band`. Without one (all groups pooled, in their calibration
+        shares): the beta-binomial whose Beta law has the mean and variance of the mixture
+        ``sum_g (n_g / n_cal) C_g`` of the independent per-group coverages.
+        """
+        if group is not None:
+            n_g = self.n_groups[self._position(group)]
+            miss = self._miss(alpha, n_g)
+            return (1.0, 1.0) if miss < 1 else _betabinom_band(n_g + 1 - miss, miss, n_test, level)
+        share = np.asarray(self.n_groups, dtype=float) / self.n_cal
+        mean = var = 0.0
+        for p, n_g in zip(share, self.n_groups):
+            a, b = n_g + 1 - self._miss(alpha, n_g), self._miss(alpha, n_g)
+            if b < 1:
+                mean += p
+                continue
+            mean += p * a / (a + b)
+            var += p**2 * a * b / ((a + b) ** 2 * (a + b + 1))
+        if var <= 0 or mean >= 1:
+            return 1.0, 1.0
+        nu = mean * (1 - mean) / var - 1  # a + b of the moment-matched Beta
+        return _betabinom_band(mean * nu, (1 - mean) * nu, n_test, level)
+
+    def table(self) -> pd.DataFrame:
+        """Per group: calibration rows, the correction of each interval (lower / upper when
+        asymmetric) and the coverage band guaranteed within the group.
+
+        Examples
+        --------
+        >>> cal = MondrianCQR.fit(np.arange(20.0), np.tile([4.0, 5.0], (20, 1)), [0, 1] * 10, [0.1, 0.9],
+        ...                       column="g")
+        >>> cal.table().columns.tolist()
+        ['group', 'n_cal', 'correction 80%', 'guaranteed 80%']
+        """
+        rows = []
+        for i, g in enumerate(self.groups):
+            row = {"group": g, "n_cal": self.n_groups[i]}
+            for j, a in enumerate(self.alphas):
+                pct = f"{100 * (1 - a):g}%"
+                c = self.corrections[i, j]
+                row[f"correction {pct}"] = (f"{c[0]:.4g} / {c[1]:.4g}" if self.asymmetric else float(c))
+                lo, hi = self.coverage_band(a, g)
+                row[f"guaranteed {pct}"] = f"[{lo:.3f}, {hi:.3f}]"
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def check_coverage(self, y_test: object, q_test: object, labels: object) -> pd.DataFrame:
+        """Observed coverage per group and interval against the group's band.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per group and interval: ``group``, ``n_cal``, ``nominal``, ``observed``,
+            ``band_low``, ``band_high`` (central 95% beta-binomial band for the group's test
+            rows), ``inside``, ``n`` (test rows of the group). Groups absent from the test data
+            are left out.
+        """
+        y_a, q_a = _check_yq(y_test, q_test, self.taus, "check_coverage")
+        codes = self.codes(labels)
+        rows = []
+        for i, g in enumerate(self.groups):
+            sel = codes == i
+            n = int(sel.sum())
+            if not n:
+                continue
+            for (lo, hi), a in zip(self.pairs, self.alphas):
+                observed = float(np.mean((q_a[sel, lo] <= y_a[sel]) & (y_a[sel] <= q_a[sel, hi])))
+                low, high = self.binomial_band(a, n, group=g)
+                rows.append({"group": g, "n_cal": self.n_groups[i], "nominal": round(1.0 - a, 10),
+                             "observed": observed, "band_low": low, "band_high": high,
+                             "inside": bool(low <= observed <= high), "n": n})
+        return pd.DataFrame(rows)

@@ -67,12 +67,21 @@ class _Split:
     cal: np.ndarray
 
 
-def _split_rows(n: int, conformal: Optional[str], cal_size: float, seed: int) -> _Split:
+def _split_rows(n: int, conformal: Optional[str], cal_size: float, seed: int,
+                groups: Optional[list] = None) -> _Split:
     if conformal not in ("cqr", "cqr-asymmetric"):
         return _Split(np.arange(n), np.arange(0))
     if not 0.0 < cal_size < 1.0:
         raise DataError(f"cal_size must be a fraction in (0, 1), got {cal_size!r}")
     rng = np.random.default_rng([seed, 1])  # a stream separate from the fold assignment
+    if groups is not None:  # Mondrian: every group gives cal_size of its rows to calibration
+        codes = pd.factorize(pd.Series(groups, dtype=object))[0]
+        cal = np.concatenate([rng.permutation(np.flatnonzero(codes == c))[:int(round(cal_size * np.sum(codes == c)))]
+                              for c in range(codes.max() + 1)])
+        if n - cal.size < 2:
+            raise CalibrationError(
+                f"cannot split {n} rows into training and calibration sets with cal_size={cal_size}")
+        return _Split(np.setdiff1d(np.arange(n), cal), np.sort(cal))
     perm = rng.permutation(n)
     n_cal = int(round(cal_size * n))
     if n_cal < 1 or n - n_cal < 2:
@@ -136,6 +145,8 @@ class BaseFit:
     test: Optional[pd.DataFrame]
     data_name: Optional[str]
     Q_pairs: Optional[np.ndarray] = None  # (K, n, p, r) leave-two-folds-out predictions, nested CV+ only
+    conformal_groups: Optional[str] = None  # Mondrian calibration: the group column
+    group_labels: Optional[list] = None  # and the label of every used row
 
 
 def qagg(
@@ -149,6 +160,7 @@ def qagg(
     noncrossing: bool = True,
     postprocess: Postprocess = "sort",
     conformal: Conformal = None,
+    conformal_groups: Optional[str] = None,
     cal_size: float = 0.25,
     cv: int = 5,
     seed: int = 0,
@@ -212,6 +224,15 @@ def qagg(
         typically at least ``1 - alpha``. It costs ``K (K - 1) / 2`` extra fits per learner and
         K extra weight fits, and needs ``cv >= 3``; ``cv=n`` gives the jackknife+ (affordable for
         small n only). The fold aggregations keep every setting except ``noncrossing_at``.
+    conformal_groups : str, optional
+        Group-conditional (Mondrian) calibration with ``conformal="cqr"`` or
+        ``"cqr-asymmetric"``: a column of ``data`` (a factor; strings, integers or booleans)
+        whose every group gets its own correction from its own calibration rows, so coverage
+        holds within each group (``[1 - alpha, 1 - alpha + 1/(n_g + 1)]`` for a group with
+        ``n_g`` calibration rows), not only on average. The calibration split is stratified by
+        group; a group with fewer than ``1/alpha - 1`` calibration rows is an error naming it,
+        and so is predicting for a group not seen in calibration. The column need not be in
+        the formula.
     cal_size : float
         Fraction of rows held out for split conformal calibration.
     cv, seed, n_jobs : int
@@ -282,7 +303,7 @@ def qagg(
     check_option("family", family)
     check_option("postprocess", postprocess)
     base = fit_base(formula, data, models=models, taus=taus, conformal=conformal,
-                    cal_size=cal_size, cv=cv, seed=seed, n_jobs=n_jobs, na=na, test=test,
+                    conformal_groups=conformal_groups, cal_size=cal_size, cv=cv, seed=seed, n_jobs=n_jobs, na=na, test=test,
                     on_error=on_error, backend=backend, data_name=data_name, progress=progress)
     return fit_aggregate(base, family=family, constraint=constraint, noncrossing=noncrossing,
                          postprocess=postprocess, groups=groups, local_formula=local_formula,
@@ -298,8 +319,8 @@ def _check_seed(seed: Any) -> int:
 
 
 def fit_base(formula: str, data: pd.DataFrame, *, models=None, taus: Sequence[float] = DEFAULT_TAUS,
-             conformal: Conformal = None, cal_size: float = 0.25, cv: int = 5, seed: int = 0,
-             n_jobs: int = -1, na: NAPolicy = "drop", test: Optional[pd.DataFrame] = None,
+             conformal: Conformal = None, conformal_groups: Optional[str] = None, cal_size: float = 0.25,
+             cv: int = 5, seed: int = 0, n_jobs: int = -1, na: NAPolicy = "drop", test: Optional[pd.DataFrame] = None,
              on_error: OnError = "raise", backend: Any = "local", data_name: Optional[str] = None,
              progress: Optional[ProgressFn] = None) -> BaseFit:
     """Model frames, the calibration split and the cross-fitted base learners (see :func:`qagg`)."""
@@ -317,7 +338,8 @@ def fit_base(formula: str, data: pd.DataFrame, *, models=None, taus: Sequence[fl
     learners = _resolve_models(models, seed)
     formulas = {name: _learner_formula(obj, formula) for name, obj in learners.items()}
     frames = model_frames(formulas, data, na=na)
-    split = _split_rows(frames.y.shape[0], conformal, cal_size, seed)
+    labels = _conformal_groups(conformal_groups, conformal, data, frames, test)
+    split = _split_rows(frames.y.shape[0], conformal, cal_size, seed, labels)
     if split.train.size < cv:
         raise DataError(f"{split.train.size} training rows are fewer than cv={cv} folds")
     if conformal == "cv+" and cv < 3:
@@ -344,7 +366,30 @@ def fit_base(formula: str, data: pd.DataFrame, *, models=None, taus: Sequence[fl
         split=split, taus=taus, notes=notes, learners=learners, crossfit=cf, Q=sort_base(cf.Q),
         conformal=conformal, cal_size=cal_size, cv=int(cv), seed=seed, n_jobs=n_jobs,
         timings={"cross-fitting": time.perf_counter() - t0}, test=test, data_name=data_name, Q_pairs=Q_pairs,
+        conformal_groups=conformal_groups, group_labels=labels,
     )
+
+
+def _conformal_groups(column: Optional[str], conformal: Optional[str], data: pd.DataFrame, frames,
+                      test: Optional[pd.DataFrame]) -> Optional[list]:
+    """The group label of every used row for Mondrian calibration (None without ``conformal_groups``)."""
+    if column is None:
+        return None
+    if conformal not in ("cqr", "cqr-asymmetric"):
+        raise DataError(f"conformal_groups={column!r} (group-conditional calibration) needs conformal='cqr' or "
+                        f"'cqr-asymmetric'; got conformal={conformal!r}")
+    if not isinstance(column, str) or column not in data.columns:
+        raise DataError(f"conformal_groups={column!r} is not a column of the data")
+    labels = conformal_mod.group_labels(used_rows(data, frames)[column], column)
+    if test is not None:
+        if column not in test.columns:
+            raise DataError(f"test= has no conformal_groups column {column!r}")
+        seen = set(labels)
+        unseen = [v for v in dict.fromkeys(conformal_mod.group_labels(test[column].dropna(), column)) if v not in seen]
+        if unseen:
+            raise DataError(f"test= holds group(s) {', '.join(map(repr, unseen[:5]))} of conformal_groups column "
+                            f"{column!r} that the training data lack; drop or recode those rows of the test data")
+    return labels
 
 
 def _check_identified(learners: Mapping[str, Any], frames, split: _Split, cv: int, left_out: int = 1) -> None:
@@ -438,7 +483,13 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
         Q_cal = predictor.base_quantiles(cal, where=" on calibration rows")
         q_cal = predictor.finish(predictor.combine(Q_cal, predictor.basis_rows(cal.get(_BASIS), Q_cal)))
         method = "asymmetric" if base.conformal == "cqr-asymmetric" else "symmetric"
-        predictor = predictor.with_calibration(conformal_mod.fit_cqr(q_cal, y[split.cal], taus, method=method))
+        if base.conformal_groups is None:
+            calibration = conformal_mod.fit_cqr(q_cal, y[split.cal], taus, method=method)
+        else:
+            calibration = conformal_mod.MondrianCQR.fit(
+                y[split.cal], q_cal, [base.group_labels[i] for i in split.cal], taus,
+                column=base.conformal_groups, asymmetric=method == "asymmetric")
+        predictor = predictor.with_calibration(calibration)
     elif base.conformal == "cv+":
         fold_specs = {fam: reps[fam].spec for _, _, fam in fold_aggs if fam is not None and reps[fam].spec is not None}
         predictor = predictor.with_calibration(

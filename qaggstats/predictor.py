@@ -113,8 +113,9 @@ class Predictor:
         Formula of the local-weight basis when it is built from a ``local_formula``.
     basis : basis.LocalBasis or None
         The local-weight basis φ (``family="local"``), learnt on the training rows.
-    calibration : SplitCQR, CVPlusCQR or None
-        Conformal calibration.
+    calibration : SplitCQR, CVPlusCQR, MondrianCQR or None
+        Conformal calibration (Mondrian: rows with a missing group label are left out, like
+        rows with missing predictors).
     fold_learners : dict model -> list of learners, or None
         The K fold models of the base learners, kept only for CV+ (its intervals need them at
         predict time).
@@ -186,6 +187,15 @@ class Predictor:
     def predict_parts(self, newdata: pd.DataFrame, calibrated: bool = True) -> PredictionParts:
         """Run the whole chain on new data (rows with missing predictors are left out, see ``ok``)."""
         X, ok = self.designs(newdata)
+        column = getattr(self.calibration, "column", None) if calibrated else None
+        if column is not None:  # Mondrian: the group column is needed, and a missing label is a missing predictor
+            if column not in newdata.columns:
+                raise DataError(f"newdata has no column {column!r}: the fit calibrates each of its groups "
+                                "(conformal_groups); add it, or predict with calibrated=False")
+            present = newdata[column].notna().to_numpy()
+            keep = present[ok]
+            X = {name: design[keep] for name, design in X.items()}
+            ok = ok & present
         Q = self.base_quantiles(X)
         basis = self.basis_rows(X.get(_BASIS), Q)
         raw = self.combine(Q, basis)
@@ -193,6 +203,8 @@ class Predictor:
         if calibrated and self.calibration is not None:
             if self.fold_learners is not None:  # CV+: each fold model's aggregate enters the interval
                 final = self.calibration.apply(np.stack(self._fold_predictions(X)), final)
+            elif column is not None:
+                final = self.calibration.apply(final, newdata[column].to_numpy()[ok])
             else:
                 final = self.calibration.apply(final)
         return PredictionParts(base=Q, raw=raw, final=final, ok=ok)

@@ -93,6 +93,9 @@ def _summary(r: "QaggResults") -> Summary:
     calib = "none"
     if r.conformal in ("cqr", "cqr-asymmetric"):
         calib = f"{r.conformal} (n_cal = {r.n_cal:,})"
+        column = getattr(r.calibration, "column", None)
+        if column is not None:
+            calib += f", per group of {column!r} (Mondrian)"
     elif r.conformal == "cv+":
         calib = f"nested cv+ ({r.cv} folds)"
     rows = f"{r.na.n_input:,} given, {r.na.n_used:,} used"
@@ -137,6 +140,9 @@ def _summary(r: "QaggResults") -> Summary:
     if r.test_scores is not None:
         sections.append(("Test scores", scores(r.test_scores)))
     sections.append(("Monotone post-processing (out-of-fold)", r.monotone))
+    if getattr(r.calibration, "column", None) is not None:
+        sections.append((f"Group-conditional (Mondrian) calibration by {r.calibration.column!r}: coverage holds "
+                         "within each group", r.calibration.table()))
     if len(r.coverage):
         sections.append(("Coverage", r.coverage))
     sections.append(("Diagnostics", [f"[{d.verdict}] {d.claim} ({d.source}): {d.observed}" for d in r.diagnostics]))
@@ -318,9 +324,15 @@ class QaggResults(SummaryMixin):
             raise DataError(f"data to score has no response column {self.response!r}")
         y_all = pd.to_numeric(data[self.response], errors="coerce").to_numpy(dtype=float)
         preds: dict[str, np.ndarray] = {}
+        column = getattr(self.calibration, "column", None)  # Mondrian: rows need their group label
+        if column is not None and column not in data.columns:
+            raise DataError(f"data to score has no conformal_groups column {column!r}")
         if self._base is not None:  # every base model and the ensembles (in memory; saved fits keep only used models)
             specs = {m: self._base.frames.specs[m] for m in self.models}
             X, ok = design_newdata(specs, data)
+            if column is not None:
+                present = data[column].notna().to_numpy()
+                X, ok = {m: v[present[ok]] for m, v in X.items()}, ok & present
             parts = self.predictor.predict_parts(data[ok])
             baselines = self._baselines(sort_base(self._base.crossfit.predict(X)))
         else:
@@ -337,7 +349,13 @@ class QaggResults(SummaryMixin):
         table = scoring.score_table(y, preds, self.taus)
         table.attrs["n"] = int(keep.sum())
         table.attrs["n_dropped"] = int(len(data) - keep.sum())
-        return table, self._coverage_rows(y, parts.final[keep], "test")
+        coverage = self._coverage_rows(y, parts.final[keep], "test")
+        if column is not None:  # and within each group, against the group's own band
+            labels = data[column].to_numpy()[ok][keep]
+            by_group = self.calibration.check_coverage(y, parts.final[keep], labels)
+            by_group.insert(0, "set", [f"test, {column} = {g}" for g in by_group.pop("group")])
+            coverage = pd.concat([coverage, by_group.drop(columns="n_cal")], ignore_index=True)
+        return table, coverage
 
     def scores(self, data: pd.DataFrame) -> pd.DataFrame:
         """Scores of every base model, the mean/median ensembles and the aggregate on ``data``.
@@ -603,6 +621,9 @@ def _check_predicts(predictor: Any, path: Any) -> None:
     frames = [spec._train.iloc[:3].reset_index(drop=True) for spec in specs if spec is not None]
     probe = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=range(1))
     probe = probe.loc[:, ~probe.columns.duplicated()]
+    groups = getattr(getattr(predictor, "calibration", None), "groups", None)
+    if groups:  # Mondrian calibration reads its group column
+        probe[predictor.calibration.column] = groups[0]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -138,11 +138,11 @@ def test_fold_aggregate_never_sees_its_fold(frame, family, tmp_path):
     its predictions unchanged, and changes the full-data weights: the fold aggregate is fitted
     without its fold, as nested CV+ requires."""
     taus = [0.1, 0.5, 0.9]
-    fit = qa.qagg("y ~ x", frame, models=_models(), taus=taus, family=family, conformal="cv+", cv=3, seed=1)
+    fit = qa.qagg("y ~ x", frame, models=_models(), taus=taus, family=family, conformal="cv+", cv=3, seed=1, n_jobs=1)
     folds = fit._base.crossfit.folds
     moved = frame.copy()
     moved.loc[folds == 0, "y"] += np.random.default_rng(0).normal(0, 5, int((folds == 0).sum()))
-    fit2 = qa.qagg("y ~ x", moved, models=_models(), taus=taus, family=family, conformal="cv+", cv=3, seed=1)
+    fit2 = qa.qagg("y ~ x", moved, models=_models(), taus=taus, family=family, conformal="cv+", cv=3, seed=1, n_jobs=1)
     assert np.array_equal(fit2._base.crossfit.folds, folds)
     new = frame.head(20)
     X, _ = fit.predictor.designs(new)
