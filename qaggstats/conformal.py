@@ -79,6 +79,9 @@ __all__ = [
     "nested_cv_plus",
     "MondrianCQR",
     "group_labels",
+    "validity_statement",
+    "guarantees",
+    "MARGINAL_PROMISE",
 ]
 
 # Guards the ceil/floor of (n + 1) * alpha against representation error: (n+1) * 0.1 can be
@@ -886,3 +889,68 @@ class MondrianCQR:
                              "observed": observed, "band_low": low, "band_high": high,
                              "inside": bool(low <= observed <= high), "n": n})
         return pd.DataFrame(rows)
+
+
+#: What marginal conformal calibration does and does not promise (summary and report).
+MARGINAL_PROMISE = (
+    "Conformal calibration promises marginal coverage: the probability that a new point falls in its "
+    "interval, averaged over new points x (and over the calibration draw). It does not promise coverage "
+    "conditional on x: a slab of x (a bin of a feature, or of the predicted width) may be covered less "
+    "often, and no finite-sample method can guarantee conditional coverage in general. Mondrian "
+    "calibration (conformal_groups=) extends the promise to each group of its column, not to finer slabs. "
+    "With many bins about 5% fall outside their 95% bands by chance alone.")
+
+
+def validity_statement(calibration: object, alpha: float) -> str:
+    """The exact guarantee of a calibration for the interval of miscoverage ``alpha``, in words.
+
+    Parameters
+    ----------
+    calibration : SplitCQR, MondrianCQR, CVPlusCQR or None
+    alpha : float
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> cal = SplitCQR.fit(np.arange(10.0), np.tile([4.0, 5.0], (10, 1)), [0.1, 0.9])
+    >>> validity_statement(cal, 0.2)
+    'split CQR, marginal: a new point is covered with probability in [0.800, 0.891] (averaged over x and the calibration draw; n_cal = 10)'
+    >>> validity_statement(None, 0.2)
+    'no calibration: no finite-sample coverage guarantee'
+    """
+    pct = f"{1 - alpha:.0%}"
+    if calibration is None:
+        return "no calibration: no finite-sample coverage guarantee"
+    if isinstance(calibration, MondrianCQR):
+        sizes = ", ".join(f"{g!r}: {n}" for g, n in zip(calibration.groups, calibration.n_groups))
+        extra = 2 if calibration.asymmetric else 1
+        return (f"Mondrian CQR, per group: within each group g of {calibration.column!r} a new point is covered "
+                f"with probability in [{1 - alpha:.3f}, {1 - alpha:.3f} + {extra}/(n_g + 1)] (n_g calibration rows: "
+                f"{sizes}); marginally at least {1 - alpha:.3f}; nothing finer than the groups")
+    if isinstance(calibration, CVPlusCQR):
+        bound = max(0.0, calibration.coverage_bound(alpha))
+        return (f"nested CV+, marginal: a new point is covered with probability at least {bound:.3f} "
+                f"(1 - 2 alpha - min{{2(1 - 1/K)/(n/K + 1), (1 - K/n)/(K + 1)}}, Barber et al. 2021, Thm 4; "
+                f"n = {calibration.n_cal}, K = {calibration.k_folds}), typically at least {1 - alpha:.3f} "
+                f"for the {pct} interval")
+    lo, hi = calibration.coverage_band(alpha)
+    name = "asymmetric split CQR" if calibration.asymmetric else "split CQR"
+    return (f"{name}, marginal: a new point is covered with probability in [{lo:.3f}, {hi:.3f}] "
+            f"(averaged over x and the calibration draw; n_cal = {calibration.n_cal})")
+
+
+def guarantees(calibration: object, taus: object) -> list[str]:
+    """:func:`validity_statement` of every central interval, then :data:`MARGINAL_PROMISE`.
+
+    Examples
+    --------
+    >>> guarantees(None, [0.1, 0.5, 0.9])
+    ['no calibration: no finite-sample coverage guarantee']
+    """
+    if calibration is None:
+        return [validity_statement(None, 0.1)]
+    t = validate_levels(taus)
+    return [validity_statement(calibration, 2 * t[lo]) for lo, _ in central_pairs(t)] + [MARGINAL_PROMISE]

@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from . import conformal as conformal_mod
 from . import scoring
 from ._version import __version__
 from .diagnostics import Diagnostic, diagnose
@@ -88,6 +89,25 @@ def _describe_learner(obj: Any) -> str:
     return repr(obj) if type(obj).__repr__ is not object.__repr__ else type(obj).__name__
 
 
+_TOP_FEATURES = 3
+
+
+def _association(values: pd.Series, width: np.ndarray) -> float:
+    """How much the interval width varies with a column: |Spearman| for numbers, the correlation
+    ratio for a factor (NaN for a constant column)."""
+    v = values.reset_index(drop=True)
+    if pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v):
+        if v.nunique() < 2 or np.ptp(width) == 0:
+            return float("nan")
+        return abs(float(pd.Series(width).corr(v.astype(float), method="spearman")))
+    w = pd.Series(width)
+    total = float(((w - w.mean()) ** 2).sum())
+    if v.nunique() < 2 or total == 0:
+        return float("nan")
+    means = w.groupby(v.astype(str)).transform("mean")
+    return float(np.sqrt(((means - w.mean()) ** 2).sum() / total))
+
+
 def _summary(r: "QaggResults") -> Summary:
     """The boxed summary of a fit, rendered by :class:`qaggstats.summary.Summary`."""
     calib = "none"
@@ -145,6 +165,16 @@ def _summary(r: "QaggResults") -> Summary:
                          "within each group", r.calibration.table()))
     if len(r.coverage):
         sections.append(("Coverage", r.coverage))
+    cond = r.conditional_coverage
+    if cond is not None and len(cond):
+        sections.append((f"Conditional coverage of the {cond['nominal'].iloc[0]:.0%} interval on the test data "
+                         "(bins of the top features and of the predicted width; band: where each bin should fall "
+                         "if coverage held within it)", cond.drop(columns=["nominal", "worst"])))
+        w = cond[cond["worst"]].iloc[0]
+        sections.append(("Worst slab", [
+            f"{w['variable']} in {w['bin']}: coverage {w['observed']:.3f} on {w['n']} test rows, band "
+            f"[{w['band_low']:.3f}, {w['band_high']:.3f}] — {'inside' if w['inside'] else 'outside'} its band"]))
+    sections.append(("What the calibration guarantees", conformal_mod.guarantees(r.calibration, r.taus)))
     sections.append(("Diagnostics", [f"[{d.verdict}] {d.claim} ({d.source}): {d.observed}" for d in r.diagnostics]))
     if r.notes:
         sections.append(("Notes", list(r.notes)))
@@ -292,8 +322,48 @@ class QaggResults(SummaryMixin):
         return pd.DataFrame(rows)
 
     @_cached
-    def _test_tables(self) -> Optional[tuple[pd.DataFrame, pd.DataFrame]]:
-        return None if self._test is None else self._score_frame(self._test)
+    def _test_tables(self) -> Optional[tuple[pd.DataFrame, pd.DataFrame, Optional[pd.DataFrame]]]:
+        return None if self._test is None else self._score_frame(self._test, conditional=True)
+
+    @property
+    def conditional_coverage(self) -> Optional[pd.DataFrame]:
+        """Test coverage of one central interval (nominal nearest 80 %) in bins of the top features
+        and of the predicted width, each with the band it should fall in if coverage held within
+        the bin (None without ``test=``); see :func:`qaggstats.scoring.coverage_by_bins`.
+
+        The features are the data columns the formulas use whose values the interval width
+        varies with most (|Spearman correlation|, or the correlation ratio for a factor), at
+        most three. Columns: ``variable``, ``bin``, ``n``, ``observed``, ``band_low``,
+        ``band_high``, ``inside``, ``nominal``, ``worst`` (True on the lowest-coverage bin).
+        """
+        tables = self._test_tables
+        return None if tables is None else tables[2]
+
+    def _band(self, alpha: float, n: int) -> tuple[float, float]:
+        """The 95 % band of observed coverage on n fresh rows that the calibration promises."""
+        if self.calibration is not None and self.conformal != "cv+":
+            return self.calibration.binomial_band(alpha, n)
+        return tuple(map(float, scoring.binomial_band(1 - alpha, n)))
+
+    def _conditional_rows(self, rows: pd.DataFrame, y: np.ndarray, q: np.ndarray) -> Optional[pd.DataFrame]:
+        pairs = scoring.central_pairs(self.taus)
+        if not pairs or y.size < 20:
+            return None
+        lo, hi = min(pairs, key=lambda p: (abs(1 - 2 * self.taus[p[0]] - 0.8), -p[1]))
+        alpha = 2 * self.taus[lo]
+        width = q[:, hi] - q[:, lo]
+        specs = list(self.predictor.specs.values()) + [self.predictor.basis_spec]
+        columns = list(dict.fromkeys(c for spec in specs if spec is not None for c in spec.columns
+                                     if c != self.response and c in rows.columns))
+        strength = {c: _association(rows[c], width) for c in columns}
+        top = sorted((c for c in columns if np.isfinite(strength[c])), key=lambda c: -strength[c])[:_TOP_FEATURES]
+        variables = {c: rows[c] for c in top}
+        variables["predicted width"] = width
+        table = scoring.coverage_by_bins(y, q[:, lo], q[:, hi], variables, lambda n: self._band(alpha, n))
+        table["nominal"] = round(1 - alpha, 10)
+        worst = scoring.worst_slab(table)
+        table["worst"] = table.index == (worst.name if worst is not None else -1)
+        return table
 
     @property
     def test_scores(self) -> Optional[pd.DataFrame]:
@@ -317,7 +387,8 @@ class QaggResults(SummaryMixin):
                         q_oof_raw=self.q_oof_raw, conformal=self.conformal, calibration=self.calibration,
                         coverage=self.coverage, n_cal=self.n_cal)
 
-    def _score_frame(self, data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _score_frame(self, data: pd.DataFrame, conditional: bool = False
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, Optional[pd.DataFrame]]:
         if not isinstance(data, pd.DataFrame):
             raise DataError(f"data to score must be a pandas DataFrame, got {type(data).__name__}")
         if self.response not in data.columns:
@@ -350,12 +421,13 @@ class QaggResults(SummaryMixin):
         table.attrs["n"] = int(keep.sum())
         table.attrs["n_dropped"] = int(len(data) - keep.sum())
         coverage = self._coverage_rows(y, parts.final[keep], "test")
+        cond = self._conditional_rows(data[ok][keep], y, parts.final[keep]) if conditional else None
         if column is not None:  # and within each group, against the group's own band
             labels = data[column].to_numpy()[ok][keep]
             by_group = self.calibration.check_coverage(y, parts.final[keep], labels)
             by_group.insert(0, "set", [f"test, {column} = {g}" for g in by_group.pop("group")])
             coverage = pd.concat([coverage, by_group.drop(columns="n_cal")], ignore_index=True)
-        return table, coverage
+        return table, coverage, cond
 
     def scores(self, data: pd.DataFrame) -> pd.DataFrame:
         """Scores of every base model, the mean/median ensembles and the aggregate on ``data``.
@@ -371,8 +443,8 @@ class QaggResults(SummaryMixin):
         for i, j in scoring.central_pairs(self.taus):
             alpha = 2 * self.taus[i]
             observed = float(np.mean((y >= q[:, i]) & (y <= q[:, j])))
-            if self.calibration is not None and which == "test" and self.conformal != "cv+":
-                lo, hi = self.calibration.binomial_band(alpha, n)
+            if which == "test":
+                lo, hi = self._band(alpha, n)
             else:
                 lo, hi = map(float, scoring.binomial_band(1 - alpha, n))
             rows.append({"set": which, "nominal": 1 - alpha, "observed": observed,
