@@ -329,8 +329,8 @@ def build_context(results) -> dict[str, Any]:
 
     # 5 calibration
     ctx["coverage_table"] = _coverage_table(r.coverage, num.table())
-    ctx["mondrian_table"] = _mondrian_table(r.calibration, num.table())
-    ctx["conditional_table"], ctx["worst_slab"] = _conditional_table(r.conditional_coverage, num.table())
+    ctx["mondrian_table"] = _mondrian_table(r.calibration, num)
+    ctx["conditional_table"], ctx["worst_slab"] = _conditional_table(r.conditional_coverage, num)
     ctx["guarantees"] = conformal_mod.guarantees(r.calibration, r.taus)
     ctx["fig_conditional"] = _conditional_figure(r, taus, pair, num)
     ctx["fig_reliability"] = _svg_figure(
@@ -446,7 +446,7 @@ def _coverage_table(coverage: pd.DataFrame, number: int) -> dict:
                   "Coverage of central intervals with the 95% band expected for the nominal level.", number)
 
 
-def _mondrian_table(calibration: Any, number: int) -> dict | None:
+def _mondrian_table(calibration: Any, num: _Numbering) -> dict | None:
     """Per-group corrections and guaranteed bands of a Mondrian calibration (None otherwise)."""
     if getattr(calibration, "column", None) is None:
         return None
@@ -454,10 +454,10 @@ def _mondrian_table(calibration: Any, number: int) -> dict | None:
     rows = [[_cell(str(v), "label" if j == 0 else "") for j, v in enumerate(row)] for row in t.itertuples(index=False)]
     return _table([(str(c), j > 0) for j, c in enumerate(t.columns)], rows,
                   f"Group-conditional (Mondrian) calibration by {calibration.column!r}: each group's correction "
-                  "comes from its own calibration rows, so coverage is guaranteed within each group.", number)
+                  "comes from its own calibration rows, so coverage is guaranteed within each group.", num.table())
 
 
-def _conditional_table(table: pd.DataFrame | None, number: int) -> tuple[dict | None, str]:
+def _conditional_table(table: pd.DataFrame | None, num: _Numbering) -> tuple[dict | None, str]:
     """Test coverage in bins of the top features and of the predicted width, and the worst-slab sentence."""
     if table is None or not len(table):
         return None, ""
@@ -478,7 +478,7 @@ def _conditional_table(table: pd.DataFrame | None, number: int) -> tuple[dict | 
                    ("Inside", True)], rows,
                   f"Conditional coverage of the {nominal:.0%} interval on the test data, in equal-count bins of the "
                   "features the interval width varies with most and of the predicted width; the band is where a "
-                  "bin's coverage should fall if coverage held within it.", number, row_classes=classes), worst
+                  "bin's coverage should fall if coverage held within it.", num.table(), row_classes=classes), worst
 
 
 def _monotone_table(monotone: pd.DataFrame, chosen: str, n: int, number: int) -> dict:
