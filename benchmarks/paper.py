@@ -521,7 +521,11 @@ def describe(proto: Protocol) -> str:
             "min-max variants are in the CSV.\n"
             "- Conformal (80 % interval): split CQR fits the weights on 75 % of the training rows and "
             "calibrates on the out-of-fold aggregate of the other 25 %; CV+ uses the weights fitted on "
-            "all rows, out-of-fold scores and the five fold models at the test points.\n\n")
+            "all rows, out-of-fold scores and the five fold models at the test points (not the paper's scheme: "
+            "each scored row also trained the weights); nested-cv+ (``--nested``, what ``qagg(conformal=\"cv+\")`` "
+            "does) refits the weights without each fold on leave-two-folds-out base predictions, so each fold "
+            "model never saw its fold (Barber et al.'s guarantee, at least about 1 - 2 alpha). Its raw columns are "
+            "the full aggregate of the current code.\n\n")
 
 
 def report(proto: Protocol, figure: Path) -> str:
