@@ -12,9 +12,13 @@ without one, as :func:`qaggstats.conformal.nested_cv_plus` and
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
 from scipy import stats
 
+import qaggstats as qa
 from qaggstats.conformal import cv_plus_bound, nested_cv_plus
+from qaggstats.errors import CalibrationError
 
 TAUS = np.array([0.05, 0.1, 0.5, 0.9, 0.95])
 Z = stats.norm.ppf(TAUS)
@@ -113,12 +117,6 @@ def test_nested_cv_plus_guarantee_over_1000_partitions():
 
 
 # ----------------------------------------------------------------------------- inside qagg
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-
-import qaggstats as qa  # noqa: E402
-from qaggstats.errors import CalibrationError  # noqa: E402
-
 
 @pytest.fixture(scope="module")
 def frame():
@@ -160,3 +158,30 @@ def test_fold_aggregate_never_sees_its_fold(frame, family, tmp_path):
 def test_nested_cv_plus_needs_three_folds(frame):
     with pytest.raises(CalibrationError, match="cv >= 3"):
         qa.qagg("y ~ x", frame, models=_models(), taus=[0.1, 0.5, 0.9], conformal="cv+", cv=2)
+
+
+def test_n_folds_is_the_jackknife_plus():
+    """With one row per fold, nested CV+ gives Barber et al.'s jackknife+ interval, written out
+    here directly: leave-one-out models, residuals R_i, and the floor(alpha (n+1))-th smallest /
+    ceil((1 - alpha)(n+1))-th smallest of mu_{-i}(x) -/+ R_i."""
+    rng = np.random.default_rng(0)
+    n, alpha = 24, 0.2
+    y = rng.normal(size=n)
+    taus = [0.1, 0.5, 0.9]
+
+    def loo_model(train):  # the "aggregate": the training rows' empirical quantiles
+        return np.quantile(y[train], taus)
+
+    def fit(k, train, inner):
+        assert train.size == n - 1 and inner.max() == n - 2
+        return loo_model(train)
+
+    cal, models = nested_cv_plus(y, np.arange(n), taus, fit, lambda m, k, rows: np.tile(m, (rows.size, 1)))
+    x_pred = np.stack([np.tile(m, (1, 1)) for m in models])  # every fold model at one new point
+    got = cal.apply(x_pred)[0]
+    mu = np.array([loo_model(np.delete(np.arange(n), i)) for i in range(n)])
+    R = np.maximum(mu[:, 0] - y, y - mu[:, 2])
+    lo = np.sort(mu[:, 0] - R)[int(np.floor(alpha * (n + 1))) - 1]
+    hi = np.sort(mu[:, 2] + R)[int(np.ceil((1 - alpha) * (n + 1))) - 1]
+    assert got[0] == pytest.approx(lo) and got[2] == pytest.approx(hi)
+    assert cv_plus_bound(alpha, n, n) == pytest.approx(1 - 2 * alpha)  # Barber et al., Theorem 1
