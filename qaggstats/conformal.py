@@ -11,14 +11,23 @@ For every central pair of levels ``(tau, 1 - tau)`` in ``taus`` (miscoverage ``a
 * **Asymmetric split CQR** (Romano et al., Thm 2): separate corrections from
   ``q_lo - y`` and ``y - q_hi``, each at miscoverage ``alpha / 2``; coverage in
   ``[1 - alpha, 1 - alpha + 2/(n_cal+1)]``; needs ``n_cal >= 2/alpha - 1``.
-* **CV+** (Barber, Candès, Ramdas & Tibshirani 2021, applied to CQR as in Fakoor et al. 2023).
-  Out-of-fold scores ``R_i`` come from the model fitted without fold ``k(i)``; for a new ``x``
-  the interval is ``[ floor(alpha (n+1))-th smallest of q_lo^{-k(i)}(x) - R_i ,
-  ceil((1 - alpha)(n+1))-th smallest of q_hi^{-k(i)}(x) + R_i ]``. Barber et al. (2021,
-  Theorem 4) guarantee coverage at least
-  ``1 - 2 alpha - min{2 (1 - 1/K) / (n/K + 1), (1 - K/n) / (K + 1)}``
-  (which is at least ``1 - 2 alpha - sqrt(2/n)``); that K-fold bound is the one reported here.
-  It is stated for equal folds of size ``n/K``.
+* **Nested CV+** (Barber, Candès, Ramdas & Tibshirani 2021; for aggregation, Fakoor et al.
+  2023, Section 5). Each of the K fold models is the *whole* aggregate fitted without fold
+  ``k``: its base learners are fitted without fold ``k``, and its weights are fitted on
+  out-of-fold base predictions of the other rows that never saw fold ``k`` either (the base
+  learners refitted without folds ``k`` and ``j`` predict fold ``j``: nested cross-fitting,
+  see :func:`qaggstats.crossfit.crossfit_pairs`). :func:`nested_cv_plus` runs that loop. The
+  score ``R_i`` of a row of fold ``k(i)`` comes from fold model ``k(i)``; for a new ``x`` the
+  interval is ``[ floor(alpha (n+1))-th smallest of q_lo^{-k(i)}(x) - R_i ,
+  ceil((1 - alpha)(n+1))-th smallest of q_hi^{-k(i)}(x) + R_i ]``. Because every fold model
+  is a function of the data outside its fold, Barber et al. (2021, Theorem 4) apply exactly:
+  coverage is at least ``1 - 2 alpha - min{2 (1 - 1/K) / (n/K + 1), (1 - K/n) / (K + 1)}``
+  (about ``1 - 2 alpha``; stated for equal folds of size ``n/K``), and in practice it is
+  typically at least ``1 - alpha``. With ``K = n`` folds (``cv=n``) this is the jackknife+
+  (Theorem 1 there: at least ``1 - 2 alpha``), at ``n (n - 1) / 2`` leave-two-out fits per
+  learner, so only for small ``n``. :class:`CVPlusCQR` holds the scores and applies the rule
+  to any fold models; a CV+ whose weights were fitted once on every row would reuse each
+  scored row in its own fold model, which the theorem does not cover.
 
 Non-paired levels (the median, or a level without partner) are not corrected. After the
 corrections the quantiles are made non-crossing and the intervals nested by the min-max
@@ -47,6 +56,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -66,6 +76,12 @@ __all__ = [
     "CVPlusCQR",
     "fit_cqr",
     "fit_cvplus",
+    "nested_cv_plus",
+    "MondrianCQR",
+    "group_labels",
+    "validity_statement",
+    "guarantees",
+    "MARGINAL_PROMISE",
 ]
 
 # Guards the ceil/floor of (n + 1) * alpha against representation error: (n+1) * 0.1 can be
@@ -579,3 +595,362 @@ def fit_cvplus(q_oof: object, y: object, folds: object, taus: object) -> CVPlusC
     (4, 20)
     """
     return CVPlusCQR.fit(y, q_oof, folds, taus)
+
+
+def nested_cv_plus(y: object, folds: object, taus: object,
+                   fit: Callable[[int, np.ndarray, np.ndarray], Any],
+                   predict: Callable[[Any, int, np.ndarray], np.ndarray]) -> tuple[CVPlusCQR, list]:
+    """The paper's nested CV+: refit the aggregation without each fold, score that fold with it.
+
+    For each fold ``k``: ``agg_k = fit(k, train, inner_folds)`` fits the whole aggregation on
+    the rows ``train`` (positions of every row outside fold ``k``) from base predictions that
+    never saw fold ``k`` (the caller's leave-two-folds-out array), with ``inner_folds`` the
+    rows' outer fold ids relabelled ``0 .. K-2`` for any inner validation; then
+    ``predict(agg_k, k, rows)`` gives its quantiles ``(m, r)`` at the rows of fold ``k`` from
+    the base learners fitted without fold ``k``. The scores of those predictions make a
+    :class:`CVPlusCQR`, whose ``apply`` then takes the fold aggregates' predictions at new
+    points. Coverage: see the module docstring (at least about ``1 - 2 alpha``, exactly
+    Barber et al.'s K-fold bound, :func:`cv_plus_bound`).
+
+    Parameters
+    ----------
+    y : array_like, shape (n,)
+    folds : array_like of int, shape (n,)
+        Fold ids ``0 .. K-1``.
+    taus : array_like, shape (r,)
+    fit : callable ``(k, train (n - n_k,) int, inner_folds (n - n_k,) int) -> aggregate``
+    predict : callable ``(aggregate, k, rows (n_k,) int) -> (n_k, r)``
+
+    Returns
+    -------
+    (CVPlusCQR, list)
+        The calibration and the K fold aggregates (``fit``'s return values, in fold order).
+
+    Examples
+    --------
+    A toy "aggregation": the interval of the training rows' 10% and 90% quantiles.
+
+    >>> y = np.arange(40.0) % 7
+    >>> folds = np.arange(40) % 4
+    >>> fit = lambda k, train, inner: np.quantile(y[train], [0.1, 0.5, 0.9])
+    >>> predict = lambda agg, k, rows: np.tile(agg, (rows.size, 1))
+    >>> cal, aggs = nested_cv_plus(y, folds, [0.1, 0.5, 0.9], fit, predict)
+    >>> len(aggs), cal.k_folds, cal.apply(np.stack([np.tile(a, (2, 1)) for a in aggs])).shape
+    (4, 4, (2, 3))
+    """
+    t = validate_levels(taus)
+    y_a = np.asarray(y, dtype=float)
+    f = np.asarray(folds)
+    if y_a.ndim != 1 or f.shape != y_a.shape or not np.issubdtype(f.dtype, np.integer):
+        raise DataError(f"nested_cv_plus: y (n,) and integer folds (n,) expected; got {y_a.shape} and "
+                        f"{f.dtype} {f.shape}")
+    k_folds = int(f.max()) + 1
+    q = np.full((y_a.size, t.size), np.nan)
+    aggregates = []
+    for k in range(k_folds):
+        train, rows = np.flatnonzero(f != k), np.flatnonzero(f == k)
+        inner = f[train] - (f[train] > k)  # outer ids without k, relabelled 0 .. K-2
+        agg = fit(k, train, inner)
+        q[rows] = np.asarray(predict(agg, k, rows), dtype=float)
+        aggregates.append(agg)
+    return CVPlusCQR.fit(y_a, q, f, t), aggregates
+
+
+def group_labels(values: object, column: str) -> list:
+    """Plain Python labels of a group column (str, int, float or bool), checked for missing values.
+
+    Parameters
+    ----------
+    values : array_like or pandas.Series
+    column : str
+        The column's name, for messages.
+
+    Returns
+    -------
+    list
+
+    Raises
+    ------
+    DataError
+        Missing values, or labels of another kind (dates, objects).
+
+    Examples
+    --------
+    >>> group_labels(pd.Series(["a", "b"], dtype="category"), "g"), group_labels(np.array([1, 2]), "g")
+    (['a', 'b'], [1, 2])
+    """
+    arr = np.asarray(values, dtype=object).ravel()
+    missing = int(pd.isna(arr).sum())
+    if missing:
+        raise DataError(f"conformal_groups column {column!r} has {missing} missing value(s); fill them (e.g. a "
+                        "level 'unknown') or drop those rows")
+    out = [v.item() if isinstance(v, np.generic) else v for v in arr]
+    bad = next((v for v in out if not isinstance(v, (str, int, float, bool))), None)
+    if bad is not None:
+        raise DataError(f"conformal_groups column {column!r} holds {type(bad).__name__} values such as {bad!r}; "
+                        "group labels must be strings, integers, floats or booleans (convert the column)")
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class MondrianCQR:
+    """Group-conditional (Mondrian) split CQR: a separate correction per group of a column.
+
+    Within each group ``g`` the correction is the split-CQR one computed on that group's
+    ``n_g`` calibration rows only (Vovk 2012; Romano et al. 2019; Angelopoulos & Bates 2023,
+    Section 4.5), so coverage holds *within* every group: for a new point of group ``g``,
+    ``P(Y in C(X) | group g)`` lies in ``[1 - alpha, 1 - alpha + 1/(n_g + 1)]`` (asymmetric:
+    ``+ 2/(n_g + 1)``; upper ends for continuous scores). Marginal coverage, a mixture of
+    these, is at least ``1 - alpha`` too. Each group needs ``n_g >= 1/alpha - 1`` calibration
+    rows (``2/alpha - 1`` asymmetric).
+
+    Attributes
+    ----------
+    taus, pairs, alphas : as for :class:`SplitCQR`
+    column : str
+        The group column of the data.
+    groups : tuple
+        Group labels (plain str / int / float / bool), in order of first appearance.
+    n_groups : tuple of int
+        Calibration rows per group.
+    corrections : numpy.ndarray, shape (G, k) or (G, k, 2)
+    n_cal : int
+    asymmetric : bool
+
+    Examples
+    --------
+    >>> y = np.r_[np.arange(10.0), 10 * np.arange(10.0)]
+    >>> g = ["a"] * 10 + ["b"] * 10
+    >>> cal = MondrianCQR.fit(y, np.tile([4.0, 5.0], (20, 1)), g, [0.1, 0.9], column="g")
+    >>> cal.corrections.ravel().tolist(), cal.n_groups
+    ([4.0, 75.0], (10, 10))
+    >>> cal.apply(np.array([[4.0, 5.0], [4.0, 5.0]]), ["b", "a"]).tolist()
+    [[-71.0, 80.0], [0.0, 9.0]]
+    """
+
+    taus: np.ndarray
+    pairs: list[tuple[int, int]]
+    alphas: np.ndarray
+    column: str
+    groups: tuple
+    n_groups: tuple
+    corrections: np.ndarray
+    n_cal: int
+    asymmetric: bool = False
+
+    @classmethod
+    def fit(cls, y_cal: object, q_cal: object, labels: object, taus: object, *, column: str,
+            asymmetric: bool = False) -> MondrianCQR:
+        """Per-group corrections from calibration outcomes, quantiles ``(n_cal, r)`` and group labels.
+
+        Raises
+        ------
+        CalibrationError
+            A group with fewer calibration rows than the level needs (names the group, its row
+            count and the minimum).
+        """
+        t = validate_levels(taus)
+        y_a, q_a = _check_yq(y_cal, q_cal, t, "MondrianCQR.fit")
+        lab = group_labels(labels, column)
+        if y_a.ndim != 1 or len(lab) != y_a.size:
+            raise DataError(f"MondrianCQR.fit: y_cal (n,) and one group label per row expected; got {y_a.shape} "
+                            f"and {len(lab)} labels")
+        pairs, alphas = _pairs_alphas(t)
+        groups = tuple(dict.fromkeys(lab))
+        index = {g: i for i, g in enumerate(groups)}
+        codes = np.array([index[v] for v in lab], dtype=np.intp)
+        corrections, sizes = [], []
+        for i, g in enumerate(groups):
+            rows = codes == i
+            n_g = int(rows.sum())
+            for (lo, hi), a in zip(pairs, alphas):
+                need = min_calibration_size(a / 2 if asymmetric else a)
+                if n_g < need:
+                    raise CalibrationError(
+                        f"group {g!r} of conformal_groups column {column!r} has {n_g} calibration row(s); "
+                        f"Mondrian CQR needs at least {need} per group for {_describe(t, lo, hi)}. Merge small "
+                        "groups, raise cal_size, or calibrate a narrower interval")
+            corrections.append(cqr_corrections(y_a[rows], q_a[rows], t, asymmetric=asymmetric))
+            sizes.append(n_g)
+        return cls(taus=t, pairs=pairs, alphas=alphas, column=column, groups=groups, n_groups=tuple(sizes),
+                   corrections=np.stack(corrections), n_cal=y_a.size, asymmetric=asymmetric)
+
+    def codes(self, labels: object) -> np.ndarray:
+        """Group index of each label; a label not seen in calibration is a DataError naming it."""
+        lab = group_labels(labels, self.column)
+        index = {g: i for i, g in enumerate(self.groups)}
+        unseen = list(dict.fromkeys(v for v in lab if v not in index))
+        if unseen:
+            known = ", ".join(repr(g) for g in self.groups)
+            raise DataError(f"conformal_groups column {self.column!r}: group(s) {', '.join(map(repr, unseen[:5]))} "
+                            f"were not in the calibration data, so they have no correction (known: {known}); "
+                            "recode them to a known group or refit with them")
+        return np.array([index[v] for v in lab], dtype=np.intp)
+
+    def _position(self, group: object) -> int:
+        return int(self.codes([group])[0])
+
+    def apply(self, q: object, labels: object) -> np.ndarray:
+        """Calibrated quantiles ``(m, r)`` from model quantiles ``(m, r)`` and each row's group label."""
+        q_a = np.asarray(q, dtype=float)
+        if q_a.ndim != 2 or q_a.shape[1] != self.taus.size:
+            raise DataError(f"apply: q must be 2-D (m, {self.taus.size}), got shape {q_a.shape}")
+        codes = self.codes(labels)
+        if codes.size != q_a.shape[0]:
+            raise DataError(f"apply: {codes.size} group labels for {q_a.shape[0]} rows")
+        out = np.empty_like(q_a)
+        for i in np.unique(codes):
+            rows = codes == i
+            out[rows] = apply_cqr(q_a[rows], self.taus, self.corrections[i], self.asymmetric)
+        return out
+
+    def coverage_band(self, alpha: float, group: object) -> tuple[float, float]:
+        """Coverage band within ``group``: ``[1 - alpha, 1 - alpha + (1 or 2)/(n_g + 1)]``."""
+        n_g = self.n_groups[self._position(group)]
+        extra = (2.0 if self.asymmetric else 1.0) / (n_g + 1)
+        return 1.0 - alpha, 1.0 - alpha + extra
+
+    def _miss(self, alpha: float, n_g: int) -> int:
+        return 2 * _lower_rank(n_g, alpha / 2) if self.asymmetric else _lower_rank(n_g, alpha)
+
+    def binomial_band(self, alpha: float, n_test: int, level: float = 0.95,
+                      group: object = None) -> tuple[float, float]:
+        """Central ``level`` band of observed coverage on ``n_test`` fresh points.
+
+        Within a ``group``: beta-binomial with ``Beta(n_g + 1 - l, l)``, as for
+        :meth:`SplitCQR.binomial_band`. Without one (all groups pooled, in their calibration
+        shares): the beta-binomial whose Beta law has the mean and variance of the mixture
+        ``sum_g (n_g / n_cal) C_g`` of the independent per-group coverages.
+        """
+        if group is not None:
+            n_g = self.n_groups[self._position(group)]
+            miss = self._miss(alpha, n_g)
+            return (1.0, 1.0) if miss < 1 else _betabinom_band(n_g + 1 - miss, miss, n_test, level)
+        share = np.asarray(self.n_groups, dtype=float) / self.n_cal
+        mean = var = 0.0
+        for p, n_g in zip(share, self.n_groups):
+            a, b = n_g + 1 - self._miss(alpha, n_g), self._miss(alpha, n_g)
+            if b < 1:
+                mean += p
+                continue
+            mean += p * a / (a + b)
+            var += p**2 * a * b / ((a + b) ** 2 * (a + b + 1))
+        if var <= 0 or mean >= 1:
+            return 1.0, 1.0
+        nu = mean * (1 - mean) / var - 1  # a + b of the moment-matched Beta
+        return _betabinom_band(mean * nu, (1 - mean) * nu, n_test, level)
+
+    def table(self) -> pd.DataFrame:
+        """Per group: calibration rows, the correction of each interval (lower / upper when
+        asymmetric) and the coverage band guaranteed within the group.
+
+        Examples
+        --------
+        >>> cal = MondrianCQR.fit(np.arange(20.0), np.tile([4.0, 5.0], (20, 1)), [0, 1] * 10, [0.1, 0.9],
+        ...                       column="g")
+        >>> cal.table().columns.tolist()
+        ['group', 'n_cal', 'correction 80%', 'guaranteed 80%']
+        """
+        rows = []
+        for i, g in enumerate(self.groups):
+            row = {"group": g, "n_cal": self.n_groups[i]}
+            for j, a in enumerate(self.alphas):
+                pct = f"{100 * (1 - a):g}%"
+                c = self.corrections[i, j]
+                row[f"correction {pct}"] = (f"{c[0]:.4g} / {c[1]:.4g}" if self.asymmetric else float(c))
+                lo, hi = self.coverage_band(a, g)
+                row[f"guaranteed {pct}"] = f"[{lo:.3f}, {hi:.3f}]"
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def check_coverage(self, y_test: object, q_test: object, labels: object) -> pd.DataFrame:
+        """Observed coverage per group and interval against the group's band.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per group and interval: ``group``, ``n_cal``, ``nominal``, ``observed``,
+            ``band_low``, ``band_high`` (central 95% beta-binomial band for the group's test
+            rows), ``inside``, ``n`` (test rows of the group). Groups absent from the test data
+            are left out.
+        """
+        y_a, q_a = _check_yq(y_test, q_test, self.taus, "check_coverage")
+        codes = self.codes(labels)
+        rows = []
+        for i, g in enumerate(self.groups):
+            sel = codes == i
+            n = int(sel.sum())
+            if not n:
+                continue
+            for (lo, hi), a in zip(self.pairs, self.alphas):
+                observed = float(np.mean((q_a[sel, lo] <= y_a[sel]) & (y_a[sel] <= q_a[sel, hi])))
+                low, high = self.binomial_band(a, n, group=g)
+                rows.append({"group": g, "n_cal": self.n_groups[i], "nominal": round(1.0 - a, 10),
+                             "observed": observed, "band_low": low, "band_high": high,
+                             "inside": bool(low <= observed <= high), "n": n})
+        return pd.DataFrame(rows)
+
+
+#: What marginal conformal calibration does and does not promise (summary and report).
+MARGINAL_PROMISE = (
+    "Conformal calibration promises marginal coverage: the probability that a new point falls in its "
+    "interval, averaged over new points x (and over the calibration draw). It does not promise coverage "
+    "conditional on x: a slab of x (a bin of a feature, or of the predicted width) may be covered less "
+    "often, and no finite-sample method can guarantee conditional coverage in general. Mondrian "
+    "calibration (conformal_groups=) extends the promise to each group of its column, not to finer slabs. "
+    "With many bins about 5% fall outside their 95% bands by chance alone.")
+
+
+def validity_statement(calibration: object, alpha: float) -> str:
+    """The exact guarantee of a calibration for the interval of miscoverage ``alpha``, in words.
+
+    Parameters
+    ----------
+    calibration : SplitCQR, MondrianCQR, CVPlusCQR or None
+    alpha : float
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> cal = SplitCQR.fit(np.arange(10.0), np.tile([4.0, 5.0], (10, 1)), [0.1, 0.9])
+    >>> validity_statement(cal, 0.2)
+    'split CQR, marginal: a new point is covered with probability in [0.800, 0.891] (averaged over x and the calibration draw; n_cal = 10)'
+    >>> validity_statement(None, 0.2)
+    'no calibration: no finite-sample coverage guarantee'
+    """
+    pct = f"{1 - alpha:.0%}"
+    if calibration is None:
+        return "no calibration: no finite-sample coverage guarantee"
+    if isinstance(calibration, MondrianCQR):
+        sizes = ", ".join(f"{g!r}: {n}" for g, n in zip(calibration.groups, calibration.n_groups))
+        extra = 2 if calibration.asymmetric else 1
+        return (f"Mondrian CQR, per group: within each group g of {calibration.column!r} a new point is covered "
+                f"with probability in [{1 - alpha:.3f}, {1 - alpha:.3f} + {extra}/(n_g + 1)] (n_g calibration rows: "
+                f"{sizes}); marginally at least {1 - alpha:.3f}; nothing finer than the groups")
+    if isinstance(calibration, CVPlusCQR):
+        bound = max(0.0, calibration.coverage_bound(alpha))
+        return (f"nested CV+, marginal: a new point is covered with probability at least {bound:.3f} "
+                f"(1 - 2 alpha - min{{2(1 - 1/K)/(n/K + 1), (1 - K/n)/(K + 1)}}, Barber et al. 2021, Thm 4; "
+                f"n = {calibration.n_cal}, K = {calibration.k_folds}), typically at least {1 - alpha:.3f} "
+                f"for the {pct} interval")
+    lo, hi = calibration.coverage_band(alpha)
+    name = "asymmetric split CQR" if calibration.asymmetric else "split CQR"
+    return (f"{name}, marginal: a new point is covered with probability in [{lo:.3f}, {hi:.3f}] "
+            f"(averaged over x and the calibration draw; n_cal = {calibration.n_cal})")
+
+
+def guarantees(calibration: object, taus: object) -> list[str]:
+    """:func:`validity_statement` of every central interval, then :data:`MARGINAL_PROMISE`.
+
+    Examples
+    --------
+    >>> guarantees(None, [0.1, 0.5, 0.9])
+    ['no calibration: no finite-sample coverage guarantee']
+    """
+    if calibration is None:
+        return [validity_statement(None, 0.1)]
+    t = validate_levels(taus)
+    return [validity_statement(calibration, 2 * t[lo]) for lo, _ in central_pairs(t)] + [MARGINAL_PROMISE]

@@ -45,7 +45,7 @@ from .errors import DataError, FitError, QaggError
 from .learners.base import check_learner, check_predictions, check_taus
 from .progress import ProgressFn, as_progress
 
-__all__ = ["make_folds", "crossfit", "CrossFit", "fit_task", "TaskResult", "BACKENDS", "one_thread"]
+__all__ = ["make_folds", "crossfit", "crossfit_pairs", "CrossFit", "fit_task", "TaskResult", "BACKENDS", "one_thread"]
 
 BACKENDS = ("loky", "threading")  # joblib's; "dask" or a Client go to qaggstats.distributed
 STAGE = "cross-fitting"
@@ -442,3 +442,81 @@ def crossfit(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, taus: An
         dropped=dropped,
         n_jobs=int(n_jobs),
     )
+
+
+def crossfit_pairs(learners: Mapping[str, Any], X: Mapping[str, Any], y: Any, taus: Any, folds: np.ndarray,
+                   models: list[str], seed: int = 0, n_jobs: int = -1, progress: Optional[ProgressFn] = None,
+                   backend: Any = "loky") -> np.ndarray:
+    """Leave-two-folds-out predictions, the inner out-of-fold arrays of nested CV+.
+
+    For every pair of folds ``j < k`` each learner is fitted without both and predicts the rows
+    of both; ``Q_pairs[k][i]`` (for ``i`` outside fold ``k``) is then the prediction at row ``i``
+    of the model fitted without folds ``k`` and ``fold(i)``: exactly the out-of-fold array that
+    the aggregation refitted without fold ``k`` is trained on (Fakoor et al. 2023, nested
+    conformal). ``K (K - 1) / 2`` fits per learner, each on ``(K - 2) / K`` of the rows.
+
+    Parameters
+    ----------
+    learners : mapping name -> learner
+        The learners given to :func:`crossfit` (same order: it fixes each learner's seed).
+    X, y, taus, seed, n_jobs, progress, backend
+        As for :func:`crossfit`.
+    folds : (n,) int ndarray
+        The fold ids of the cross-fit (``CrossFit.folds``), ``K >= 3`` folds.
+    models : list of str
+        The learners to fit (``CrossFit.models``: those not dropped).
+
+    Returns
+    -------
+    (K, n, p, r) ndarray
+        NaN on the rows of fold ``k`` of ``Q_pairs[k]``; models in the order of ``models``.
+
+    Raises
+    ------
+    DataError
+        Fewer than 3 folds (two left out would leave nothing to train on).
+    FitError
+        A learner failed on a pair of folds (message names the learner and the folds).
+
+    Examples
+    --------
+    >>> from qaggstats.learners import KNN
+    >>> X = np.arange(30.0).reshape(-1, 1); y = np.arange(30.0)
+    >>> folds = make_folds(30, 3, seed=0)
+    >>> Qp = crossfit_pairs({"knn": KNN(k=3)}, {"knn": X}, y, [0.5], folds, ["knn"])
+    >>> Qp.shape, bool(np.isnan(Qp[0][folds == 0]).all()), bool(np.isfinite(Qp[0][folds != 0]).all())
+    ((3, 30, 1, 1), True, True)
+    """
+    designs, y_a, t = _check_inputs(learners, X, y, taus, "raise", backend, n_jobs)
+    f = np.asarray(folds)
+    cv = int(f.max()) + 1
+    if cv < 3:
+        raise DataError(f"nested CV+ leaves two folds out of every inner fit and needs cv >= 3 folds, got cv={cv}")
+    report = as_progress(progress)
+    tasks = []
+    for j, (name, learner) in enumerate(learners.items()):
+        if name not in models:
+            continue
+        seeded = _seeded(learner, _learner_seed(seed, j))
+        Xj = designs[name]
+        for a in range(cv):
+            for b in range(a + 1, cv):
+                out = (f == a) | (f == b)
+                tasks.append((name, a, b, (seeded, Xj[~out], y_a[~out], Xj[out], t)))
+    stage = "cross-fitting (nested CV+)"
+    report(stage, 0, len(tasks))
+    results = _run([args for *_, args in tasks], n_jobs, backend)
+    Q = np.full((cv, y_a.size, len(models), t.size), np.nan)
+    for done, ((name, a, b, _), res) in enumerate(zip(tasks, results), start=1):
+        report(stage, done, len(tasks))
+        where = f" without folds {a + 1} and {b + 1} of {cv} (nested CV+)"
+        if res.error is not None:
+            results.close()
+            raise FitError(f"learner {name!r} failed{where}: {res.error_text}; drop it or use "
+                           "conformal='cqr'") from res.error
+        out = (f == a) | (f == b)
+        pred = check_predictions(res.pred, int(out.sum()), t.size, name, where)
+        m, in_b = models.index(name), f[out] == b
+        Q[a, np.flatnonzero(out)[in_b], m] = pred[in_b]    # rows of fold b, model without a (and b)
+        Q[b, np.flatnonzero(out)[~in_b], m] = pred[~in_b]  # rows of fold a, model without b (and a)
+    return Q

@@ -83,10 +83,14 @@ def _coverage(conformal: Optional[str], calibration, coverage: pd.DataFrame, n_c
                     f"when the guarantee holds")
         if conformal == "cv+":
             bound = max(0.0, calibration.coverage_bound(alpha))
-            claim = (f"CV+: the {row['nominal']:.0%} interval covers a new point with probability at least "
+            claim = (f"Nested CV+: the {row['nominal']:.0%} interval covers a new point with probability at least "
                      f"{bound:.3f} (marginally, over training and test draws)"
                      + (" — vacuous at this n and K" if bound == 0 else ""))
             source = "Barber et al. (2021), CV+; Fakoor et al. (2023)"
+        elif getattr(calibration, "column", None) is not None:
+            claim = (f"Mondrian CQR: the {row['nominal']:.0%} interval covers a new point with probability at least "
+                     f"{1 - alpha:.3f} marginally, and within each group of {calibration.column!r} (below)")
+            source = "Vovk (2012); Romano, Patterson & Candès (2019)"
         else:
             lo, hi = calibration.coverage_band(alpha)
             claim = (f"Split CQR: the {row['nominal']:.0%} interval covers a new point with probability between "
@@ -94,6 +98,19 @@ def _coverage(conformal: Optional[str], calibration, coverage: pd.DataFrame, n_c
                      f"n_cal = {n_cal})")
             source = "Romano, Patterson & Candès (2019)"
         out.append(Diagnostic(claim, source, observed, bool(row["inside"])))
+    groups = coverage[coverage["set"].str.startswith("test, ")]
+    for _, row in groups.iterrows():  # Mondrian: the guarantee of each group
+        alpha = 1 - row["nominal"]
+        label = row["set"][len("test, "):]
+        group = calibration.groups[[f"{calibration.column} = {g}" for g in calibration.groups].index(label)]
+        lo, hi = calibration.coverage_band(alpha, group)
+        out.append(Diagnostic(
+            f"Mondrian CQR, group {label}: the {row['nominal']:.0%} interval covers a new point of this group with "
+            f"probability between {lo:.3f} and {hi:.3f} (n_cal = {calibration.n_groups[calibration.groups.index(group)]})",
+            "Vovk (2012); Romano, Patterson & Candès (2019)",
+            f"observed coverage {row['observed']:.3f} on {int(row['n'])} test points of the group; 95% of test sets "
+            f"of this size fall in [{row['band_low']:.3f}, {row['band_high']:.3f}] when the guarantee holds",
+            bool(row["inside"])))
     return out
 
 

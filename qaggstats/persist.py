@@ -23,7 +23,7 @@ What a file holds
      pickle state); the patsy design is rebuilt from them on load, after the formula passed a
      safety check (no attribute access but ``np.<ufunc>`` and ``np.clip``/``where``/``round``,
      no names starting with ``_``);
-   - qaggstats' own classes (learners, ``Weights``, ``SplitCQR``/``CVPlusCQR``, ``NAReport``,
+   - qaggstats' own classes (learners, ``Weights``, ``SplitCQR``/``CVPlusCQR``/``MondrianCQR``, ``NAReport``,
      and classes callers add with ``classes=``) become their type name plus their attributes;
    - fitted scikit-learn estimators used by the learners, limited to
      :data:`FOREIGN_TYPES`, each become a nested skops archive of their own (bytes), checked
@@ -124,6 +124,7 @@ QAGG_TYPES: tuple[str, ...] = (
     "qaggstats.aggregate.Weights",
     "qaggstats.conformal.SplitCQR",
     "qaggstats.conformal.CVPlusCQR",
+    "qaggstats.conformal.MondrianCQR",
     "qaggstats.formula.NAReport",
     "qaggstats.predictor.Predictor",
     "qaggstats.basis.LocalBasis",

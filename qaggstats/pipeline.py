@@ -27,12 +27,13 @@ from . import conformal as conformal_mod
 from . import learners as learners_mod
 from .aggregate import fit_weights
 from .basis import LocalBasis, local_formula_with_response
-from .crossfit import CrossFit, crossfit
+from .crossfit import CrossFit, crossfit, crossfit_pairs
 from .errors import CalibrationError, DataError, SolverError
 from .formula import design_newdata, model_frames
 from .levels import validate_levels
 from .options import Conformal, Constraint, Family, NAPolicy, OnError, Postprocess, check_option
 from .predictor import Predictor, needed_models, sort_base
+from .monotone import postprocess as monotone_postprocess
 from .progress import ProgressFn, as_progress
 from .results import QaggResults
 
@@ -66,12 +67,21 @@ class _Split:
     cal: np.ndarray
 
 
-def _split_rows(n: int, conformal: Optional[str], cal_size: float, seed: int) -> _Split:
+def _split_rows(n: int, conformal: Optional[str], cal_size: float, seed: int,
+                groups: Optional[list] = None) -> _Split:
     if conformal not in ("cqr", "cqr-asymmetric"):
         return _Split(np.arange(n), np.arange(0))
     if not 0.0 < cal_size < 1.0:
         raise DataError(f"cal_size must be a fraction in (0, 1), got {cal_size!r}")
     rng = np.random.default_rng([seed, 1])  # a stream separate from the fold assignment
+    if groups is not None:  # Mondrian: every group gives cal_size of its rows to calibration
+        codes = pd.factorize(pd.Series(groups, dtype=object))[0]
+        cal = np.concatenate([rng.permutation(np.flatnonzero(codes == c))[:int(round(cal_size * np.sum(codes == c)))]
+                              for c in range(codes.max() + 1)])
+        if n - cal.size < 2:
+            raise CalibrationError(
+                f"cannot split {n} rows into training and calibration sets with cal_size={cal_size}")
+        return _Split(np.setdiff1d(np.arange(n), cal), np.sort(cal))
     perm = rng.permutation(n)
     n_cal = int(round(cal_size * n))
     if n_cal < 1 or n - n_cal < 2:
@@ -134,6 +144,9 @@ class BaseFit:
     timings: dict[str, float]
     test: Optional[pd.DataFrame]
     data_name: Optional[str]
+    Q_pairs: Optional[np.ndarray] = None  # (K, n, p, r) leave-two-folds-out predictions, nested CV+ only
+    conformal_groups: Optional[str] = None  # Mondrian calibration: the group column
+    group_labels: Optional[list] = None  # and the label of every used row
 
 
 def qagg(
@@ -147,6 +160,7 @@ def qagg(
     noncrossing: bool = True,
     postprocess: Postprocess = "sort",
     conformal: Conformal = None,
+    conformal_groups: Optional[str] = None,
     cal_size: float = 0.25,
     cv: int = 5,
     seed: int = 0,
@@ -202,11 +216,23 @@ def qagg(
         lower WIS (Fakoor et al. 2023).
     conformal : {None, "cqr", "cqr-asymmetric", "cv+"}
         Conformal calibration of the central intervals. "cqr" variants hold out ``cal_size``
-        of the rows (the finite-sample guarantee holds exactly); "cv+" reuses the
-        cross-fitted predictions: scores are those of the out-of-fold aggregate, and the
-        weights are fitted once on all out-of-fold rows (the paper's nested scheme, which
-        refits with two folds left out, is not implemented), so its CV+ bound is
-        approximate to the extent that the few weights depend on the scored row.
+        of the rows (split CQR: marginal coverage in ``[1 - alpha, 1 - alpha + 1/(n_cal + 1)]``).
+        "cv+" is the paper's nested CV+ (Fakoor et al. 2023; Barber et al. 2021): no rows held
+        out; each of the K fold models is the whole aggregate fitted without fold k (base
+        learners without fold k, weights on base predictions made without folds k and j), so
+        coverage is guaranteed at least ``1 - 2 alpha`` up to a small K-fold term and is
+        typically at least ``1 - alpha``. It costs ``K (K - 1) / 2`` extra fits per learner and
+        K extra weight fits, and needs ``cv >= 3``; ``cv=n`` gives the jackknife+ (affordable for
+        small n only). The fold aggregations keep every setting except ``noncrossing_at``.
+    conformal_groups : str, optional
+        Group-conditional (Mondrian) calibration with ``conformal="cqr"`` or
+        ``"cqr-asymmetric"``: a column of ``data`` (a factor; strings, integers or booleans)
+        whose every group gets its own correction from its own calibration rows, so coverage
+        holds within each group (``[1 - alpha, 1 - alpha + 1/(n_g + 1)]`` for a group with
+        ``n_g`` calibration rows), not only on average. The calibration split is stratified by
+        group; a group with fewer than ``1/alpha - 1`` calibration rows is an error naming it,
+        and so is predicting for a group not seen in calibration. The column need not be in
+        the formula.
     cal_size : float
         Fraction of rows held out for split conformal calibration.
     cv, seed, n_jobs : int
@@ -277,7 +303,7 @@ def qagg(
     check_option("family", family)
     check_option("postprocess", postprocess)
     base = fit_base(formula, data, models=models, taus=taus, conformal=conformal,
-                    cal_size=cal_size, cv=cv, seed=seed, n_jobs=n_jobs, na=na, test=test,
+                    conformal_groups=conformal_groups, cal_size=cal_size, cv=cv, seed=seed, n_jobs=n_jobs, na=na, test=test,
                     on_error=on_error, backend=backend, data_name=data_name, progress=progress)
     return fit_aggregate(base, family=family, constraint=constraint, noncrossing=noncrossing,
                          postprocess=postprocess, groups=groups, local_formula=local_formula,
@@ -293,8 +319,8 @@ def _check_seed(seed: Any) -> int:
 
 
 def fit_base(formula: str, data: pd.DataFrame, *, models=None, taus: Sequence[float] = DEFAULT_TAUS,
-             conformal: Conformal = None, cal_size: float = 0.25, cv: int = 5, seed: int = 0,
-             n_jobs: int = -1, na: NAPolicy = "drop", test: Optional[pd.DataFrame] = None,
+             conformal: Conformal = None, conformal_groups: Optional[str] = None, cal_size: float = 0.25,
+             cv: int = 5, seed: int = 0, n_jobs: int = -1, na: NAPolicy = "drop", test: Optional[pd.DataFrame] = None,
              on_error: OnError = "raise", backend: Any = "local", data_name: Optional[str] = None,
              progress: Optional[ProgressFn] = None) -> BaseFit:
     """Model frames, the calibration split and the cross-fitted base learners (see :func:`qagg`)."""
@@ -312,10 +338,14 @@ def fit_base(formula: str, data: pd.DataFrame, *, models=None, taus: Sequence[fl
     learners = _resolve_models(models, seed)
     formulas = {name: _learner_formula(obj, formula) for name, obj in learners.items()}
     frames = model_frames(formulas, data, na=na)
-    split = _split_rows(frames.y.shape[0], conformal, cal_size, seed)
+    labels = _conformal_groups(conformal_groups, conformal, data, frames, test)
+    split = _split_rows(frames.y.shape[0], conformal, cal_size, seed, labels)
     if split.train.size < cv:
         raise DataError(f"{split.train.size} training rows are fewer than cv={cv} folds")
-    _check_identified(learners, frames, split, int(cv))
+    if conformal == "cv+" and cv < 3:
+        raise CalibrationError(f"conformal='cv+' (nested CV+) fits the base learners without two folds at a time "
+                               f"and needs cv >= 3 folds; got cv={cv}")
+    _check_identified(learners, frames, split, int(cv), left_out=2 if conformal == "cv+" else 1)
     if test is not None:  # now, not at the first summary(): an unseen level is the likeliest problem
         for name, spec in frames.specs.items():
             try:
@@ -323,24 +353,51 @@ def fit_base(formula: str, data: pd.DataFrame, *, models=None, taus: Sequence[fl
             except DataError as err:
                 raise DataError(f"test= (model {name!r}): {err}; drop or recode those rows of the test data") from None
     t0 = time.perf_counter()
-    cf = crossfit(
-        learners, {name: frames.X[name][split.train] for name in learners}, frames.y[split.train],
-        taus, cv=cv, seed=seed, n_jobs=n_jobs, progress=as_progress(progress), on_error=on_error,
-        **({} if backend == "local" else {"backend": backend}),
-    )
+    X_train = {name: frames.X[name][split.train] for name in learners}
+    on_backend = {} if backend == "local" else {"backend": backend}
+    cf = crossfit(learners, X_train, frames.y[split.train], taus, cv=cv, seed=seed, n_jobs=n_jobs,
+                  progress=as_progress(progress), on_error=on_error, **on_backend)
+    Q_pairs = None
+    if conformal == "cv+":  # the inner out-of-fold arrays of the aggregations refitted without each fold
+        Q_pairs = sort_base(crossfit_pairs(learners, X_train, frames.y[split.train], taus, cf.folds, cf.models,
+                                           seed=seed, n_jobs=n_jobs, progress=as_progress(progress), **on_backend))
     return BaseFit(
         formula=formula, formulas=formulas, frames=frames, data_used=used_rows(data, frames),
         split=split, taus=taus, notes=notes, learners=learners, crossfit=cf, Q=sort_base(cf.Q),
         conformal=conformal, cal_size=cal_size, cv=int(cv), seed=seed, n_jobs=n_jobs,
-        timings={"cross-fitting": time.perf_counter() - t0}, test=test, data_name=data_name,
+        timings={"cross-fitting": time.perf_counter() - t0}, test=test, data_name=data_name, Q_pairs=Q_pairs,
+        conformal_groups=conformal_groups, group_labels=labels,
     )
 
 
-def _check_identified(learners: Mapping[str, Any], frames, split: _Split, cv: int) -> None:
+def _conformal_groups(column: Optional[str], conformal: Optional[str], data: pd.DataFrame, frames,
+                      test: Optional[pd.DataFrame]) -> Optional[list]:
+    """The group label of every used row for Mondrian calibration (None without ``conformal_groups``)."""
+    if column is None:
+        return None
+    if conformal not in ("cqr", "cqr-asymmetric"):
+        raise DataError(f"conformal_groups={column!r} (group-conditional calibration) needs conformal='cqr' or "
+                        f"'cqr-asymmetric'; got conformal={conformal!r}")
+    if not isinstance(column, str) or column not in data.columns:
+        raise DataError(f"conformal_groups={column!r} is not a column of the data")
+    labels = conformal_mod.group_labels(used_rows(data, frames)[column], column)
+    if test is not None:
+        if column not in test.columns:
+            raise DataError(f"test= has no conformal_groups column {column!r}")
+        seen = set(labels)
+        unseen = [v for v in dict.fromkeys(conformal_mod.group_labels(test[column].dropna(), column)) if v not in seen]
+        if unseen:
+            raise DataError(f"test= holds group(s) {', '.join(map(repr, unseen[:5]))} of conformal_groups column "
+                            f"{column!r} that the training data lack; drop or recode those rows of the test data")
+    return labels
+
+
+def _check_identified(learners: Mapping[str, Any], frames, split: _Split, cv: int, left_out: int = 1) -> None:
     """Refuse a linear learner with as many independent design columns as cross-fitting gives it
-    rows: its quantile fits would pass through every point (zero-width intervals)."""
+    rows (``left_out`` folds held out: 2 for nested CV+): its quantile fits would pass through
+    every point (zero-width intervals)."""
     n = split.train.size
-    rows = n - -(-n // cv)  # the training part beside the largest fold
+    rows = n - left_out * -(-n // cv)  # the training part beside the largest fold(s)
     for name, obj in learners.items():
         linear = isinstance(obj, learners_mod.LinearQR) or (
             isinstance(obj, learners_mod.LocationScale) and obj.mean_model is None)
@@ -370,79 +427,48 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
     taus, split, y, cf = base.taus, base.split, base.frames.y, base.crossfit
     timings = dict(base.timings)
 
-    # The local basis and the DQA features (also for "auto", which may choose either): learnt on
-    # the training rows; each is (formula spec or None, LocalBasis, design on every used row or None)
-    rows_of: dict[str, tuple] = {}
+    # The local basis and the DQA features (also for "auto", which may choose either): each a
+    # representation of the rows, learnt on the rows a weight fit sees (all training rows, or for
+    # nested CV+ those outside one fold)
+    reps: dict[str, _Rows] = {}
     if family in ("local", "auto"):
-        rows_of["local"] = _local_basis(base, local_formula)
+        reps["local"] = _local_rows(base, local_formula)
     if family == "dqa" or (family == "auto" and _deep.available()):
-        rows_of["dqa"] = _dqa_features(base, local_formula)
-    at_train = {fam: lb.transform(None if X is None else X[split.train], base.Q)
-                for fam, (_, lb, X) in rows_of.items()}
-    basis_spec, local, X_basis = rows_of.get("local", (None, None, None))
-    basis = at_train.get("local")
+        reps["dqa"] = _dqa_rows(base, local_formula)
     extra, notes = None, []
     if noncrossing_at is not None:
-        extra, skipped = _extra_points(base, noncrossing_at, basis_spec, local)
+        extra, skipped = _extra_points(base, noncrossing_at, reps["local"].spec if "local" in reps else None)
         if skipped:
             notes.append(f"noncrossing_at: {skipped:,} of {len(noncrossing_at):,} rows have missing predictors "
                          "and carry no non-crossing constraint")
+    w_obs = None if obs_weights is None else _observation_weights(obs_weights, base)
+    settings = dict(family=family, constraint=constraint, noncrossing=noncrossing, groups=groups, penalty=penalty,
+                    smooth=smooth, obs_weights=w_obs, min_gap=min_gap, weight_rows=weight_rows,
+                    solver=solver, dqa=dqa, candidates=candidates)
 
     report("weight fit", 0, 1)
     t0 = time.perf_counter()
-    fit_kwargs: dict[str, Any] = dict(family=family, constraint=constraint, noncrossing=noncrossing,
-                                      smooth=smooth, solver=solver)
-    if groups is not None:
-        fit_kwargs["groups"] = groups
-    if basis is not None:
-        fit_kwargs["basis"] = basis
-    if "dqa" in at_train:
-        fit_kwargs.update(features=at_train["dqa"], seed=base.seed)
-        if dqa is not None:
-            fit_kwargs["dqa"] = dict(dqa)
-    if candidates is not None:
-        if family != "auto":
-            raise DataError(f"candidates= applies to family='auto' only; got family {family!r}")
-        fit_kwargs["candidates"] = tuple(candidates)
-    if family in ("local", "auto", "dqa"):
-        # inner validation of the penalty / the family, and DQA's early stopping, on the same folds
-        fit_kwargs["folds"] = cf.folds
-    if family == "local":
-        fit_kwargs["penalty"] = penalty
-    if obs_weights is not None:
-        fit_kwargs["obs_weights"] = _observation_weights(obs_weights, base)
-    if min_gap:
-        fit_kwargs["min_gap"] = min_gap
-    if extra is not None:
-        fit_kwargs["extra"] = extra
-    rows = weight_subsample(y[split.train], weight_rows, base.seed)
-    if rows is not None:
-        for key in ("basis", "features", "obs_weights", "folds"):
-            if key in fit_kwargs:
-                fit_kwargs[key] = fit_kwargs[key][rows]
-    Q_fit, y_fit = (base.Q, y[split.train]) if rows is None else (base.Q[rows], y[split.train][rows])
-    if constraint == "simplex" and family not in ("qra", "fqra"):
-        # convex weights are unchanged when y and every base prediction move by one constant,
-        # and centring keeps the LP solvable for a response far from zero (y + 1e12)
-        shift = float(np.median(y_fit))
-        Q_fit, y_fit = Q_fit - shift, y_fit - shift
-        if "extra" in fit_kwargs:
-            fit_kwargs["extra"] = {**fit_kwargs["extra"], "Q": fit_kwargs["extra"]["Q"] - shift}
-    try:
-        wfit = fit_weights(Q_fit, y_fit, taus, **fit_kwargs)
-    except SolverError as err:
-        if min_gap:  # the likeliest cause: no weights can keep adjacent levels min_gap apart
-            raise SolverError(f"the weight fit failed with min_gap={min_gap:g}: adjacent aggregated quantiles "
-                              f"cannot all be kept {min_gap:g} apart; lower min_gap (solver said: {err})") from err
-        raise
+    wfit, bases, rows = _fit_aggregation(base, reps, base.Q, np.arange(split.train.size), cf.folds, extra,
+                                         **settings)
     timings["weight fit"] = time.perf_counter() - t0
     report("weight fit", 1, 1)
 
+    fold_aggs = None
+    t0 = time.perf_counter()
+    if base.conformal == "cv+":
+            calibration, fold_aggs = _nested_cv_plus(base, reps, lambda q: monotone_postprocess(q, taus, postprocess),
+                                                 settings)
     # the rows' representation the chosen family needs at predict time (none for most families)
-    basis_spec, local, X_basis = rows_of.get(wfit.family, (None, None, None))
-    basis = at_train.get(wfit.family)
-    # a basis built from the models' predictions needs every model at predict time
+    rep = reps.get(wfit.family)
+    basis_spec = rep.spec if rep is not None else None
+    local = bases.get(wfit.family)
+    basis = None if local is None else local.transform(None if rep.X is None else rep.X[split.train], base.Q)
+    # a basis built from the models' predictions needs every model at predict time; so do the fold
+    # aggregates of nested CV+ whose weights use models the full fit does not
     used = needed_models(wfit, list(cf.models), uses_all=local is not None and local.kind != "design")
+    for w_k, lb_k, _ in fold_aggs or ():
+        more = needed_models(w_k, list(cf.models), uses_all=lb_k is not None and lb_k.kind != "design")
+        used = [m for m in cf.models if m in used or m in more]
     predictor = Predictor(taus=taus, models=tuple(cf.models),
                           specs={m: base.frames.specs[m] for m in used},
                           learners={m: cf.fitted[m] for m in used}, weights=wfit,
@@ -450,19 +476,25 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
     q_oof_raw = predictor.combine(base.Q, basis)
     q_oof = predictor.finish(q_oof_raw)
 
-    t0 = time.perf_counter()
     if base.conformal in ("cqr", "cqr-asymmetric"):
         cal = {m: base.frames.X[m][split.cal] for m in used}
         if basis_spec is not None:
-            cal[_BASIS] = X_basis[split.cal]
+            cal[_BASIS] = rep.X[split.cal]
         Q_cal = predictor.base_quantiles(cal, where=" on calibration rows")
         q_cal = predictor.finish(predictor.combine(Q_cal, predictor.basis_rows(cal.get(_BASIS), Q_cal)))
         method = "asymmetric" if base.conformal == "cqr-asymmetric" else "symmetric"
-        predictor = predictor.with_calibration(conformal_mod.fit_cqr(q_cal, y[split.cal], taus, method=method))
+        if base.conformal_groups is None:
+            calibration = conformal_mod.fit_cqr(q_cal, y[split.cal], taus, method=method)
+        else:
+            calibration = conformal_mod.MondrianCQR.fit(
+                y[split.cal], q_cal, [base.group_labels[i] for i in split.cal], taus,
+                column=base.conformal_groups, asymmetric=method == "asymmetric")
+        predictor = predictor.with_calibration(calibration)
     elif base.conformal == "cv+":
+        fold_specs = {fam: reps[fam].spec for _, _, fam in fold_aggs if fam is not None and reps[fam].spec is not None}
         predictor = predictor.with_calibration(
-            conformal_mod.fit_cvplus(q_oof, y[split.train], cf.folds, taus),
-            fold_learners={m: list(cf.fold_models[m]) for m in used})
+            calibration, fold_learners={m: list(cf.fold_models[m]) for m in used},
+            fold_aggregates=tuple(fold_aggs), fold_basis_specs=fold_specs)
     timings["calibration"] = time.perf_counter() - t0
 
     return QaggResults(
@@ -479,19 +511,30 @@ def fit_aggregate(base: BaseFit, *, family: Family = "quantile", constraint: Con
 _BASIS = "__basis__"
 
 
-def _dqa_features(base: BaseFit, local_formula: Optional[str]):
-    """(spec, LocalBasis "design" fitted on the training rows, the design on every used row): the
-    inputs of the DQA network, the standardised design of ``local_formula`` or else of the formula."""
+@dataclass(frozen=True)
+class _Rows:
+    """A representation of the rows for local weights or DQA: a LocalBasis ``kind`` learnt on the
+    rows a weight fit sees, from a formula's design (``spec``, ``X`` on every used row) or, with
+    no formula, from the base models' own predictions."""
+
+    kind: str
+    spec: Any = None
+    X: Optional[np.ndarray] = None
+
+    def fit(self, X_rows: Optional[np.ndarray], Q: np.ndarray) -> LocalBasis:
+        names = None if self.spec is None else self.spec.column_names
+        return LocalBasis(kind=self.kind).fit(X_rows, None if self.X is not None else Q, column_names=names)
+
+
+def _dqa_rows(base: BaseFit, local_formula: Optional[str]) -> _Rows:
+    """The inputs of the DQA network: the standardised design of ``local_formula`` or else of the formula."""
     frames = model_frames({"features": local_formula_with_response(local_formula, base.formula)},
                           base.data_used, na="raise")
-    spec = frames.specs["features"]
-    X = frames.X["features"]
-    return spec, LocalBasis(kind="design").fit(X[base.split.train], None, column_names=spec.column_names), X
+    return _Rows("design", frames.specs["features"], frames.X["features"])
 
 
-def _local_basis(base: BaseFit, local_formula: Optional[str]):
-    """(spec or None, LocalBasis fitted on the training rows, the formula's design on every used
-    row or None).
+def _local_rows(base: BaseFit, local_formula: Optional[str]) -> _Rows:
+    """The local-weight basis.
 
     Without ``local_formula`` the basis is a partition of unity over the base models' own
     out-of-fold predicted location and spread (:class:`LocalBasis` "partition"), so it needs no
@@ -500,15 +543,98 @@ def _local_basis(base: BaseFit, local_formula: Optional[str]):
     training quantiles; simplex at every x).
     """
     if local_formula is None:
-        return None, LocalBasis().fit(None, base.Q), None
+        return _Rows("partition")
     frames = model_frames({"basis": local_formula_with_response(local_formula, base.formula)},
                           base.data_used, na="raise")
-    spec = frames.specs["basis"]
-    X = frames.X["basis"]
     # a partition of unity over the formula's columns: simplex weights at every x, and the
     # structured LP needs no positivity cuts (a linear basis of 20,000 rows stalled on them)
-    local = LocalBasis(kind="additive").fit(X[base.split.train], None, column_names=spec.column_names)
-    return spec, local, X
+    return _Rows("additive", frames.specs["basis"], frames.X["basis"])
+
+
+def _fit_aggregation(base: BaseFit, reps: Mapping[str, _Rows], Q: np.ndarray, rows: np.ndarray,
+                     folds: np.ndarray, extra: Optional[dict], *, family, constraint, noncrossing, groups,
+                     penalty, smooth, obs_weights, min_gap, weight_rows, solver, dqa, candidates):
+    """The weight fit on training rows ``rows`` (positions into the training rows) with their
+    sorted base predictions ``Q (len(rows), p, r)`` and fold ids ``folds`` for inner validation.
+
+    Returns the weights, the representations learnt on these rows (family -> LocalBasis) and
+    the weight-fit subsample (None: every row).
+    """
+    train = base.split.train[rows]
+    bases = {fam: rep.fit(None if rep.X is None else rep.X[train], Q) for fam, rep in reps.items()}
+    at = {fam: lb.transform(None if reps[fam].X is None else reps[fam].X[train], Q) for fam, lb in bases.items()}
+    fit_kwargs: dict[str, Any] = dict(family=family, constraint=constraint, noncrossing=noncrossing,
+                                      smooth=smooth, solver=solver)
+    if groups is not None:
+        fit_kwargs["groups"] = groups
+    if "local" in at:
+        fit_kwargs["basis"] = at["local"]
+    if "dqa" in at:
+        fit_kwargs.update(features=at["dqa"], seed=base.seed)
+        if dqa is not None:
+            fit_kwargs["dqa"] = dict(dqa)
+    if candidates is not None:
+        if family != "auto":
+            raise DataError(f"candidates= applies to family='auto' only; got family {family!r}")
+        fit_kwargs["candidates"] = tuple(candidates)
+    if family in ("local", "auto", "dqa"):
+        # inner validation of the penalty / the family, and DQA's early stopping, on the same folds
+        fit_kwargs["folds"] = folds
+    if family == "local":
+        fit_kwargs["penalty"] = penalty
+    if obs_weights is not None:
+        fit_kwargs["obs_weights"] = obs_weights[rows]
+    if min_gap:
+        fit_kwargs["min_gap"] = min_gap
+    if extra is not None:
+        fit_kwargs["extra"] = {"Q": extra["Q"]}
+        if "local" in bases:
+            fit_kwargs["extra"]["basis"] = bases["local"].transform(extra["X_basis"], extra["Q"])
+    y = base.frames.y[train]
+    sub = weight_subsample(y, weight_rows, base.seed)
+    if sub is not None:
+        for key in ("basis", "features", "obs_weights", "folds"):
+            if key in fit_kwargs:
+                fit_kwargs[key] = fit_kwargs[key][sub]
+    Q_fit, y_fit = (Q, y) if sub is None else (Q[sub], y[sub])
+    if constraint == "simplex" and family not in ("qra", "fqra"):
+        # convex weights are unchanged when y and every base prediction move by one constant,
+        # and centring keeps the LP solvable for a response far from zero (y + 1e12)
+        shift = float(np.median(y_fit))
+        Q_fit, y_fit = Q_fit - shift, y_fit - shift
+        if "extra" in fit_kwargs:
+            fit_kwargs["extra"] = {**fit_kwargs["extra"], "Q": fit_kwargs["extra"]["Q"] - shift}
+    try:
+        wfit = fit_weights(Q_fit, y_fit, base.taus, **fit_kwargs)
+    except SolverError as err:
+        if min_gap:  # the likeliest cause: no weights can keep adjacent levels min_gap apart
+            raise SolverError(f"the weight fit failed with min_gap={min_gap:g}: adjacent aggregated quantiles "
+                              f"cannot all be kept {min_gap:g} apart; lower min_gap (solver said: {err})") from err
+        raise
+    return wfit, bases, sub
+
+
+def _nested_cv_plus(base: BaseFit, reps: Mapping[str, _Rows], finish, settings: dict):
+    """The paper's nested CV+: the aggregation refitted without each fold k on the base models
+    fitted without folds k and j (``base.Q_pairs``), scored on fold k with the base models fitted
+    without fold k. Returns the calibration and, per fold, (weights, basis or None, family of
+    the basis or None). The fold aggregations keep every setting but ``noncrossing_at``."""
+    train = base.split.train
+
+    def fit(k, rows, inner):
+        w_k, bases_k, _ = _fit_aggregation(base, reps, base.Q_pairs[k][rows], rows, inner, None, **settings)
+        fam = w_k.family if w_k.family in bases_k else None
+        return w_k, bases_k.get(fam), fam
+
+    def predict(agg, k, rows):
+        w_k, lb_k, fam = agg
+        Q = base.Q[rows]  # fold k's out-of-fold rows: the base models fitted without fold k
+        if lb_k is None:
+            return finish(w_k.combine(Q))
+        X = reps[fam].X
+        return finish(w_k.combine(Q, basis=lb_k.transform(None if X is None else X[train[rows]], Q)))
+
+    return conformal_mod.nested_cv_plus(base.frames.y[train], base.crossfit.folds, base.taus, fit, predict)
 
 
 def weight_subsample(y: np.ndarray, max_rows: Optional[int], seed: int) -> Optional[np.ndarray]:
@@ -608,8 +734,9 @@ def _input_index(frames) -> pd.Index:
 _MAX_OBS_WEIGHT_RATIO = 1e9
 
 
-def _extra_points(base: BaseFit, points: pd.DataFrame, basis_spec, local) -> tuple[dict, int]:
-    """Sorted base predictions (and basis) at extra points for the non-crossing constraints.
+def _extra_points(base: BaseFit, points: pd.DataFrame, basis_spec) -> tuple[dict, int]:
+    """Sorted base predictions (and the local basis design) at extra points for the non-crossing
+    constraints.
 
     Returns the arrays and the number of points left out for missing predictors.
     """
@@ -619,9 +746,8 @@ def _extra_points(base: BaseFit, points: pd.DataFrame, basis_spec, local) -> tup
     if basis_spec is not None:
         specs[_BASIS] = basis_spec
     X, ok = design_newdata(specs, points)
-    extra = {"Q": sort_base(base.crossfit.predict({m: X[m] for m in base.crossfit.models}))}
-    if local is not None:
-        extra["basis"] = local.transform(X.get(_BASIS), extra["Q"])
+    extra = {"Q": sort_base(base.crossfit.predict({m: X[m] for m in base.crossfit.models})),
+             "X_basis": X.get(_BASIS)}
     return extra, int((~ok).sum())
 
 

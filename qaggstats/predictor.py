@@ -113,10 +113,17 @@ class Predictor:
         Formula of the local-weight basis when it is built from a ``local_formula``.
     basis : basis.LocalBasis or None
         The local-weight basis φ (``family="local"``), learnt on the training rows.
-    calibration : SplitCQR, CVPlusCQR or None
-        Conformal calibration.
+    calibration : SplitCQR, CVPlusCQR, MondrianCQR or None
+        Conformal calibration (Mondrian: rows with a missing group label are left out, like
+        rows with missing predictors).
     fold_learners : dict model -> list of learners, or None
-        The K fold models, kept only for CV+ (its intervals need them at predict time).
+        The K fold models of the base learners, kept only for CV+ (its intervals need them at
+        predict time).
+    fold_aggregates : tuple of (Weights, LocalBasis or None, str or None), or None
+        Nested CV+: per fold, the aggregation refitted without that fold (weights, the
+        local/DQA representation learnt without it, and which one, "local" or "dqa").
+    fold_basis_specs : dict {"local", "dqa"} -> FormulaSpec, or None
+        The formulas of the fold aggregates' representations built from a design.
     n_jobs : int
         Threads for the learners' predictions (joblib's ``n_jobs``, -1: all cores), used by
         learners that leave their own ``n_jobs`` unset (the forest's tree traversal and
@@ -134,6 +141,8 @@ class Predictor:
     calibration: Any = None
     fold_learners: Optional[Mapping[str, list]] = field(default=None)
     n_jobs: int = -1
+    fold_aggregates: Optional[tuple] = None
+    fold_basis_specs: Optional[Mapping[str, FormulaSpec]] = None
 
     # ------------------------------------------------------------------ the chain, on arrays
     def base_quantiles(self, designs: Mapping[str, np.ndarray], learners: Optional[Mapping[str, Any]] = None,
@@ -171,26 +180,53 @@ class Predictor:
         specs = dict(self.specs)
         if self.basis_spec is not None:
             specs[_BASIS] = self.basis_spec
+        for fam, spec in (self.fold_basis_specs or {}).items():
+            specs[_BASIS + fam] = spec
         return design_newdata(specs, newdata)
 
     def predict_parts(self, newdata: pd.DataFrame, calibrated: bool = True) -> PredictionParts:
         """Run the whole chain on new data (rows with missing predictors are left out, see ``ok``)."""
         X, ok = self.designs(newdata)
+        column = getattr(self.calibration, "column", None) if calibrated else None
+        if column is not None:  # Mondrian: the group column is needed, and a missing label is a missing predictor
+            if column not in newdata.columns:
+                raise DataError(f"newdata has no column {column!r}: the fit calibrates each of its groups "
+                                "(conformal_groups); add it, or predict with calibrated=False")
+            present = newdata[column].notna().to_numpy()
+            keep = present[ok]
+            X = {name: design[keep] for name, design in X.items()}
+            ok = ok & present
         Q = self.base_quantiles(X)
         basis = self.basis_rows(X.get(_BASIS), Q)
         raw = self.combine(Q, basis)
         final = self.finish(raw)
         if calibrated and self.calibration is not None:
             if self.fold_learners is not None:  # CV+: each fold model's aggregate enters the interval
-                K = len(next(iter(self.fold_learners.values())))
-                per_fold = [self.finish(self.combine(self.base_quantiles(
-                    X, {m: models[k] for m, models in self.fold_learners.items()},
-                    f" (fold model {k + 1} of {K}) on new data"), basis)) for k in range(K)]
-                final = self.calibration.apply(np.stack(per_fold))
+                final = self.calibration.apply(np.stack(self._fold_predictions(X)), final)
+            elif column is not None:
+                final = self.calibration.apply(final, newdata[column].to_numpy()[ok])
             else:
                 final = self.calibration.apply(final)
         return PredictionParts(base=Q, raw=raw, final=final, ok=ok)
 
-    def with_calibration(self, calibration: Any, fold_learners: Optional[Mapping[str, list]] = None) -> "Predictor":
-        """A copy with a conformal calibration (and, for CV+, the fold models) attached."""
-        return replace(self, calibration=calibration, fold_learners=fold_learners)
+    def _fold_predictions(self, X: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Nested CV+: each fold aggregate (its base learners and weights fitted without that fold)
+        at the rows of designs ``X``, post-processed: K arrays (m, r)."""
+        K = len(self.fold_aggregates)
+        out = []
+        for k, (weights, basis, fam) in enumerate(self.fold_aggregates):
+            Q = self.base_quantiles(X, {m: models[k] for m, models in self.fold_learners.items()},
+                                    f" (fold model {k + 1} of {K}) on new data")
+            if basis is None:
+                raw = weights.combine(Q)
+            else:
+                raw = weights.combine(Q, basis=basis.transform(X.get(_BASIS + fam), Q))
+            out.append(self.finish(raw))
+        return out
+
+    def with_calibration(self, calibration: Any, fold_learners: Optional[Mapping[str, list]] = None,
+                         fold_aggregates: Optional[tuple] = None,
+                         fold_basis_specs: Optional[Mapping[str, FormulaSpec]] = None) -> "Predictor":
+        """A copy with a conformal calibration (and, for CV+, the fold models and aggregates) attached."""
+        return replace(self, calibration=calibration, fold_learners=fold_learners,
+                       fold_aggregates=fold_aggregates, fold_basis_specs=fold_basis_specs)

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from . import conformal as conformal_mod
 from . import plots
 from .errors import QaggError, SaveError
 from .files import atomic_write
@@ -329,6 +330,9 @@ def build_context(results) -> dict[str, Any]:
 
     # 5 calibration
     ctx["coverage_table"] = _coverage_table(r.coverage, num.table())
+    ctx["mondrian_table"] = _mondrian_table(r.calibration, num)
+    ctx["conditional_table"], ctx["worst_slab"] = _conditional_table(r.conditional_coverage, num)
+    ctx["guarantees"] = conformal_mod.guarantees(r.calibration, r.taus)
     ctx["fig_conditional"] = _conditional_figure(r, taus, pair, num)
     ctx["fig_reliability"] = _svg_figure(
         plots.reliability_diagram(r.y, {"aggregate": r.q_oof}, taus),
@@ -383,7 +387,7 @@ def _key_numbers(r, models: list[str], wis_dec: int, pair) -> dict[str, str]:
 
 def _data_rows(r) -> list[tuple[str, str]]:
     calib = {None: "none", "cqr": "split CQR", "cqr-asymmetric": "split CQR (asymmetric)",
-             "cv+": "CV+ (cross-fitted CQR)"}.get(r.conformal, str(r.conformal))
+             "cv+": "nested CV+ (cross-fitted CQR, aggregation refitted without each fold)"}.get(r.conformal, str(r.conformal))
     rows = [
         ("Data", str(r.data_name)),
         ("Response", str(r.response)),
@@ -457,6 +461,41 @@ def fmt_change(change: float, scale: float) -> str:
     if abs(change) <= 1e-9 * abs(scale):
         return "0"
     return f"{change:+,.{decimals_for([change], significant=2)}f}".replace("-", "−")
+
+
+def _mondrian_table(calibration: Any, num: _Numbering) -> dict | None:
+    """Per-group corrections and guaranteed bands of a Mondrian calibration (None otherwise)."""
+    if getattr(calibration, "column", None) is None:
+        return None
+    t = calibration.table()
+    rows = [[_cell(str(v), "label" if j == 0 else "") for j, v in enumerate(row)] for row in t.itertuples(index=False)]
+    return _table([(str(c), j > 0) for j, c in enumerate(t.columns)], rows,
+                  f"Group-conditional (Mondrian) calibration by {calibration.column!r}: each group's correction "
+                  "comes from its own calibration rows, so coverage is guaranteed within each group.", num.table())
+
+
+def _conditional_table(table: pd.DataFrame | None, num: _Numbering) -> tuple[dict | None, str]:
+    """Test coverage in bins of the top features and of the predicted width, and the worst-slab sentence."""
+    if table is None or not len(table):
+        return None, ""
+    rows, classes = [], []
+    for _, c in table.iterrows():
+        inside = bool(c["inside"])
+        rows.append([_cell(c["variable"], "label"), _cell(c["bin"]), _cell(int(c["n"])),
+                     _cell(fmt_pct(float(c["observed"]))),
+                     _cell(f"{fmt_pct(float(c['band_low']))} – {fmt_pct(float(c['band_high']))}"),
+                     _cell("yes" if inside else "no", "good" if inside else "bad")])
+        classes.append("highlight" if c["worst"] else "")
+    nominal = float(table["nominal"].iloc[0])
+    w = table[table["worst"]].iloc[0]
+    worst = (f"Worst slab: {w['variable']} in {w['bin']}, coverage {fmt_pct(float(w['observed']))} on "
+             f"{int(w['n'])} test rows (band {fmt_pct(float(w['band_low']))} – {fmt_pct(float(w['band_high']))}, "
+             f"{'inside' if w['inside'] else 'outside'}).")
+    return _table([("Variable", False), ("Bin", False), ("n", True), ("Observed", True), ("95% band", True),
+                   ("Inside", True)], rows,
+                  f"Conditional coverage of the {nominal:.0%} interval on the test data, in equal-count bins of the "
+                  "features the interval width varies with most and of the predicted width; the band is where a "
+                  "bin's coverage should fall if coverage held within it.", num.table(), row_classes=classes), worst
 
 
 def _monotone_table(monotone: pd.DataFrame, chosen: str, n: int, number: int, dec: int) -> dict:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from . import conformal as conformal_mod
 from . import scoring
 from ._version import __version__
 from .diagnostics import Diagnostic, diagnose
@@ -107,13 +108,35 @@ def _describe_learner(obj: Any, given: Any = None, seed: Optional[int] = None) -
     return repr(obj) if type(obj).__repr__ is not object.__repr__ else type(obj).__name__
 
 
+_TOP_FEATURES = 3
+
+
+def _association(values: pd.Series, width: np.ndarray) -> float:
+    """How much the interval width varies with a column: |Spearman| for numbers, the correlation
+    ratio for a factor (NaN for a constant column)."""
+    v = values.reset_index(drop=True)
+    if pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v):
+        if v.nunique() < 2 or np.ptp(width) == 0:
+            return float("nan")
+        return abs(float(pd.Series(width).corr(v.astype(float), method="spearman")))
+    w = pd.Series(width)
+    total = float(((w - w.mean()) ** 2).sum())
+    if v.nunique() < 2 or total == 0:
+        return float("nan")
+    means = w.groupby(v.astype(str)).transform("mean")
+    return float(np.sqrt(((means - w.mean()) ** 2).sum() / total))
+
+
 def _summary(r: "QaggResults") -> Summary:
     """The boxed summary of a fit, rendered by :class:`qaggstats.summary.Summary`."""
     calib = "none"
     if r.conformal in ("cqr", "cqr-asymmetric"):
         calib = f"{r.conformal} (n_cal = {r.n_cal:,})"
+        column = getattr(r.calibration, "column", None)
+        if column is not None:
+            calib += f", per group of {column!r} (Mondrian)"
     elif r.conformal == "cv+":
-        calib = f"cv+ ({r.cv} folds)"
+        calib = f"nested cv+ ({r.cv} folds)"
     rows = f"{r.na.n_input:,} given, {r.na.n_used:,} used"
     if r.na.n_dropped:
         rows += f" ({r.na.n_dropped:,} dropped for missing values)"
@@ -159,8 +182,21 @@ def _summary(r: "QaggResults") -> Summary:
     if r.test_scores is not None:
         sections.append(("Test scores", scores(r.test_scores)))
     sections.append(("Monotone post-processing (out-of-fold)", r.monotone))
+    if getattr(r.calibration, "column", None) is not None:
+        sections.append((f"Group-conditional (Mondrian) calibration by {r.calibration.column!r}: coverage holds "
+                         "within each group", r.calibration.table()))
     if len(r.coverage):
         sections.append(("Coverage", r.coverage))
+    cond = r.conditional_coverage
+    if cond is not None and len(cond):
+        sections.append((f"Conditional coverage of the {cond['nominal'].iloc[0]:.0%} interval on the test data "
+                         "(bins of the top features and of the predicted width; band: where each bin should fall "
+                         "if coverage held within it)", cond.drop(columns=["nominal", "worst"])))
+        w = cond[cond["worst"]].iloc[0]
+        sections.append(("Worst slab", [
+            f"{w['variable']} in {w['bin']}: coverage {w['observed']:.3f} on {w['n']} test rows, band "
+            f"[{w['band_low']:.3f}, {w['band_high']:.3f}] — {'inside' if w['inside'] else 'outside'} its band"]))
+    sections.append(("What the calibration guarantees", conformal_mod.guarantees(r.calibration, r.taus)))
     sections.append(("Diagnostics", [f"[{d.verdict}] {d.claim} ({d.source}): {d.observed}" for d in r.diagnostics]))
     if r.notes:
         sections.append(("Notes", list(r.notes)))
@@ -308,8 +344,48 @@ class QaggResults(SummaryMixin):
         return pd.DataFrame(rows)
 
     @_cached
-    def _test_tables(self) -> Optional[tuple[pd.DataFrame, pd.DataFrame]]:
-        return None if self._test is None else self._score_frame(self._test)
+    def _test_tables(self) -> Optional[tuple[pd.DataFrame, pd.DataFrame, Optional[pd.DataFrame]]]:
+        return None if self._test is None else self._score_frame(self._test, conditional=True)
+
+    @property
+    def conditional_coverage(self) -> Optional[pd.DataFrame]:
+        """Test coverage of one central interval (nominal nearest 80 %) in bins of the top features
+        and of the predicted width, each with the band it should fall in if coverage held within
+        the bin (None without ``test=``); see :func:`qaggstats.scoring.coverage_by_bins`.
+
+        The features are the data columns the formulas use whose values the interval width
+        varies with most (|Spearman correlation|, or the correlation ratio for a factor), at
+        most three. Columns: ``variable``, ``bin``, ``n``, ``observed``, ``band_low``,
+        ``band_high``, ``inside``, ``nominal``, ``worst`` (True on the lowest-coverage bin).
+        """
+        tables = self._test_tables
+        return None if tables is None else tables[2]
+
+    def _band(self, alpha: float, n: int) -> tuple[float, float]:
+        """The 95 % band of observed coverage on n fresh rows that the calibration promises."""
+        if self.calibration is not None and self.conformal != "cv+":
+            return self.calibration.binomial_band(alpha, n)
+        return tuple(map(float, scoring.binomial_band(1 - alpha, n)))
+
+    def _conditional_rows(self, rows: pd.DataFrame, y: np.ndarray, q: np.ndarray) -> Optional[pd.DataFrame]:
+        pairs = scoring.central_pairs(self.taus)
+        if not pairs or y.size < 20:
+            return None
+        lo, hi = min(pairs, key=lambda p: (abs(1 - 2 * self.taus[p[0]] - 0.8), -p[1]))
+        alpha = 2 * self.taus[lo]
+        width = q[:, hi] - q[:, lo]
+        specs = list(self.predictor.specs.values()) + [self.predictor.basis_spec]
+        columns = list(dict.fromkeys(c for spec in specs if spec is not None for c in spec.columns
+                                     if c != self.response and c in rows.columns))
+        strength = {c: _association(rows[c], width) for c in columns}
+        top = sorted((c for c in columns if np.isfinite(strength[c])), key=lambda c: -strength[c])[:_TOP_FEATURES]
+        variables = {c: rows[c] for c in top}
+        variables["predicted width"] = width
+        table = scoring.coverage_by_bins(y, q[:, lo], q[:, hi], variables, lambda n: self._band(alpha, n))
+        table["nominal"] = round(1 - alpha, 10)
+        worst = scoring.worst_slab(table)
+        table["worst"] = table.index == (worst.name if worst is not None else -1)
+        return table
 
     @property
     def test_scores(self) -> Optional[pd.DataFrame]:
@@ -333,16 +409,23 @@ class QaggResults(SummaryMixin):
                         q_oof_raw=self.q_oof_raw, conformal=self.conformal, calibration=self.calibration,
                         coverage=self.coverage, n_cal=self.n_cal)
 
-    def _score_frame(self, data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _score_frame(self, data: pd.DataFrame, conditional: bool = False
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, Optional[pd.DataFrame]]:
         if not isinstance(data, pd.DataFrame):
             raise DataError(f"data to score must be a pandas DataFrame, got {type(data).__name__}")
         if self.response not in data.columns:
             raise DataError(f"data to score has no response column {self.response!r}")
         y_all = pd.to_numeric(data[self.response], errors="coerce").to_numpy(dtype=float)
         preds: dict[str, np.ndarray] = {}
+        column = getattr(self.calibration, "column", None)  # Mondrian: rows need their group label
+        if column is not None and column not in data.columns:
+            raise DataError(f"data to score has no conformal_groups column {column!r}")
         if self._base is not None:  # every base model and the ensembles (in memory; saved fits keep only used models)
             specs = {m: self._base.frames.specs[m] for m in self.models}
             X, ok = design_newdata(specs, data)
+            if column is not None:
+                present = data[column].notna().to_numpy()
+                X, ok = {m: v[present[ok]] for m, v in X.items()}, ok & present
             parts = self.predictor.predict_parts(data[ok])
             baselines = self._baselines(sort_base(self._base.crossfit.predict(X)))
         else:
@@ -359,7 +442,14 @@ class QaggResults(SummaryMixin):
         table = scoring.score_table(y, preds, self.taus)
         table.attrs["n"] = int(keep.sum())
         table.attrs["n_dropped"] = int(len(data) - keep.sum())
-        return table, self._coverage_rows(y, parts.final[keep], "test")
+        coverage = self._coverage_rows(y, parts.final[keep], "test")
+        cond = self._conditional_rows(data[ok][keep], y, parts.final[keep]) if conditional else None
+        if column is not None:  # and within each group, against the group's own band
+            labels = data[column].to_numpy()[ok][keep]
+            by_group = self.calibration.check_coverage(y, parts.final[keep], labels)
+            by_group.insert(0, "set", [f"test, {column} = {g}" for g in by_group.pop("group")])
+            coverage = pd.concat([coverage, by_group.drop(columns="n_cal")], ignore_index=True)
+        return table, coverage, cond
 
     def scores(self, data: pd.DataFrame) -> pd.DataFrame:
         """Scores of every base model, the mean/median ensembles and the aggregate on ``data``.
@@ -375,8 +465,8 @@ class QaggResults(SummaryMixin):
         for i, j in scoring.central_pairs(self.taus):
             alpha = 2 * self.taus[i]
             observed = float(np.mean((y >= q[:, i]) & (y <= q[:, j])))
-            if self.calibration is not None and which == "test" and self.conformal != "cv+":
-                lo, hi = self.calibration.binomial_band(alpha, n)
+            if which == "test":
+                lo, hi = self._band(alpha, n)
             else:
                 lo, hi = map(float, scoring.binomial_band(1 - alpha, n))
             rows.append({"set": which, "nominal": 1 - alpha, "observed": observed,
@@ -625,6 +715,9 @@ def _check_predicts(predictor: Any, path: Any) -> None:
     frames = [spec._train.iloc[:3].reset_index(drop=True) for spec in specs if spec is not None]
     probe = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=range(1))
     probe = probe.loc[:, ~probe.columns.duplicated()]
+    groups = getattr(getattr(predictor, "calibration", None), "groups", None)
+    if groups:  # Mondrian calibration reads its group column
+        probe[predictor.calibration.column] = groups[0]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

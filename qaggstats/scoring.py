@@ -36,6 +36,8 @@ __all__ = [
     "wis",
     "wis_decomposition",
     "binomial_band",
+    "coverage_by_bins",
+    "worst_slab",
     "central_pairs",
     "interval_coverage",
     "interval_width",
@@ -505,3 +507,76 @@ def score_table(y: object, predictions: Mapping[str, object], taus: object) -> p
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model"
     return table
+
+
+def coverage_by_bins(y: np.ndarray, lower: np.ndarray, upper: np.ndarray, variables: Mapping[str, object],
+                     band, bins: int = 5, min_rows: int = 10) -> pd.DataFrame:
+    """Coverage of one interval within bins of each variable (conditional-coverage diagnostic).
+
+    A numeric variable is cut into ``bins`` equal-count (quantile) bins; any other (a factor,
+    strings, booleans) into its levels. Each bin gets the band its observed coverage should fall
+    in if coverage held *within* the bin at the level the calibration promises on average:
+    ``band(n)`` for a bin of ``n`` rows (e.g. a calibration's ``binomial_band``). Bins with fewer
+    than ``min_rows`` rows are left out (too few to say anything).
+
+    Parameters
+    ----------
+    y, lower, upper : (n,) ndarray
+        Outcomes and the interval's ends on held-out rows.
+    variables : mapping name -> (n,) values
+        The variables to bin (features, the predicted width).
+    band : callable ``n -> (low, high)``
+    bins : int
+    min_rows : int
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``variable``, ``bin`` (label), ``n``, ``observed``, ``band_low``, ``band_high``, ``inside``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.uniform(size=400); y = rng.normal(scale=1 + 2 * x)
+    >>> t = coverage_by_bins(y, -np.ones(400) * 2, np.ones(400) * 2, {"x": x},
+    ...                      lambda n: tuple(map(float, binomial_band(0.9, n))), bins=4)
+    >>> t["observed"].round(2).tolist(), t["inside"].tolist()
+    ([0.86, 0.76, 0.54, 0.48], [True, False, False, False])
+    """
+    y, lower, upper = (np.asarray(a, dtype=float) for a in (y, lower, upper))
+    covered = (lower <= y) & (y <= upper)
+    rows = []
+    for name, values in variables.items():
+        v = pd.Series(np.asarray(values) if not isinstance(values, pd.Series) else values.to_numpy())
+        if pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v) and v.nunique() > bins:
+            cut = pd.qcut(v, bins, duplicates="drop")
+            labels = cut.astype(str)
+            order = list(cut.cat.categories.astype(str))
+        else:
+            labels = v.astype(str)
+            order = list(dict.fromkeys(labels))
+        for label in order:
+            sel = (labels == label).to_numpy()
+            n = int(sel.sum())
+            if n < min_rows:
+                continue
+            observed = float(covered[sel].mean())
+            low, high = band(n)
+            rows.append({"variable": str(name), "bin": label, "n": n, "observed": observed,
+                         "band_low": float(low), "band_high": float(high),
+                         "inside": bool(low <= observed <= high)})
+    return pd.DataFrame(rows, columns=["variable", "bin", "n", "observed", "band_low", "band_high", "inside"])
+
+
+def worst_slab(table: pd.DataFrame) -> pd.Series | None:
+    """The bin of :func:`coverage_by_bins` with the lowest observed coverage (None if empty).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"variable": ["x", "x"], "bin": ["a", "b"], "observed": [0.9, 0.7]})
+    >>> worst_slab(t)["bin"]
+    'b'
+    """
+    if table is None or not len(table):
+        return None
+    return table.loc[table["observed"].idxmin()]

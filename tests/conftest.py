@@ -160,8 +160,27 @@ def make_synthetic_results(n: int = 300, seed: int = 0, response: str = "foodexp
                          "band_high": float(b_hi), "inside": bool(b_lo <= obs <= b_hi), "n": yy.size})
         return rows
 
+    def conditional_rows(yy, qq, features):
+        """80 % interval coverage in quintile bins of each feature and of the width, binomial bands."""
+        lo, hi = next((i, j) for i, j in pairs(taus) if np.isclose(taus[i], 0.1))
+        inside = (qq[:, lo] <= yy) & (yy <= qq[:, hi])
+        rows = []
+        for name, v in {**features, "predicted width": qq[:, hi] - qq[:, lo]}.items():
+            edges = np.quantile(v, np.linspace(0, 1, 6))
+            which = np.clip(np.searchsorted(edges, v, side="left") - 1, 0, 4)
+            for b in range(5):
+                sel = which == b
+                obs = float(inside[sel].mean())
+                b_lo, b_hi = binom.ppf([0.025, 0.975], sel.sum(), 0.8) / sel.sum()
+                rows.append({"variable": name, "bin": f"({edges[b]:.3g}, {edges[b + 1]:.3g}]", "n": int(sel.sum()),
+                             "observed": obs, "band_low": float(b_lo), "band_high": float(b_hi),
+                             "inside": bool(b_lo <= obs <= b_hi), "nominal": 0.8})
+        table = pd.DataFrame(rows)
+        table["worst"] = table.index == table["observed"].idxmin()
+        return table
+
     cov = coverage_rows(y, q, "out-of-fold (uncalibrated)")
-    test_scores = None
+    test_scores = conditional = None
     if with_test:
         xt = np.exp(rng.uniform(np.log(400), np.log(5000), 150))
         mt, st = _truth(xt)
@@ -172,6 +191,7 @@ def make_synthetic_results(n: int = 300, seed: int = 0, response: str = "foodexp
         tp.update(mean=Qt.mean(axis=1), median=np.median(Qt, axis=1), aggregate=qt)
         test_scores = score_table(yt, tp, taus)
         cov += coverage_rows(yt, qt, "test")
+        conditional = conditional_rows(yt, qt, {feature: xt})
     coverage = pd.DataFrame(cov)
 
     mono = monotone.set_index("step")
@@ -222,7 +242,7 @@ def make_synthetic_results(n: int = 300, seed: int = 0, response: str = "foodexp
                                          status="optimal", seconds=0.12, family="quantile"),
         frame=frame, y=y, Q=Q, q_oof=q, q_oof_raw=q_raw,
         oof_scores=oof, test_scores=test_scores, monotone=monotone,
-        calibration=None, coverage=coverage, diagnostics=diagnostics,
+        calibration=None, coverage=coverage, conditional_coverage=conditional, diagnostics=diagnostics,
     )
 
 
