@@ -165,7 +165,9 @@ def _check_n(n: int, taus: np.ndarray, pairs, alphas, method: str, per_side: boo
         if n < need:
             raise CalibrationError(
                 f"{method} needs at least {need} calibration points for {_describe(taus, lo, hi)}; "
-                f"got n_cal = {n}"
+                f"got n_cal = {n}. Give it more calibration rows (more data, or a larger cal_size= in "
+                "qagg), use conformal=\"cv+\" (it calibrates on every row through the folds), or "
+                "calibrate only levels nearer the median"
             )
 
 

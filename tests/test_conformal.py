@@ -83,7 +83,8 @@ def test_too_few_calibration_points():
     # alpha = 0.1 needs n_cal >= 1/alpha - 1 = 9; per side (asymmetric) 1/0.05 - 1 = 19
     q = np.tile([-1.0, 0.0, 1.0], (8, 1))
     with pytest.raises(CalibrationError, match=r"at least 9 calibration points for the 90% "
-                                               r"interval \(levels 0.05, 0.95\); got n_cal = 8"):
+                                               r"interval \(levels 0.05, 0.95\); got n_cal = 8\. .*larger cal_size=.*"
+                                               r"conformal=\"cv\+\""):
         SplitCQR.fit(np.zeros(8), q, [0.05, 0.5, 0.95])
     cal = SplitCQR.fit(np.arange(9.0), np.tile([-1.0, 0.0, 1.0], (9, 1)), [0.05, 0.5, 0.95])
     assert cal.corrections.tolist() == [7.0]  # rank ceil(10 * 0.9) = 9: the largest score
